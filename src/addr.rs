@@ -1,0 +1,401 @@
+//! Address parsing and formatting: the one place that turns the host's text
+//! into socket addresses and back (host name resolution will grow here).
+//!
+//! Accepted: numeric IPv4 and IPv6 literals, IPv6 with a zone
+//! ("fe80::1%eth0" or "fe80::1%2"), and "localhost". A literal of the other
+//! family than the socket's is `DGRAM_EINVAL`.
+
+use std::ffi::{c_char, CStr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use crate::error::{Errno, Result, DGRAM_ENODEV};
+use crate::sys;
+use crate::types::{dgram_addr, dgram_family, DGRAM_ADDRSTRLEN};
+
+/// The IP family of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// Largest UDP payload of one datagram: 65535 minus the IP and UDP headers
+    /// (20 + 8 for IPv4; 8 for IPv6, whose header is not counted in its length).
+    pub fn max_payload(self) -> usize {
+        match self {
+            Family::V4 => 65507,
+            Family::V6 => 65527,
+        }
+    }
+
+    pub fn unspecified(self, port: u16) -> SocketAddr {
+        match self {
+            Family::V4 => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
+            Family::V6 => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+        }
+    }
+
+    pub fn loopback(self, port: u16) -> SocketAddr {
+        match self {
+            Family::V4 => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            Family::V6 => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+        }
+    }
+}
+
+/// Port for bind: 0 (the OS picks) to 65535.
+pub fn bind_port(port: i32) -> Result<u16> {
+    u16::try_from(port).map_err(|_| Errno::INVAL)
+}
+
+/// Port for send: 1 to 65535.
+pub fn send_port(port: i32) -> Result<u16> {
+    match u16::try_from(port) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(Errno::INVAL),
+    }
+}
+
+/// Parses a host string for a socket of `family`: the address with its IPv6
+/// zone index (0 when none).
+pub fn parse_host(host: &CStr, family: Family) -> Result<(IpAddr, u32)> {
+    let text = host.to_str().map_err(|_| Errno::INVAL)?;
+    if text == "localhost" {
+        return Ok((family.loopback(0).ip(), 0));
+    }
+    match family {
+        Family::V4 => text
+            .parse::<Ipv4Addr>()
+            .map(|ip| (IpAddr::V4(ip), 0))
+            .map_err(|_| Errno::INVAL),
+        Family::V6 => {
+            let (literal, zone) = match text.split_once('%') {
+                Some((literal, zone)) => (literal, Some(zone)),
+                None => (text, None),
+            };
+            let ip = literal.parse::<Ipv6Addr>().map_err(|_| Errno::INVAL)?;
+            let scope = match zone {
+                Some(zone) => interface_index(zone)?,
+                None => 0,
+            };
+            Ok((IpAddr::V6(ip), scope))
+        }
+    }
+}
+
+/// An IPv6 zone or interface: a decimal index, or an interface name.
+/// A malformed one is `DGRAM_EINVAL`; a well-formed name that does not
+/// exist here is `DGRAM_ENODEV`.
+pub fn interface_index(zone: &str) -> Result<u32> {
+    if zone.is_empty() {
+        return Err(Errno::INVAL);
+    }
+    if zone.bytes().all(|b| b.is_ascii_digit()) {
+        return zone.parse::<u32>().map_err(|_| Errno::INVAL);
+    }
+    if zone.len() >= libc::IF_NAMESIZE
+        || zone
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'%')
+    {
+        return Err(Errno::INVAL);
+    }
+    match sys::if_nametoindex(zone) {
+        0 => Err(Errno(DGRAM_ENODEV)),
+        index => Ok(index),
+    }
+}
+
+/// The socket address to bind: NULL address means every interface.
+pub fn bind_target(address: Option<&CStr>, port: i32, family: Family) -> Result<SocketAddr> {
+    let port = bind_port(port)?;
+    match address {
+        None => Ok(family.unspecified(port)),
+        Some(host) => parse_host(host, family).map(|(ip, scope)| with_port(ip, scope, port)),
+    }
+}
+
+/// The destination of a send: NULL address means the loopback address
+/// (127.0.0.1 or ::1), as in Node and IoT.js.
+pub fn send_target(address: Option<&CStr>, port: i32, family: Family) -> Result<SocketAddr> {
+    let port = send_port(port)?;
+    match address {
+        None => Ok(family.loopback(port)),
+        Some(host) => parse_host(host, family).map(|(ip, scope)| with_port(ip, scope, port)),
+    }
+}
+
+fn with_port(ip: IpAddr, scope: u32, port: u16) -> SocketAddr {
+    match ip {
+        IpAddr::V4(ip) => SocketAddr::V4(SocketAddrV4::new(ip, port)),
+        IpAddr::V6(ip) => SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope)),
+    }
+}
+
+/// A multicast group of the socket's family; anything else is `DGRAM_EINVAL`.
+pub fn multicast_group(group: &CStr, family: Family) -> Result<IpAddr> {
+    let (ip, _scope) = parse_host(group, family)?;
+    if ip.is_multicast() {
+        Ok(ip)
+    } else {
+        Err(Errno::INVAL)
+    }
+}
+
+/// The membership interface of a udp4 socket: the IPv4 address of a local
+/// interface; NULL lets the kernel choose.
+pub fn membership_interface_v4(iface: Option<&CStr>) -> Result<Ipv4Addr> {
+    match iface {
+        None => Ok(Ipv4Addr::UNSPECIFIED),
+        Some(text) => text
+            .to_str()
+            .map_err(|_| Errno::INVAL)?
+            .parse()
+            .map_err(|_| Errno::INVAL),
+    }
+}
+
+/// The membership interface of a udp6 socket: an interface name ("eth0"),
+/// an index ("2"), or an address with a zone ("::%eth0"); NULL lets the
+/// kernel choose (index 0).
+pub fn membership_interface_v6(iface: Option<&CStr>) -> Result<u32> {
+    let Some(text) = iface else { return Ok(0) };
+    let text = text.to_str().map_err(|_| Errno::INVAL)?;
+    match text.split_once('%') {
+        Some((literal, zone)) => {
+            literal.parse::<Ipv6Addr>().map_err(|_| Errno::INVAL)?;
+            interface_index(zone)
+        }
+        None => interface_index(text),
+    }
+}
+
+/// Formats `addr` into the C struct. IPv6 zones are written as an interface
+/// name when the index has one ("fe80::1%eth0"), else as the number.
+pub fn to_c(addr: &SocketAddr) -> dgram_addr {
+    let mut out = dgram_addr::NONE;
+    out.port = addr.port();
+    let mut writer = CStrWriter {
+        buf: &mut out.address,
+        len: 0,
+    };
+    match addr {
+        SocketAddr::V4(v4) => {
+            out.family = dgram_family::DGRAM_IPV4;
+            let _ = std::fmt::write(&mut writer, format_args!("{}", v4.ip()));
+        }
+        SocketAddr::V6(v6) => {
+            out.family = dgram_family::DGRAM_IPV6;
+            let _ = std::fmt::write(&mut writer, format_args!("{}", v6.ip()));
+            if v6.scope_id() != 0 {
+                let mark = writer.len;
+                let mut name = [0u8; libc::IF_NAMESIZE];
+                let written = match sys::if_indextoname(v6.scope_id(), &mut name) {
+                    Some(name) => std::fmt::write(&mut writer, format_args!("%{name}")),
+                    None => std::fmt::write(&mut writer, format_args!("%{}", v6.scope_id())),
+                };
+                if written.is_err() {
+                    // The zone does not fit: keep the bare address rather than a cut one.
+                    writer.truncate(mark);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Writes text into a fixed C buffer, always leaving room for the NUL;
+/// fails instead of writing a partial piece.
+struct CStrWriter<'a> {
+    buf: &'a mut [c_char; DGRAM_ADDRSTRLEN],
+    len: usize,
+}
+
+impl CStrWriter<'_> {
+    fn truncate(&mut self, len: usize) {
+        self.len = len;
+        self.buf[len..].fill(0);
+    }
+}
+
+impl std::fmt::Write for CStrWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.len + s.len() >= DGRAM_ADDRSTRLEN {
+            return Err(std::fmt::Error);
+        }
+        for (slot, byte) in self.buf[self.len..].iter_mut().zip(s.bytes()) {
+            *slot = byte as c_char;
+        }
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::DGRAM_EINVAL;
+
+    fn text(addr: &dgram_addr) -> String {
+        let bytes: Vec<u8> = addr
+            .address
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(bind_port(0), Ok(0));
+        assert_eq!(bind_port(65535), Ok(65535));
+        assert_eq!(bind_port(65536), Err(Errno::INVAL));
+        assert_eq!(bind_port(-1), Err(Errno::INVAL));
+        assert_eq!(send_port(0), Err(Errno::INVAL));
+        assert_eq!(send_port(1), Ok(1));
+    }
+
+    #[test]
+    fn literals_of_the_right_family() {
+        assert_eq!(
+            parse_host(c"127.0.0.1", Family::V4),
+            Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+        );
+        assert_eq!(
+            parse_host(c"::1", Family::V6),
+            Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
+        );
+        assert_eq!(
+            parse_host(c"localhost", Family::V6),
+            Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
+        );
+        assert_eq!(parse_host(c"::1", Family::V4), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(
+            parse_host(c"127.0.0.1", Family::V6),
+            Err(Errno(DGRAM_EINVAL))
+        );
+        for bad in [
+            c"",
+            c"1.2.3",
+            c"256.1.1.1",
+            c" 127.0.0.1",
+            c"example.com",
+            c"[::1]",
+            c"\xff\xfe",
+        ] {
+            assert_eq!(
+                parse_host(bad, Family::V4),
+                Err(Errno(DGRAM_EINVAL)),
+                "{bad:?}"
+            );
+            assert_eq!(
+                parse_host(bad, Family::V6),
+                Err(Errno(DGRAM_EINVAL)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn zones() {
+        assert_eq!(parse_host(c"fe80::1%1", Family::V6).map(|(_, z)| z), Ok(1));
+        assert_eq!(
+            parse_host(c"fe80::1%lo", Family::V6).map(|(_, z)| z),
+            Ok(sys::if_nametoindex("lo"))
+        );
+        assert_eq!(
+            parse_host(c"fe80::1%", Family::V6),
+            Err(Errno(DGRAM_EINVAL))
+        );
+        assert_eq!(
+            parse_host(c"fe80::1%nosuchif0", Family::V6),
+            Err(Errno(DGRAM_ENODEV))
+        );
+        assert_eq!(
+            parse_host(c"fe80::1%a/b", Family::V6),
+            Err(Errno(DGRAM_EINVAL))
+        );
+        assert_eq!(
+            parse_host(c"fe80::1%abcdefghijklmnopq", Family::V6),
+            Err(Errno(DGRAM_EINVAL))
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            bind_target(None, 0, Family::V4).unwrap().to_string(),
+            "0.0.0.0:0"
+        );
+        assert_eq!(
+            bind_target(None, 7, Family::V6).unwrap().to_string(),
+            "[::]:7"
+        );
+        assert_eq!(
+            send_target(None, 9, Family::V4).unwrap().to_string(),
+            "127.0.0.1:9"
+        );
+        assert_eq!(
+            send_target(None, 9, Family::V6).unwrap().to_string(),
+            "[::1]:9"
+        );
+        assert_eq!(send_target(None, 0, Family::V4), Err(Errno::INVAL));
+    }
+
+    #[test]
+    fn multicast_groups_and_interfaces() {
+        assert!(multicast_group(c"239.1.2.3", Family::V4).is_ok());
+        assert_eq!(multicast_group(c"10.0.0.1", Family::V4), Err(Errno::INVAL));
+        assert!(multicast_group(c"ff02::1", Family::V6).is_ok());
+        assert_eq!(multicast_group(c"::1", Family::V6), Err(Errno::INVAL));
+        assert_eq!(membership_interface_v4(None), Ok(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(membership_interface_v4(Some(c"eth0")), Err(Errno::INVAL));
+        assert_eq!(membership_interface_v6(None), Ok(0));
+        assert_eq!(
+            membership_interface_v6(Some(c"::%lo")),
+            Ok(sys::if_nametoindex("lo"))
+        );
+        assert_eq!(
+            membership_interface_v6(Some(c"lo")),
+            Ok(sys::if_nametoindex("lo"))
+        );
+        assert_eq!(membership_interface_v6(Some(c"zz%lo")), Err(Errno::INVAL));
+    }
+
+    #[test]
+    fn formatting() {
+        let v4 = to_c(&"127.0.0.1:5353".parse().unwrap());
+        assert_eq!(
+            (text(&v4).as_str(), v4.port, v4.family),
+            ("127.0.0.1", 5353, dgram_family::DGRAM_IPV4)
+        );
+        let v6 = to_c(&"[::ffff:127.0.0.1]:1".parse().unwrap());
+        assert_eq!(
+            (text(&v6).as_str(), v6.family),
+            ("::ffff:127.0.0.1", dgram_family::DGRAM_IPV6)
+        );
+        let longest = to_c(
+            &"[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(text(&longest), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        let lo = sys::if_nametoindex("lo");
+        let zoned = to_c(&SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            1,
+            0,
+            lo,
+        )));
+        assert_eq!(text(&zoned), "fe80::1%lo");
+        let numbered = to_c(&SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            1,
+            0,
+            4000,
+        )));
+        assert_eq!(text(&numbered), "fe80::1%4000");
+    }
+}

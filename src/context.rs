@@ -1,0 +1,407 @@
+//! The context: one background I/O thread (epoll), the sockets registered
+//! with it, and the event queue between the I/O side and the callbacks.
+//!
+//! Locking order, to rule out deadlocks: the context's callback lock, then a
+//! socket's state lock, then the socket registry. Host callbacks run with only
+//! the callback lock held, which is reentrant, so they may call anything.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, ReentrantMutex};
+
+use crate::error::{Errno, Result, DGRAM_EBUSY};
+use crate::event::{run_callbacks, Event};
+use crate::socket::Socket;
+use crate::sys::{self, Epoll, EventFd, EPOLLERR, EPOLLIN, EPOLLOUT};
+
+/// Where callbacks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Host,
+    IoThread,
+}
+
+/// Received datagrams that may wait for dispatch when the host asks for the default.
+pub(crate) const DEFAULT_MAX_PENDING_MESSAGES: u32 = 8192;
+
+/// The epoll token of the I/O thread's wake-up eventfd; sockets count from 1.
+const WAKE_TOKEN: u64 = 0;
+
+/// Datagrams read from one socket per wake-up, so that one busy socket cannot
+/// starve the others or the host's events.
+const RECV_PER_WAKEUP: usize = 64;
+
+thread_local! {
+    /// The context whose I/O thread this is (its address), or 0.
+    static IO_THREAD_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+pub struct Context {
+    mode: Mode,
+    max_pending_messages: u32,
+    pub(crate) epoll: Epoll,
+    /// Wakes the I/O thread: shutdown, or events to run in I/O-thread mode.
+    wake: EventFd,
+    wake_pending: AtomicBool,
+    /// Readable while events wait for the host (host mode).
+    host: EventFd,
+    host_signaled: AtomicBool,
+    events_tx: Sender<Event>,
+    events_rx: Receiver<Event>,
+    /// Datagrams in the queue, against `max_pending_messages`.
+    queued_messages: AtomicU32,
+    sockets: Mutex<HashMap<u64, Arc<Socket>>>,
+    next_token: AtomicU64,
+    /// Bound, open sockets: each keeps the host's loop alive.
+    bound_sockets: AtomicI64,
+    /// Unfinished sends plus undelivered events that still count.
+    pending: AtomicI64,
+    dispatching: AtomicBool,
+    /// Held while callbacks run, so that `dgram_close` from another thread
+    /// waits for a running callback instead of racing it.
+    callback_lock: ReentrantMutex<()>,
+    shutdown: AtomicBool,
+    freed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Context {
+    pub fn new(mode: Mode, max_pending_messages: u32) -> io::Result<Arc<Context>> {
+        let epoll = Epoll::new()?;
+        let wake = EventFd::new()?;
+        epoll.add(wake.raw(), EPOLLIN, WAKE_TOKEN)?;
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let ctx = Arc::new(Context {
+            mode,
+            max_pending_messages: if max_pending_messages == 0 {
+                DEFAULT_MAX_PENDING_MESSAGES
+            } else {
+                max_pending_messages
+            },
+            epoll,
+            wake,
+            wake_pending: AtomicBool::new(false),
+            host: EventFd::new()?,
+            host_signaled: AtomicBool::new(false),
+            events_tx,
+            events_rx,
+            queued_messages: AtomicU32::new(0),
+            sockets: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(WAKE_TOKEN + 1),
+            bound_sockets: AtomicI64::new(0),
+            pending: AtomicI64::new(0),
+            dispatching: AtomicBool::new(false),
+            callback_lock: ReentrantMutex::new(()),
+            shutdown: AtomicBool::new(false),
+            freed: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let io_ctx = Arc::clone(&ctx);
+        let handle = std::thread::Builder::new()
+            .name("dgram-io".into())
+            .spawn(move || io_ctx.io_thread_main())?;
+        *ctx.thread.lock() = Some(handle);
+        Ok(ctx)
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The fd a host polls: readable while events wait for dispatch.
+    pub fn host_fd(&self) -> i32 {
+        self.host.raw()
+    }
+
+    fn is_io_thread(&self) -> bool {
+        IO_THREAD_OF.with(|c| c.get()) == self as *const Context as usize
+    }
+
+    // ---- sockets -------------------------------------------------------
+
+    pub fn new_token(&self) -> u64 {
+        self.next_token.fetch_add(1, SeqCst)
+    }
+
+    pub fn register(&self, token: u64, socket: Arc<Socket>) {
+        self.sockets.lock().insert(token, socket);
+    }
+
+    pub fn unregister(&self, token: u64) {
+        let removed = self.sockets.lock().remove(&token);
+        // Dropped outside the registry lock: a socket's drop may take other locks.
+        drop(removed);
+    }
+
+    pub fn watch(&self, fd: i32, token: u64, writable: bool) -> io::Result<()> {
+        self.epoll.add(fd, interest(writable), token)
+    }
+
+    pub fn rewatch(&self, fd: i32, token: u64, writable: bool) -> io::Result<()> {
+        self.epoll.modify(fd, interest(writable), token)
+    }
+
+    pub fn unwatch(&self, fd: i32) {
+        // Fails only if the fd was never added, which leaves nothing to undo.
+        let _ = self.epoll.delete(fd);
+    }
+
+    pub fn callback_lock(&self) -> parking_lot::ReentrantMutexGuard<'_, ()> {
+        self.callback_lock.lock()
+    }
+
+    // ---- what keeps a host loop alive -----------------------------------
+
+    pub fn add_bound(&self, delta: i64) {
+        self.bound_sockets.fetch_add(delta, SeqCst);
+    }
+
+    pub fn add_pending(&self, delta: i64) {
+        self.pending.fetch_add(delta, SeqCst);
+    }
+
+    pub fn active(&self) -> u32 {
+        if self.freed.load(SeqCst) {
+            return 0;
+        }
+        let total = self.bound_sockets.load(SeqCst) + self.pending.load(SeqCst);
+        total.clamp(0, u32::MAX as i64) as u32
+    }
+
+    // ---- the event queue -------------------------------------------------
+
+    /// Whether a received datagram still fits under `max_pending_events`.
+    pub fn has_room_for_message(&self) -> bool {
+        self.queued_messages.load(SeqCst) < self.max_pending_messages
+    }
+
+    /// Queues an event; the socket has already counted it. Pushes from the
+    /// I/O thread are signalled once per round, not once per event.
+    pub fn enqueue(&self, event: Event) {
+        if event.kind.is_message() {
+            self.queued_messages.fetch_add(1, SeqCst);
+        }
+        // The receiver lives as long as `self`, so sending cannot fail.
+        let _ = self.events_tx.send(event);
+        if !self.is_io_thread() {
+            self.notify();
+        }
+    }
+
+    fn notify(&self) {
+        match self.mode {
+            Mode::Host => {
+                if !self.host_signaled.swap(true, SeqCst) {
+                    self.host.signal();
+                }
+            }
+            Mode::IoThread => {
+                if !self.wake_pending.swap(true, SeqCst) {
+                    self.wake.signal();
+                }
+            }
+        }
+    }
+
+    /// Runs callbacks for queued events: up to `max` delivered events, or,
+    /// with `max == 0`, the events queued at entry. Returns how many events
+    /// were delivered (with or without a callback set).
+    fn drain(&self, max: u32) -> u32 {
+        if self.mode == Mode::Host {
+            // Clear the flag before looking at the queue: an event pushed from
+            // now on signals again, so none can be missed.
+            self.host_signaled.store(false, SeqCst);
+            self.host.clear();
+        }
+        let snapshot = self.events_rx.len();
+        let _callbacks = self.callback_lock.lock();
+        let mut delivered = 0u32;
+        let mut taken = 0usize;
+        while !self.freed.load(SeqCst) {
+            if max == 0 && taken >= snapshot || max != 0 && delivered >= max {
+                break;
+            }
+            let Ok(event) = self.events_rx.try_recv() else {
+                break;
+            };
+            taken += 1;
+            if event.kind.is_message() {
+                self.queued_messages.fetch_sub(1, SeqCst);
+            }
+            if let Some(handlers) = event.socket.admit(&event.kind, self) {
+                delivered += 1;
+                run_callbacks(&event.socket, &event.kind, handlers);
+            }
+        }
+        if self.mode == Mode::Host && !self.events_rx.is_empty() && !self.freed.load(SeqCst) {
+            self.host_signaled.store(true, SeqCst);
+            self.host.signal();
+        }
+        delivered
+    }
+
+    /// `dgram_context_dispatch`.
+    pub fn dispatch(&self, max: u32) -> Result<u32> {
+        if self.mode == Mode::IoThread {
+            return Ok(0);
+        }
+        let _guard = self.enter_dispatch()?;
+        Ok(self.drain(max))
+    }
+
+    /// `dgram_context_run`: waits for at least one event (or the timeout,
+    /// -1 for none) and dispatches what is queued.
+    pub fn run(&self, timeout_ms: i32) -> Result<u32> {
+        if self.mode == Mode::IoThread {
+            return Ok(0);
+        }
+        let _guard = self.enter_dispatch()?;
+        let deadline =
+            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        loop {
+            if self.active() == 0 {
+                return Ok(0);
+            }
+            let delivered = self.drain(0);
+            if delivered > 0 {
+                return Ok(delivered);
+            }
+            let wait_ms = match deadline {
+                None => -1,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(0);
+                    }
+                    // Round up so that a sub-millisecond remainder still waits.
+                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                }
+            };
+            sys::wait_readable(self.host.raw(), wait_ms);
+        }
+    }
+
+    fn enter_dispatch(&self) -> Result<DispatchGuard<'_>> {
+        if self.freed.load(SeqCst) {
+            return Err(Errno::BADF);
+        }
+        self.dispatching
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .map_err(|_| Errno(DGRAM_EBUSY))?;
+        Ok(DispatchGuard(&self.dispatching))
+    }
+
+    // ---- shutdown --------------------------------------------------------
+
+    /// `dgram_context_free`: closes every socket without callbacks, stops and
+    /// joins the I/O thread, and drops whatever events were still queued.
+    pub fn shut_down(&self) {
+        if self.freed.swap(true, SeqCst) {
+            return;
+        }
+        let sockets: Vec<Arc<Socket>> = self.sockets.lock().values().cloned().collect();
+        for socket in &sockets {
+            socket.silence(self);
+        }
+        drop(sockets);
+        self.shutdown.store(true, SeqCst);
+        self.wake.signal();
+        let handle = self.thread.lock().take();
+        if let Some(handle) = handle {
+            if self.is_io_thread() {
+                // Freed from one of its own callbacks: the thread cannot join
+                // itself; it sees `shutdown` and exits after this callback.
+                drop(handle);
+            } else {
+                let _ = handle.join();
+            }
+        }
+        let leftover: Vec<Event> = self.events_rx.try_iter().collect();
+        drop(leftover);
+        self.sockets.lock().clear();
+    }
+
+    // ---- the I/O thread --------------------------------------------------
+
+    fn io_thread_main(self: Arc<Self>) {
+        IO_THREAD_OF.with(|c| c.set(Arc::as_ptr(&self) as usize));
+        let mut buf = vec![0u8; 1 << 16];
+        let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        while !self.shutdown.load(SeqCst) {
+            // In I/O-thread mode, callbacks may have queued more events (a
+            // send from a send callback): run them before sleeping.
+            let timeout = if self.mode == Mode::IoThread && !self.events_rx.is_empty() {
+                0
+            } else {
+                -1
+            };
+            let count = match self.epoll.wait(&mut ready, timeout) {
+                Ok(count) => count,
+                Err(_) => {
+                    // Nothing sane to do but avoid a hot loop; epoll_wait only
+                    // fails on programming errors (EBADF, EINVAL).
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            for event in &ready[..count] {
+                let (flags, token) = (event.events, event.u64);
+                if token == WAKE_TOKEN {
+                    self.wake_pending.store(false, SeqCst);
+                    self.wake.clear();
+                    continue;
+                }
+                let socket = self.sockets.lock().get(&token).cloned();
+                let Some(socket) = socket else { continue };
+                // A panic here must not take the whole host down with a dead
+                // I/O thread; the socket's event is simply skipped.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if flags & (EPOLLIN | EPOLLERR) != 0 {
+                        socket.receive(&self, &mut buf, RECV_PER_WAKEUP);
+                    }
+                    if flags & (EPOLLOUT | EPOLLERR) != 0 {
+                        socket.flush(&self);
+                    }
+                }));
+            }
+            if self.shutdown.load(SeqCst) {
+                break;
+            }
+            match self.mode {
+                Mode::IoThread => {
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drain(0)));
+                }
+                Mode::Host => {
+                    // One wake-up for the whole round's events.
+                    if !self.events_rx.is_empty() && !self.host_signaled.swap(true, SeqCst) {
+                        self.host.signal();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn interest(writable: bool) -> u32 {
+    if writable {
+        EPOLLIN | EPOLLOUT
+    } else {
+        EPOLLIN
+    }
+}
+
+struct DispatchGuard<'a>(&'a AtomicBool);
+
+impl Drop for DispatchGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, SeqCst);
+    }
+}

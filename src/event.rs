@@ -1,0 +1,156 @@
+//! Events on their way from where they happen (the I/O thread, or a host
+//! thread calling bind/send/close) to the thread that runs callbacks, and the
+//! one function that calls into the host's code.
+
+use std::ffi::{c_void, CStr};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::addr;
+use crate::socket::Socket;
+use crate::types::{
+    dgram_addr, dgram_error, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb,
+    dgram_socket,
+};
+
+/// A host pointer (userdata, send_data) that the library only carries and
+/// hands back; it never dereferences it.
+#[derive(Clone, Copy, Debug)]
+pub struct UserPtr(pub *mut c_void);
+
+// SAFETY: the library never dereferences the pointer; which thread the host
+// gets it back on is documented in the header (the dispatch mode).
+unsafe impl Send for UserPtr {}
+unsafe impl Sync for UserPtr {}
+
+/// An error with its context, as the host will see it in `dgram_error`.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorInfo {
+    pub code: i32,
+    pub syscall: &'static CStr,
+    pub addr: Option<SocketAddr>,
+}
+
+impl ErrorInfo {
+    fn to_c(self) -> dgram_error {
+        dgram_error {
+            code: self.code,
+            syscall: self.syscall.as_ptr(),
+            addr: self.addr.as_ref().map_or(dgram_addr::NONE, addr::to_c),
+        }
+    }
+}
+
+/// The persistent handlers of a socket, copied out under its lock so that no
+/// lock is held while host code runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Handlers {
+    pub on_message: dgram_message_cb,
+    pub on_listening: dgram_event_cb,
+    pub on_close: dgram_event_cb,
+    pub on_error: dgram_error_cb,
+    pub userdata: UserPtr,
+}
+
+pub enum EventKind {
+    /// The socket was bound; `once` is the callback given to that bind.
+    Listening {
+        once: dgram_event_cb,
+    },
+    Message {
+        data: Vec<u8>,
+        from: SocketAddr,
+    },
+    SendDone {
+        cb: dgram_send_cb,
+        send_data: UserPtr,
+        length: usize,
+        error: Option<ErrorInfo>,
+    },
+    Error(ErrorInfo),
+    /// The socket was closed; `once` is the callback given to that close.
+    Close {
+        once: dgram_event_cb,
+    },
+}
+
+impl EventKind {
+    /// Datagrams and 'listening' stop mattering once the socket is closed;
+    /// completions ('close', send callbacks, errors) are still owed.
+    pub fn is_completion(&self) -> bool {
+        matches!(
+            self,
+            EventKind::SendDone { .. } | EventKind::Error(_) | EventKind::Close { .. }
+        )
+    }
+
+    pub fn is_message(&self) -> bool {
+        matches!(self, EventKind::Message { .. })
+    }
+}
+
+pub struct Event {
+    pub socket: Arc<Socket>,
+    pub kind: EventKind,
+}
+
+/// Calls the host's callbacks for one event. The caller holds no lock but the
+/// context's callback lock, which is reentrant, so callbacks may call any
+/// function of the library.
+pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers) {
+    // The host's handle is the pointer `Arc::into_raw` gave it, which is the
+    // same as `Arc::as_ptr` on any clone.
+    let handle = Arc::as_ptr(socket) as *mut dgram_socket;
+    let userdata = handlers.userdata.0;
+    // SAFETY (all calls below): the function pointers come from the host,
+    // which promises in the header that they are valid and do not unwind; the
+    // pointers we pass point to locals or to event data that outlive the call.
+    unsafe {
+        match kind {
+            EventKind::Listening { once } => {
+                if let Some(cb) = handlers.on_listening {
+                    cb(handle, userdata);
+                }
+                if let Some(cb) = once {
+                    cb(handle, userdata);
+                }
+            }
+            EventKind::Message { data, from } => {
+                if let Some(cb) = handlers.on_message {
+                    let rinfo = addr::to_c(from);
+                    cb(handle, data.as_ptr(), data.len(), &rinfo, userdata);
+                }
+            }
+            EventKind::SendDone {
+                cb,
+                send_data,
+                length,
+                error,
+            } => {
+                if let Some(cb) = cb {
+                    match error {
+                        Some(info) => {
+                            let err = info.to_c();
+                            cb(handle, &err, *length, send_data.0);
+                        }
+                        None => cb(handle, std::ptr::null(), *length, send_data.0),
+                    }
+                }
+            }
+            EventKind::Error(info) => {
+                if let Some(cb) = handlers.on_error {
+                    let err = info.to_c();
+                    cb(handle, &err, userdata);
+                }
+            }
+            EventKind::Close { once } => {
+                if let Some(cb) = handlers.on_close {
+                    cb(handle, userdata);
+                }
+                if let Some(cb) = once {
+                    cb(handle, userdata);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The C ABI. Each function checks its pointers, catches panics, converts C
+//! types to Rust ones, and calls the safe core; nothing else happens here.
+//!
+//! Handles are `Arc`s turned into raw pointers: `dgram_context *` is an
+//! `Arc<Context>`, `dgram_socket *` an `Arc<Socket>`, each released by its
+//! `_free` function.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)] // The safety contract of each function is in the header.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::io::IoSlice;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use crate::addr::Family;
+use crate::context::{Context, Mode};
+use crate::error::{self, to_code, Errno, Result, DGRAM_EINTERNAL};
+use crate::event::UserPtr;
+use crate::socket::{Socket, SocketConfig};
+use crate::types::*;
+
+/// Runs `body`, turning a panic into `on_panic`: no unwind crosses into C.
+fn guard<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(on_panic)
+}
+
+/// [`guard`] for the functions returning 0 or a negative code.
+fn guard_code(body: impl FnOnce() -> Result<()>) -> c_int {
+    guard(DGRAM_EINTERNAL, || to_code(body()))
+}
+
+/// Borrows the `Arc` behind a handle without taking ownership of it.
+///
+/// SAFETY: `ptr` is NULL or a handle from `Arc::into_raw` of a `T` that the
+/// host has not released yet (the header's contract for every handle).
+unsafe fn borrow_handle<T>(ptr: *const c_void) -> Result<ManuallyDrop<Arc<T>>> {
+    if ptr.is_null() {
+        return Err(Errno::INVAL);
+    }
+    Ok(ManuallyDrop::new(Arc::from_raw(ptr.cast::<T>())))
+}
+
+unsafe fn context(ctx: *const dgram_context) -> Result<ManuallyDrop<Arc<Context>>> {
+    borrow_handle::<Context>(ctx.cast())
+}
+
+unsafe fn socket(s: *const dgram_socket) -> Result<ManuallyDrop<Arc<Socket>>> {
+    borrow_handle::<Socket>(s.cast())
+}
+
+/// SAFETY: `text` is NULL or a NUL-terminated string (header contract).
+unsafe fn opt_str<'a>(text: *const c_char) -> Option<&'a CStr> {
+    (!text.is_null()).then(|| CStr::from_ptr(text))
+}
+
+/// SAFETY: when `len > 0`, `base` is NULL or points to `len` readable bytes.
+unsafe fn bytes<'a>(base: *const c_void, len: usize) -> Result<&'a [u8]> {
+    match (base.is_null(), len) {
+        (_, 0) => Ok(&[]),
+        (true, _) => Err(Errno::INVAL),
+        (false, len) => Ok(std::slice::from_raw_parts(base.cast::<u8>(), len)),
+    }
+}
+
+fn result_count(result: Result<u32>) -> c_int {
+    match result {
+        Ok(count) => count.min(c_int::MAX as u32) as c_int,
+        Err(Errno(code)) => code,
+    }
+}
+
+// ---- context --------------------------------------------------------------
+
+/// Creates a context and starts its I/O thread.
+///
+/// `opts` may be NULL for the defaults (host dispatch, 8192 pending
+/// datagrams). Returns NULL when `opts->dispatch` is not a `dgram_dispatch`
+/// value or the system refuses the thread or its file descriptors.
+/// Release it with `dgram_context_free`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_context_new(
+    opts: *const dgram_context_options,
+) -> *mut dgram_context {
+    guard(ptr::null_mut(), || {
+        let raw = if opts.is_null() {
+            RawContextOptions {
+                dispatch: 0,
+                max_pending_events: 0,
+            }
+        } else {
+            // Read as integers: C may store any value in the enum field.
+            opts.cast::<RawContextOptions>().read()
+        };
+        let mode = match raw.dispatch {
+            0 => Mode::Host,
+            1 => Mode::IoThread,
+            _ => return ptr::null_mut(),
+        };
+        match Context::new(mode, raw.max_pending_events) {
+            Ok(ctx) => Arc::into_raw(ctx) as *mut dgram_context,
+            Err(_) => ptr::null_mut(),
+        }
+    })
+}
+
+/// The context's notification fd, for the host's own poll/epoll/libuv loop:
+/// readable while events wait for `dgram_context_dispatch` (host dispatch
+/// mode; in I/O-thread mode it never becomes readable). Owned by the context:
+/// do not close it, and do not read from it. `DGRAM_EINVAL` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
+    guard(DGRAM_EINTERNAL, || match context(ctx) {
+        Ok(ctx) => ctx.host_fd(),
+        Err(Errno(code)) => code,
+    })
+}
+
+/// Runs the callbacks of waiting events on the calling thread, without
+/// blocking: at most `max_events` of them, or with 0 all those queued when
+/// the call began. Returns how many events were processed (those with no
+/// callback set included; datagrams discarded because their socket closed
+/// are not counted), or a negative code: `DGRAM_EBUSY` when called from
+/// inside a callback or while another thread dispatches this context,
+/// `DGRAM_EINVAL` for NULL. In I/O-thread mode it returns 0 at once.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_events: u32) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_count(context(ctx).and_then(|ctx| ctx.dispatch(max_events)))
+    })
+}
+
+/// Waits until at least one event was dispatched or `timeout_ms` passed
+/// (-1: no limit; 0: just dispatch what is there), then returns the number
+/// dispatched (0 on timeout). Returns 0 at once when nothing is active
+/// (`dgram_context_active` is 0), whatever the timeout, and in I/O-thread
+/// mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`.
+/// A host loop: `while (dgram_context_active(ctx)) dgram_context_run(ctx, -1);`
+#[no_mangle]
+pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: i32) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_count(context(ctx).and_then(|ctx| ctx.run(timeout_ms.max(-1))))
+    })
+}
+
+/// How much keeps this context's host loop alive: bound open sockets, plus
+/// sends not yet completed, plus events not yet delivered. 0 means nothing is
+/// left to do (as a libuv or Node loop decides to exit). A socket created but
+/// never bound does not count; a closed socket counts only its pending 'close'
+/// and send completions; a freed socket not at all. 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_context_active(ctx: *const dgram_context) -> u32 {
+    guard(0, || context(ctx).map_or(0, |ctx| ctx.active()))
+}
+
+/// Closes every socket of the context (no callback runs afterwards), stops
+/// and joins its I/O thread, and releases it. NULL is fine. Socket handles
+/// stay valid, answering `DGRAM_EBADF`, until each is passed to
+/// `dgram_socket_free`. May be called from inside a callback; the context
+/// handle must not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_context_free(ctx: *mut dgram_context) {
+    guard((), || {
+        if ctx.is_null() {
+            return;
+        }
+        // SAFETY: a live handle from dgram_context_new; the host gives it up here.
+        let ctx = Arc::from_raw(ctx.cast_const().cast::<Context>());
+        ctx.shut_down();
+    })
+}
+
+// ---- sockets ----------------------------------------------------------------
+
+/// Creates a socket (`dgram.createSocket`). The OS socket is made now, on
+/// the calling thread (so in that thread's network namespace), so options and
+/// memberships may be set before bind.
+///
+/// `opts` NULL means udp4 with defaults. `on_message` (nullable) is the
+/// 'message' handler; `userdata` is passed back to every event callback of
+/// this socket. On success `*out` receives the handle, to be released by
+/// exactly one `dgram_socket_free`; on failure `*out` is set to NULL.
+/// Errors: `DGRAM_EINVAL` (NULL `ctx` or `out`, a `type` that is not a
+/// `dgram_type`, a negative buffer size), or the system's answer
+/// (`DGRAM_EAFNOSUPPORT`, `DGRAM_EMFILE`, ...).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_create_socket(
+    ctx: *mut dgram_context,
+    opts: *const dgram_socket_options,
+    on_message: dgram_message_cb,
+    userdata: *mut c_void,
+    out: *mut *mut dgram_socket,
+) -> c_int {
+    guard_code(|| {
+        if out.is_null() {
+            return Err(Errno::INVAL);
+        }
+        out.write(ptr::null_mut());
+        let ctx = context(ctx)?;
+        let raw = if opts.is_null() {
+            RawSocketOptions {
+                type_: 0,
+                reuse_addr: 0,
+                ipv6_only: 0,
+                recv_buffer_size: 0,
+                send_buffer_size: 0,
+            }
+        } else {
+            // Read as integers: C may store any value in the enum field.
+            opts.cast::<RawSocketOptions>().read()
+        };
+        let family = match raw.type_ {
+            0 => Family::V4,
+            1 => Family::V6,
+            _ => return Err(Errno::INVAL),
+        };
+        let buffer_size = |size: i32| usize::try_from(size).map_err(|_| Errno::INVAL);
+        let config = SocketConfig {
+            family,
+            reuse_addr: raw.reuse_addr != 0,
+            ipv6_only: raw.ipv6_only != 0,
+            recv_buffer_size: buffer_size(raw.recv_buffer_size)?,
+            send_buffer_size: buffer_size(raw.send_buffer_size)?,
+        };
+        let socket = Socket::create(&ctx, config, on_message, UserPtr(userdata))?;
+        out.write(Arc::into_raw(socket) as *mut dgram_socket);
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL clears) the persistent 'message' handler.
+/// `DGRAM_EBADF` on a closed socket.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_on_message(s: *mut dgram_socket, cb: dgram_message_cb) -> c_int {
+    guard_code(|| socket(s)?.on_message(cb))
+}
+
+/// Sets (or with NULL clears) the persistent 'listening' handler. It runs
+/// before the one-shot callback given to `dgram_bind`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_on_listening(s: *mut dgram_socket, cb: dgram_event_cb) -> c_int {
+    guard_code(|| socket(s)?.on_listening(cb))
+}
+
+/// Sets (or with NULL clears) the persistent 'close' handler. It runs before
+/// the one-shot callback given to `dgram_close`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_on_close(s: *mut dgram_socket, cb: dgram_event_cb) -> c_int {
+    guard_code(|| socket(s)?.on_close(cb))
+}
+
+/// Sets (or with NULL clears) the 'error' handler: asynchronous errors with
+/// no other place to go (a failed send without a callback, a receive error).
+/// Without a handler such errors are dropped.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_on_error(s: *mut dgram_socket, cb: dgram_error_cb) -> c_int {
+    guard_code(|| socket(s)?.on_error(cb))
+}
+
+/// Binds the socket (`socket.bind`). `port` 0 lets the OS pick; `address`
+/// NULL means every interface (0.0.0.0 or ::). Validation and bind(2) happen
+/// now and their errors are the result: `DGRAM_EINVAL` (bad port or address,
+/// or a literal of the other family), `DGRAM_EADDRINUSE`,
+/// `DGRAM_EADDRNOTAVAIL`, `DGRAM_EACCES`, `DGRAM_EALREADY` (already bound,
+/// also implicitly by a send), `DGRAM_EBADF` (closed). After a failed bind,
+/// bind may be called again. On success 'listening' follows, asynchronously:
+/// first the persistent handler, then `on_listening` (nullable, one-shot;
+/// never called when bind fails).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_bind(
+    s: *mut dgram_socket,
+    port: i32,
+    address: *const c_char,
+    on_listening: dgram_event_cb,
+) -> c_int {
+    guard_code(|| socket(s)?.bind(port, opt_str(address), on_listening))
+}
+
+/// Sends one datagram of `len` bytes (`socket.send`) to `address`:`port`.
+/// `address` NULL means 127.0.0.1 (udp4) or ::1 (udp6). The bytes are sent
+/// or copied before this returns, so `msg` may be reused at once; `len` 0
+/// sends an empty datagram (`msg` may then be NULL).
+///
+/// An unbound socket is first bound to 0.0.0.0 (or ::) on a random port, and
+/// its 'listening' comes before this send's callback. Sends of one socket go
+/// out in call order.
+///
+/// Result: 0 when the datagram was accepted; `DGRAM_EINVAL` (port outside
+/// 1..65535, bad address, `msg` NULL with `len` > 0), `DGRAM_EMSGSIZE` (over
+/// 65507 bytes on udp4, 65527 on udp6), `DGRAM_ENOBUFS` (the socket's send
+/// queue is full: at least 1024 datagrams and 1 MiB wait), `DGRAM_EBADF`.
+/// An accepted send completes exactly once, asynchronously: `cb` (nullable)
+/// gets NULL or the I/O error; without `cb` an I/O error becomes an 'error'
+/// event. The callback does not come if the socket is freed first.
+/// `send_data` is passed back to `cb`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_send(
+    s: *mut dgram_socket,
+    msg: *const c_void,
+    len: usize,
+    port: i32,
+    address: *const c_char,
+    cb: dgram_send_cb,
+    send_data: *mut c_void,
+) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        socket.ensure_open()?;
+        let data = bytes(msg, len)?;
+        socket.send(
+            &[IoSlice::new(data)],
+            port,
+            opt_str(address),
+            cb,
+            UserPtr(send_data),
+        )
+    })
+}
+
+/// Pieces of a message up to which `dgram_sendv` gathers without copying.
+const SENDV_MAX_SLICES: usize = 64;
+
+/// Sends the `nbufs` pieces of `bufs`, concatenated, as ONE datagram (the
+/// IoT.js Array message). `nbufs` 0 sends an empty datagram (`bufs` may then
+/// be NULL). `DGRAM_EINVAL` when `bufs` is NULL with `nbufs` > 0 or a piece
+/// has a NULL `base` with `len` > 0; otherwise exactly as `dgram_send`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_sendv(
+    s: *mut dgram_socket,
+    bufs: *const dgram_buf,
+    nbufs: usize,
+    port: i32,
+    address: *const c_char,
+    cb: dgram_send_cb,
+    send_data: *mut c_void,
+) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        socket.ensure_open()?;
+        let pieces: &[dgram_buf] = match (bufs.is_null(), nbufs) {
+            (_, 0) => &[],
+            (true, _) => return Err(Errno::INVAL),
+            (false, n) => std::slice::from_raw_parts(bufs, n),
+        };
+        let address = opt_str(address);
+        let send_data = UserPtr(send_data);
+        if pieces.len() <= SENDV_MAX_SLICES {
+            let mut slices = [IoSlice::new(&[]); SENDV_MAX_SLICES];
+            for (slot, piece) in slices.iter_mut().zip(pieces) {
+                *slot = IoSlice::new(bytes(piece.base, piece.len)?);
+            }
+            socket.send(&slices[..pieces.len()], port, address, cb, send_data)
+        } else {
+            // Many pieces: gather them into one buffer (also keeps the kernel's
+            // IOV_MAX out of the picture). Checked lengths first, so a huge
+            // message fails with EMSGSIZE instead of allocating.
+            let mut total = 0usize;
+            for piece in pieces {
+                bytes(piece.base, piece.len)?;
+                total = total.saturating_add(piece.len);
+            }
+            if total > Family::V6.max_payload() {
+                return Err(Errno(error::DGRAM_EMSGSIZE));
+            }
+            let mut joined = Vec::with_capacity(total);
+            for piece in pieces {
+                joined.extend_from_slice(bytes(piece.base, piece.len)?);
+            }
+            socket.send(&[IoSlice::new(&joined)], port, address, cb, send_data)
+        }
+    })
+}
+
+/// Closes the socket (`socket.close`): receiving stops at once, and no
+/// 'message' is delivered after this returns (a callback of this context
+/// running on another thread is waited for). Sends not yet written complete
+/// with `DGRAM_ECANCELED`; then 'close' comes once, asynchronously: first the
+/// persistent handler, then `on_close` (nullable, one-shot). A second close,
+/// or any later call on the socket, returns `DGRAM_EBADF`. The handle stays
+/// valid until `dgram_socket_free`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_close(s: *mut dgram_socket, on_close: dgram_event_cb) -> c_int {
+    guard_code(|| socket(s)?.close(on_close))
+}
+
+/// Releases the host's handle. An open socket is closed with no further
+/// callback of any kind (not even its send callbacks). NULL is fine. Call it
+/// exactly once per handle, in any order relative to `dgram_context_free`;
+/// the handle must not be used afterwards. May be called from inside any
+/// callback, including the socket's own.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_socket_free(s: *mut dgram_socket) {
+    guard((), || {
+        if s.is_null() {
+            return;
+        }
+        // SAFETY: a live handle from dgram_create_socket; the host gives it up here.
+        let socket = Arc::from_raw(s.cast_const().cast::<Socket>());
+        socket.release();
+    })
+}
+
+/// Writes the bound local address into `*out` (`socket.address()`).
+/// `DGRAM_EBADF` when closed or not bound yet; `DGRAM_EINVAL` for NULL `out`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_address(s: *const dgram_socket, out: *mut dgram_addr) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        socket.ensure_open()?;
+        if out.is_null() {
+            return Err(Errno::INVAL);
+        }
+        out.write(socket.address()?);
+        Ok(())
+    })
+}
+
+/// Sets or clears SO_BROADCAST (`socket.setBroadcast`).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_broadcast(s: *mut dgram_socket, flag: bool) -> c_int {
+    guard_code(|| socket(s)?.set_broadcast(flag))
+}
+
+/// Sets IP_TTL (udp4) or IPV6_UNICAST_HOPS (udp6) (`socket.setTTL`);
+/// `ttl` must be 1..255, else `DGRAM_EINVAL`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_ttl(s: *mut dgram_socket, ttl: i32) -> c_int {
+    guard_code(|| socket(s)?.set_ttl(ttl))
+}
+
+/// Joins `group` on `iface` (`socket.addMembership`). `group` must be a
+/// multicast address of the socket's family (else `DGRAM_EINVAL`). `iface`:
+/// for udp4 the IPv4 address of a local interface; for udp6 an interface name
+/// ("eth0"), index ("2") or address with zone ("::%eth0"); NULL lets the
+/// kernel choose. A malformed `iface` is `DGRAM_EINVAL`; a well-formed one
+/// that is not local is the kernel's answer (`DGRAM_EADDRNOTAVAIL`,
+/// `DGRAM_ENODEV`).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_add_membership(
+    s: *mut dgram_socket,
+    group: *const c_char,
+    iface: *const c_char,
+) -> c_int {
+    guard_code(|| socket(s)?.membership(opt_str(group), opt_str(iface), true))
+}
+
+/// Leaves `group` on `iface` (`socket.dropMembership`); arguments as for
+/// `dgram_add_membership`. Dropping a group not joined is `DGRAM_EADDRNOTAVAIL`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_drop_membership(
+    s: *mut dgram_socket,
+    group: *const c_char,
+    iface: *const c_char,
+) -> c_int {
+    guard_code(|| socket(s)?.membership(opt_str(group), opt_str(iface), false))
+}
+
+/// Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
+/// (`socket.setMulticastLoopback`).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_multicast_loopback(s: *mut dgram_socket, flag: bool) -> c_int {
+    guard_code(|| socket(s)?.set_multicast_loopback(flag))
+}
+
+/// Sets IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (`socket.setMulticastTTL`);
+/// `ttl` must be 0..255, else `DGRAM_EINVAL`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_multicast_ttl(s: *mut dgram_socket, ttl: i32) -> c_int {
+    guard_code(|| socket(s)?.set_multicast_ttl(ttl))
+}
+
+/// The OS socket's fd, for getsockopt and diagnostics (valid before bind).
+/// Owned by the library: do not close it, read from it or change its
+/// blocking mode. `DGRAM_EBADF` when closed.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_fileno(s: *const dgram_socket) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        match socket(s).and_then(|s| s.fileno()) {
+            Ok(fd) => fd,
+            Err(Errno(code)) => code,
+        }
+    })
+}
+
+// ---- errors and version ----------------------------------------------------------
+
+/// The errno-style name of a code ("EADDRINUSE"); "UNKNOWN" for a code the
+/// library does not know. Never NULL; the string is static.
+#[no_mangle]
+pub extern "C" fn dgram_err_name(code: c_int) -> *const c_char {
+    error::name(code).as_ptr()
+}
+
+/// A short description of a code ("address already in use"); "unknown
+/// error" for a code the library does not know. Never NULL; the string is static.
+#[no_mangle]
+pub extern "C" fn dgram_strerror(code: c_int) -> *const c_char {
+    error::message(code).as_ptr()
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH". Static.
+#[no_mangle]
+pub extern "C" fn dgram_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

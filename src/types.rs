@@ -1,0 +1,221 @@
+//! The C-visible types: layouts and docs that land in `include/dgram.h`.
+//!
+//! Enums that the host passes *in* (`dgram_dispatch`, `dgram_type`) are never
+//! read as Rust enums: a C caller can store any integer in them, and an
+//! out-of-range Rust enum is undefined behaviour. The FFI layer reads those
+//! fields through the `Raw*` mirrors below, as plain integers.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_void};
+
+/// Size of `dgram_addr.address`, terminating NUL included (INET6_ADDRSTRLEN).
+pub const DGRAM_ADDRSTRLEN: usize = 46;
+
+/// A context: one background I/O thread, its sockets and its event queue.
+///
+/// Created by `dgram_context_new`, released by `dgram_context_free`. Every
+/// function taking a context may be called from any thread.
+pub struct dgram_context {
+    _private: [u8; 0],
+}
+
+/// A UDP socket of a context (the IoT.js `dgram.Socket`).
+///
+/// Created by `dgram_create_socket`, released by exactly one
+/// `dgram_socket_free`. A closed socket, or one whose context was freed, stays
+/// a valid handle that answers `DGRAM_EBADF` until it is freed.
+pub struct dgram_socket {
+    _private: [u8; 0],
+}
+
+/// On which thread callbacks run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum dgram_dispatch {
+    /// Callbacks run on the host's thread, inside `dgram_context_dispatch` or
+    /// `dgram_context_run` (the default: what a single-threaded JS engine or a
+    /// libuv loop needs).
+    DGRAM_DISPATCH_HOST = 0,
+    /// Callbacks run on the context's I/O thread; the host does not dispatch.
+    DGRAM_DISPATCH_IO_THREAD = 1,
+}
+
+/// Socket type, as in `dgram.createSocket(type)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum dgram_type {
+    /// IPv4 ("udp4").
+    DGRAM_UDP4 = 0,
+    /// IPv6 ("udp6"); receives IPv4 too (as ::ffff:a.b.c.d) unless `ipv6_only`.
+    DGRAM_UDP6 = 1,
+}
+
+/// Address family of a `dgram_addr` (rinfo.family: "IPv4" or "IPv6").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum dgram_family {
+    /// An IPv4 address.
+    DGRAM_IPV4 = 4,
+    /// An IPv6 address.
+    DGRAM_IPV6 = 6,
+}
+
+/// Options for `dgram_context_new`. Zero-initialise it, then set what you need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dgram_context_options {
+    /// Where callbacks run (default `DGRAM_DISPATCH_HOST`).
+    pub dispatch: dgram_dispatch,
+    /// How many received datagrams may wait for dispatch before further ones
+    /// are dropped; 0 means the default, 8192. Other events (listening, send
+    /// completions, errors, close) are never dropped.
+    pub max_pending_events: u32,
+}
+
+/// Options for `dgram_create_socket`. Zero-initialise it, then set what you need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dgram_socket_options {
+    /// `DGRAM_UDP4` or `DGRAM_UDP6`.
+    pub r#type: dgram_type,
+    /// Set SO_REUSEADDR before binding, so several sockets can share a port
+    /// (multicast and broadcast listeners; the IoT.js `reuseAddr` option).
+    pub reuse_addr: bool,
+    /// udp6 only: set IPV6_V6ONLY, so the socket receives no IPv4 traffic.
+    /// Ignored for udp4.
+    pub ipv6_only: bool,
+    /// SO_RCVBUF in bytes; 0 keeps the system default; negative is `DGRAM_EINVAL`.
+    pub recv_buffer_size: i32,
+    /// SO_SNDBUF in bytes; 0 keeps the system default; negative is `DGRAM_EINVAL`.
+    pub send_buffer_size: i32,
+}
+
+/// An IP address and port, as text (the IoT.js `rinfo` and `address()` object).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dgram_addr {
+    /// NUL-terminated numeric address: "127.0.0.1", "::1", "fe80::1%eth0".
+    /// Empty when there is no address.
+    pub address: [c_char; DGRAM_ADDRSTRLEN],
+    /// Port in host byte order; 0 when there is none.
+    pub port: u16,
+    /// `DGRAM_IPV4` or `DGRAM_IPV6`.
+    pub family: dgram_family,
+}
+
+/// An error as delivered to callbacks (the IoT.js `Error` object).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dgram_error {
+    /// A negative `DGRAM_E*` code; `dgram_err_name(code)` gives "ECONNREFUSED".
+    pub code: i32,
+    /// The system call that failed ("bind", "send", "recvmsg"), a static
+    /// string owned by the library.
+    pub syscall: *const c_char,
+    /// The address and port involved (port 0 and "" when none).
+    pub addr: dgram_addr,
+}
+
+/// One piece of a message for `dgram_sendv` (the IoT.js Array message).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dgram_buf {
+    /// Start of the bytes; may be NULL only when `len` is 0.
+    pub base: *const c_void,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+/// The 'listening' and 'close' events. `userdata` is the pointer given to
+/// `dgram_create_socket`.
+pub type dgram_event_cb = Option<unsafe extern "C" fn(s: *mut dgram_socket, userdata: *mut c_void)>;
+
+/// The 'error' event. `err` is valid only during the callback.
+pub type dgram_error_cb = Option<
+    unsafe extern "C" fn(s: *mut dgram_socket, err: *const dgram_error, userdata: *mut c_void),
+>;
+
+/// The 'message' event: one datagram of `len` bytes (possibly 0) from
+/// `rinfo`. `msg` and `rinfo` are valid only during the callback: the library
+/// reuses that memory as soon as it returns, so copy what you keep.
+pub type dgram_message_cb = Option<
+    unsafe extern "C" fn(
+        s: *mut dgram_socket,
+        msg: *const u8,
+        len: usize,
+        rinfo: *const dgram_addr,
+        userdata: *mut c_void,
+    ),
+>;
+
+/// Completion of one `dgram_send`/`dgram_sendv`: `err` is NULL when the
+/// datagram was handed to the kernel, else the error (valid only during the
+/// callback). `length` is the message's length either way. `send_data` is the
+/// pointer given to that send call.
+pub type dgram_send_cb = Option<
+    unsafe extern "C" fn(
+        s: *mut dgram_socket,
+        err: *const dgram_error,
+        length: usize,
+        send_data: *mut c_void,
+    ),
+>;
+
+/// `dgram_context_options` with its enum read as a plain integer.
+/// cbindgen:ignore
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawContextOptions {
+    pub dispatch: i32,
+    pub max_pending_events: u32,
+}
+
+/// `dgram_socket_options` with its enum read as a plain integer; the bools
+/// are read as bytes, so a non-0/1 value from C cannot be an invalid `bool`.
+/// cbindgen:ignore
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawSocketOptions {
+    pub type_: i32,
+    pub reuse_addr: u8,
+    pub ipv6_only: u8,
+    pub recv_buffer_size: i32,
+    pub send_buffer_size: i32,
+}
+
+// The mirrors must have exactly the layout of the C-visible structs.
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<dgram_dispatch>() == size_of::<i32>());
+    assert!(size_of::<dgram_type>() == size_of::<i32>());
+    assert!(size_of::<RawContextOptions>() == size_of::<dgram_context_options>());
+    assert!(align_of::<RawContextOptions>() == align_of::<dgram_context_options>());
+    assert!(
+        offset_of!(RawContextOptions, max_pending_events)
+            == offset_of!(dgram_context_options, max_pending_events)
+    );
+    assert!(size_of::<RawSocketOptions>() == size_of::<dgram_socket_options>());
+    assert!(align_of::<RawSocketOptions>() == align_of::<dgram_socket_options>());
+    assert!(
+        offset_of!(RawSocketOptions, reuse_addr) == offset_of!(dgram_socket_options, reuse_addr)
+    );
+    assert!(offset_of!(RawSocketOptions, ipv6_only) == offset_of!(dgram_socket_options, ipv6_only));
+    assert!(
+        offset_of!(RawSocketOptions, recv_buffer_size)
+            == offset_of!(dgram_socket_options, recv_buffer_size)
+    );
+    assert!(
+        offset_of!(RawSocketOptions, send_buffer_size)
+            == offset_of!(dgram_socket_options, send_buffer_size)
+    );
+};
+
+impl dgram_addr {
+    /// The "no address" value: empty string, port 0.
+    pub const NONE: dgram_addr = dgram_addr {
+        address: [0; DGRAM_ADDRSTRLEN],
+        port: 0,
+        family: dgram_family::DGRAM_IPV4,
+    };
+}
