@@ -266,6 +266,9 @@ impl Context {
         let deadline =
             (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         loop {
+            if self.freed.load(SeqCst) {
+                return Err(Errno::BADF);
+            }
             if self.active() == 0 {
                 return Ok(0);
             }
@@ -313,6 +316,8 @@ impl Context {
         drop(sockets);
         self.shutdown.store(true, SeqCst);
         self.wake.signal();
+        // A host thread waiting in `run` wakes up and sees the context freed.
+        self.host.signal();
         let handle = self.thread.lock().take();
         if let Some(handle) = handle {
             if self.is_io_thread() {

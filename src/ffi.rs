@@ -47,6 +47,13 @@ unsafe fn context(ctx: *const dgram_context) -> Result<ManuallyDrop<Arc<Context>
     borrow_handle::<Context>(ctx.cast())
 }
 
+/// A strong reference for calls that may outlast a `dgram_context_free` made
+/// meanwhile from a callback or another thread (dispatch and run): the context
+/// stays allocated until they return, and they see it as freed.
+unsafe fn owned_context(ctx: *const dgram_context) -> Result<Arc<Context>> {
+    context(ctx).map(|ctx| Arc::clone(&ctx))
+}
+
 unsafe fn socket(s: *const dgram_socket) -> Result<ManuallyDrop<Arc<Socket>>> {
     borrow_handle::<Socket>(s.cast())
 }
@@ -128,7 +135,7 @@ pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_events: u32) -> c_int {
     guard(DGRAM_EINTERNAL, || {
-        result_count(context(ctx).and_then(|ctx| ctx.dispatch(max_events)))
+        result_count(owned_context(ctx).and_then(|ctx| ctx.dispatch(max_events)))
     })
 }
 
@@ -141,7 +148,7 @@ pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_eve
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: i32) -> c_int {
     guard(DGRAM_EINTERNAL, || {
-        result_count(context(ctx).and_then(|ctx| ctx.run(timeout_ms.max(-1))))
+        result_count(owned_context(ctx).and_then(|ctx| ctx.run(timeout_ms.max(-1))))
     })
 }
 
