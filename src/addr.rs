@@ -94,11 +94,7 @@ pub fn interface_index(zone: &str) -> Result<u32> {
     if zone.bytes().all(|b| b.is_ascii_digit()) {
         return zone.parse::<u32>().map_err(|_| Errno::INVAL);
     }
-    if zone.len() >= libc::IF_NAMESIZE
-        || zone
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'%')
-    {
+    if zone.len() >= libc::IF_NAMESIZE || zone.bytes().any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'%') {
         return Err(Errno::INVAL);
     }
     match sys::if_nametoindex(zone) {
@@ -238,12 +234,7 @@ mod tests {
     use crate::error::DGRAM_EINVAL;
 
     fn text(addr: &dgram_addr) -> String {
-        let bytes: Vec<u8> = addr
-            .address
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
+        let bytes: Vec<u8> = addr.address.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8(bytes).unwrap()
     }
 
@@ -263,19 +254,13 @@ mod tests {
             parse_host(c"127.0.0.1", Family::V4),
             Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
         );
-        assert_eq!(
-            parse_host(c"::1", Family::V6),
-            Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
-        );
+        assert_eq!(parse_host(c"::1", Family::V6), Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0)));
         assert_eq!(
             parse_host(c"localhost", Family::V6),
             Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
         );
         assert_eq!(parse_host(c"::1", Family::V4), Err(Errno(DGRAM_EINVAL)));
-        assert_eq!(
-            parse_host(c"127.0.0.1", Family::V6),
-            Err(Errno(DGRAM_EINVAL))
-        );
+        assert_eq!(parse_host(c"127.0.0.1", Family::V6), Err(Errno(DGRAM_EINVAL)));
         for bad in [
             c"",
             c"1.2.3",
@@ -285,16 +270,8 @@ mod tests {
             c"[::1]",
             c"\xff\xfe",
         ] {
-            assert_eq!(
-                parse_host(bad, Family::V4),
-                Err(Errno(DGRAM_EINVAL)),
-                "{bad:?}"
-            );
-            assert_eq!(
-                parse_host(bad, Family::V6),
-                Err(Errno(DGRAM_EINVAL)),
-                "{bad:?}"
-            );
+            assert_eq!(parse_host(bad, Family::V4), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
+            assert_eq!(parse_host(bad, Family::V6), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
         }
     }
 
@@ -305,18 +282,9 @@ mod tests {
             parse_host(c"fe80::1%lo", Family::V6).map(|(_, z)| z),
             Ok(sys::if_nametoindex("lo"))
         );
-        assert_eq!(
-            parse_host(c"fe80::1%", Family::V6),
-            Err(Errno(DGRAM_EINVAL))
-        );
-        assert_eq!(
-            parse_host(c"fe80::1%nosuchif0", Family::V6),
-            Err(Errno(DGRAM_ENODEV))
-        );
-        assert_eq!(
-            parse_host(c"fe80::1%a/b", Family::V6),
-            Err(Errno(DGRAM_EINVAL))
-        );
+        assert_eq!(parse_host(c"fe80::1%", Family::V6), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_host(c"fe80::1%nosuchif0", Family::V6), Err(Errno(DGRAM_ENODEV)));
+        assert_eq!(parse_host(c"fe80::1%a/b", Family::V6), Err(Errno(DGRAM_EINVAL)));
         assert_eq!(
             parse_host(c"fe80::1%abcdefghijklmnopq", Family::V6),
             Err(Errno(DGRAM_EINVAL))
@@ -325,22 +293,10 @@ mod tests {
 
     #[test]
     fn defaults() {
-        assert_eq!(
-            bind_target(None, 0, Family::V4).unwrap().to_string(),
-            "0.0.0.0:0"
-        );
-        assert_eq!(
-            bind_target(None, 7, Family::V6).unwrap().to_string(),
-            "[::]:7"
-        );
-        assert_eq!(
-            send_target(None, 9, Family::V4).unwrap().to_string(),
-            "127.0.0.1:9"
-        );
-        assert_eq!(
-            send_target(None, 9, Family::V6).unwrap().to_string(),
-            "[::1]:9"
-        );
+        assert_eq!(bind_target(None, 0, Family::V4).unwrap().to_string(), "0.0.0.0:0");
+        assert_eq!(bind_target(None, 7, Family::V6).unwrap().to_string(), "[::]:7");
+        assert_eq!(send_target(None, 9, Family::V4).unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(send_target(None, 9, Family::V6).unwrap().to_string(), "[::1]:9");
         assert_eq!(send_target(None, 0, Family::V4), Err(Errno::INVAL));
     }
 
@@ -353,14 +309,8 @@ mod tests {
         assert_eq!(membership_interface_v4(None), Ok(Ipv4Addr::UNSPECIFIED));
         assert_eq!(membership_interface_v4(Some(c"eth0")), Err(Errno::INVAL));
         assert_eq!(membership_interface_v6(None), Ok(0));
-        assert_eq!(
-            membership_interface_v6(Some(c"::%lo")),
-            Ok(sys::if_nametoindex("lo"))
-        );
-        assert_eq!(
-            membership_interface_v6(Some(c"lo")),
-            Ok(sys::if_nametoindex("lo"))
-        );
+        assert_eq!(membership_interface_v6(Some(c"::%lo")), Ok(sys::if_nametoindex("lo")));
+        assert_eq!(membership_interface_v6(Some(c"lo")), Ok(sys::if_nametoindex("lo")));
         assert_eq!(membership_interface_v6(Some(c"zz%lo")), Err(Errno::INVAL));
     }
 
@@ -376,19 +326,10 @@ mod tests {
             (text(&v6).as_str(), v6.family),
             ("::ffff:127.0.0.1", dgram_family::DGRAM_IPV6)
         );
-        let longest = to_c(
-            &"[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1"
-                .parse()
-                .unwrap(),
-        );
+        let longest = to_c(&"[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1".parse().unwrap());
         assert_eq!(text(&longest), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
         let lo = sys::if_nametoindex("lo");
-        let zoned = to_c(&SocketAddr::V6(SocketAddrV6::new(
-            "fe80::1".parse().unwrap(),
-            1,
-            0,
-            lo,
-        )));
+        let zoned = to_c(&SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 1, 0, lo)));
         assert_eq!(text(&zoned), "fe80::1%lo");
         let numbered = to_c(&SocketAddr::V6(SocketAddrV6::new(
             "fe80::1".parse().unwrap(),

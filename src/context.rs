@@ -263,8 +263,7 @@ impl Context {
             return Ok(0);
         }
         let _guard = self.enter_dispatch()?;
-        let deadline =
-            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let deadline = (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         loop {
             if self.freed.load(SeqCst) {
                 return Err(Errno::BADF);
@@ -381,8 +380,7 @@ impl Context {
             }
             match self.mode {
                 Mode::IoThread => {
-                    let _ =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drain(0)));
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drain(0)));
                 }
                 Mode::Host => {
                     // One wake-up for the whole round's events.
@@ -408,5 +406,109 @@ struct DispatchGuard<'a>(&'a AtomicBool);
 impl Drop for DispatchGuard<'_> {
     fn drop(&mut self) {
         self.0.store(false, SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Family;
+    use crate::error::DGRAM_EBUSY;
+    use crate::event::UserPtr;
+    use crate::socket::SocketConfig;
+    use crate::types::{dgram_addr, dgram_socket};
+    use std::ffi::c_void;
+    use std::io::IoSlice;
+    use std::sync::atomic::AtomicUsize;
+
+    const UDP4: SocketConfig = SocketConfig {
+        family: Family::V4,
+        reuse_addr: false,
+        ipv6_only: false,
+        recv_buffer_size: 0,
+        send_buffer_size: 0,
+    };
+
+    struct Seen {
+        messages: AtomicUsize,
+        bytes: AtomicUsize,
+        nested: AtomicI64,
+        ctx: *const Context,
+    }
+
+    unsafe extern "C" fn on_message(
+        _s: *mut dgram_socket,
+        _msg: *const u8,
+        len: usize,
+        _rinfo: *const dgram_addr,
+        userdata: *mut c_void,
+    ) {
+        let seen = &*(userdata as *const Seen);
+        seen.messages.fetch_add(1, SeqCst);
+        seen.bytes.fetch_add(len, SeqCst);
+        // Dispatch must not nest.
+        let nested = match (*seen.ctx).dispatch(0) {
+            Ok(n) => n as i64,
+            Err(Errno(code)) => code as i64,
+        };
+        seen.nested.store(nested, SeqCst);
+    }
+
+    fn dispatch_until(ctx: &Context, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out");
+            ctx.run(50).unwrap();
+        }
+    }
+
+    #[test]
+    fn activity_accounting_and_dispatch_counts() {
+        let ctx = Context::new(Mode::Host, 0).unwrap();
+        let seen = Seen {
+            messages: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            nested: AtomicI64::new(1),
+            ctx: &*ctx,
+        };
+        let userdata = UserPtr(&seen as *const Seen as *mut c_void);
+        let server = Socket::create(&ctx, UDP4, Some(on_message), userdata).unwrap();
+        let client = Socket::create(&ctx, UDP4, None, UserPtr(std::ptr::null_mut())).unwrap();
+        // Created, unbound sockets keep nothing alive.
+        assert_eq!(ctx.active(), 0);
+        assert_eq!(ctx.run(10_000), Ok(0));
+
+        server.bind(0, Some(c"127.0.0.1"), None).unwrap();
+        // One bound socket plus its undelivered 'listening'.
+        assert_eq!(ctx.active(), 2);
+        assert_eq!(ctx.dispatch(0), Ok(1));
+        assert_eq!(ctx.active(), 1);
+
+        let port = crate::addr::bind_port(i32::from(server.address().unwrap().port)).unwrap();
+        client
+            .send(
+                &[IoSlice::new(b"abc"), IoSlice::new(b"de")],
+                port.into(),
+                None,
+                None,
+                UserPtr(std::ptr::null_mut()),
+            )
+            .unwrap();
+        dispatch_until(&ctx, || seen.messages.load(SeqCst) == 1);
+        assert_eq!(seen.bytes.load(SeqCst), 5);
+        assert_eq!(seen.nested.load(SeqCst), DGRAM_EBUSY as i64);
+        // Two bound sockets (the client implicitly), nothing else pending.
+        assert_eq!(ctx.active(), 2);
+
+        client.close(None).unwrap();
+        // The client's pending 'close' replaces its bound count.
+        assert_eq!(ctx.active(), 2);
+        assert_eq!(ctx.dispatch(0), Ok(1));
+        assert_eq!(ctx.active(), 1);
+
+        Arc::clone(&server).release();
+        assert_eq!(ctx.active(), 0);
+        ctx.shut_down();
+        assert_eq!(server.address().map(|_| ()), Err(Errno::BADF));
     }
 }

@@ -227,11 +227,7 @@ mod tests {
             assert!(a.code <= 0);
             assert!(!a.message.to_bytes().is_empty());
             for b in &CODES[i + 1..] {
-                assert_ne!(
-                    a.code, b.code,
-                    "{:?} and {:?} share a number",
-                    a.name, b.name
-                );
+                assert_ne!(a.code, b.code, "{:?} and {:?} share a number", a.name, b.name);
                 assert_ne!(a.name, b.name);
             }
         }
@@ -248,10 +244,7 @@ mod tests {
     #[test]
     fn os_errors_map_by_name() {
         assert_eq!(Errno::from_os(libc::EADDRINUSE), Errno(DGRAM_EADDRINUSE));
-        assert_eq!(
-            Errno::from_os(libc::ECONNREFUSED),
-            Errno(DGRAM_ECONNREFUSED)
-        );
+        assert_eq!(Errno::from_os(libc::ECONNREFUSED), Errno(DGRAM_ECONNREFUSED));
         assert_eq!(Errno::from_os(libc::ENOTTY), Errno(DGRAM_EUNKNOWN));
         let io_err = io::Error::from_raw_os_error(libc::EACCES);
         assert_eq!(Errno::from(io_err), Errno(DGRAM_EACCES));

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use crate::addr;
 use crate::socket::Socket;
 use crate::types::{
-    dgram_addr, dgram_error, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb,
-    dgram_socket,
+    dgram_addr, dgram_error, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb, dgram_socket,
 };
 
 /// A host pointer (userdata, send_data) that the library only carries and

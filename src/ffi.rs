@@ -88,9 +88,7 @@ fn result_count(result: Result<u32>) -> c_int {
 /// value or the system refuses the thread or its file descriptors.
 /// Release it with `dgram_context_free`.
 #[no_mangle]
-pub unsafe extern "C" fn dgram_context_new(
-    opts: *const dgram_context_options,
-) -> *mut dgram_context {
+pub unsafe extern "C" fn dgram_context_new(opts: *const dgram_context_options) -> *mut dgram_context {
     guard(ptr::null_mut(), || {
         let raw = if opts.is_null() {
             RawContextOptions {
@@ -316,13 +314,7 @@ pub unsafe extern "C" fn dgram_send(
         let socket = socket(s)?;
         socket.ensure_open()?;
         let data = bytes(msg, len)?;
-        socket.send(
-            &[IoSlice::new(data)],
-            port,
-            opt_str(address),
-            cb,
-            UserPtr(send_data),
-        )
+        socket.send(&[IoSlice::new(data)], port, opt_str(address), cb, UserPtr(send_data))
     })
 }
 
@@ -483,11 +475,9 @@ pub unsafe extern "C" fn dgram_set_multicast_ttl(s: *mut dgram_socket, ttl: i32)
 /// blocking mode. `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_fileno(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        match socket(s).and_then(|s| s.fileno()) {
-            Ok(fd) => fd,
-            Err(Errno(code)) => code,
-        }
+    guard(DGRAM_EINTERNAL, || match socket(s).and_then(|s| s.fileno()) {
+        Ok(fd) => fd,
+        Err(Errno(code)) => code,
     })
 }
 

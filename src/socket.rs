@@ -193,12 +193,7 @@ impl Socket {
 
     // ---- bind ----------------------------------------------------------------
 
-    pub fn bind(
-        self: &Arc<Self>,
-        port: i32,
-        address: Option<&CStr>,
-        once: dgram_event_cb,
-    ) -> Result<()> {
+    pub fn bind(self: &Arc<Self>, port: i32, address: Option<&CStr>, once: dgram_event_cb) -> Result<()> {
         let ctx = self.context()?;
         let mut st = self.state.lock();
         st.check_open()?;
@@ -348,15 +343,7 @@ impl Socket {
             st.queued_bytes -= sent.data.len();
             ctx.add_pending(-1);
             let error = result.err().map(|err| Errno::from_io(&err).0);
-            self.complete_send(
-                ctx,
-                &mut st,
-                sent.cb,
-                sent.send_data,
-                sent.data.len(),
-                sent.dest,
-                error,
-            );
+            self.complete_send(ctx, &mut st, sent.cb, sent.send_data, sent.data.len(), sent.dest, error);
         }
         if st.writable_armed && ctx.rewatch(fd.as_raw_fd(), self.token, false).is_ok() {
             st.writable_armed = false;
@@ -574,10 +561,15 @@ impl State {
     }
 
     fn send_queue_full(&self) -> bool {
-        let count = self.send_queue.len();
-        count >= SEND_QUEUE_MAX_COUNT
-            || (count >= SEND_QUEUE_MIN_COUNT && self.queued_bytes >= SEND_QUEUE_MIN_BYTES)
+        send_queue_full(self.send_queue.len(), self.queued_bytes)
     }
+}
+
+/// Whether a send queue holding `count` datagrams of `bytes` in all takes no
+/// more: it always takes 1024 datagrams whatever their size, and any number
+/// while under 1 MiB, up to a hard cap on the count.
+fn send_queue_full(count: usize, bytes: usize) -> bool {
+    count >= SEND_QUEUE_MAX_COUNT || (count >= SEND_QUEUE_MIN_COUNT && bytes >= SEND_QUEUE_MIN_BYTES)
 }
 
 /// One non-blocking sendmsg; EINTR is retried here.
@@ -594,4 +586,22 @@ fn send_datagram(fd: &UdpSocket, bufs: &[IoSlice<'_>], dest: SocketAddr) -> io::
 /// The kernel has no room right now: keep the datagram and retry on EPOLLOUT.
 fn is_transient(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock || err.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_queue_bounds() {
+        // 1024 of the largest datagrams fit, whatever their total size.
+        assert!(!send_queue_full(1023, 1023 * 65507));
+        assert!(send_queue_full(1024, 1024 * 65507));
+        // Small datagrams: any count while under 1 MiB...
+        assert!(!send_queue_full(5000, 5000 * 64));
+        assert!(send_queue_full(20000, 20000 * 64));
+        // ...but never more than the hard cap, even when empty.
+        assert!(!send_queue_full(SEND_QUEUE_MAX_COUNT - 1, 0));
+        assert!(send_queue_full(SEND_QUEUE_MAX_COUNT, 0));
+    }
 }

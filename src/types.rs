@@ -132,9 +132,8 @@ pub struct dgram_buf {
 pub type dgram_event_cb = Option<unsafe extern "C" fn(s: *mut dgram_socket, userdata: *mut c_void)>;
 
 /// The 'error' event. `err` is valid only during the callback.
-pub type dgram_error_cb = Option<
-    unsafe extern "C" fn(s: *mut dgram_socket, err: *const dgram_error, userdata: *mut c_void),
->;
+pub type dgram_error_cb =
+    Option<unsafe extern "C" fn(s: *mut dgram_socket, err: *const dgram_error, userdata: *mut c_void)>;
 
 /// The 'message' event: one datagram of `len` bytes (possibly 0) from
 /// `rinfo`. `msg` and `rinfo` are valid only during the callback: the library
@@ -153,14 +152,8 @@ pub type dgram_message_cb = Option<
 /// datagram was handed to the kernel, else the error (valid only during the
 /// callback). `length` is the message's length either way. `send_data` is the
 /// pointer given to that send call.
-pub type dgram_send_cb = Option<
-    unsafe extern "C" fn(
-        s: *mut dgram_socket,
-        err: *const dgram_error,
-        length: usize,
-        send_data: *mut c_void,
-    ),
->;
+pub type dgram_send_cb =
+    Option<unsafe extern "C" fn(s: *mut dgram_socket, err: *const dgram_error, length: usize, send_data: *mut c_void)>;
 
 /// `dgram_context_options` with its enum read as a plain integer.
 /// cbindgen:ignore
@@ -191,24 +184,13 @@ const _: () = {
     assert!(size_of::<dgram_type>() == size_of::<i32>());
     assert!(size_of::<RawContextOptions>() == size_of::<dgram_context_options>());
     assert!(align_of::<RawContextOptions>() == align_of::<dgram_context_options>());
-    assert!(
-        offset_of!(RawContextOptions, max_pending_events)
-            == offset_of!(dgram_context_options, max_pending_events)
-    );
+    assert!(offset_of!(RawContextOptions, max_pending_events) == offset_of!(dgram_context_options, max_pending_events));
     assert!(size_of::<RawSocketOptions>() == size_of::<dgram_socket_options>());
     assert!(align_of::<RawSocketOptions>() == align_of::<dgram_socket_options>());
-    assert!(
-        offset_of!(RawSocketOptions, reuse_addr) == offset_of!(dgram_socket_options, reuse_addr)
-    );
+    assert!(offset_of!(RawSocketOptions, reuse_addr) == offset_of!(dgram_socket_options, reuse_addr));
     assert!(offset_of!(RawSocketOptions, ipv6_only) == offset_of!(dgram_socket_options, ipv6_only));
-    assert!(
-        offset_of!(RawSocketOptions, recv_buffer_size)
-            == offset_of!(dgram_socket_options, recv_buffer_size)
-    );
-    assert!(
-        offset_of!(RawSocketOptions, send_buffer_size)
-            == offset_of!(dgram_socket_options, send_buffer_size)
-    );
+    assert!(offset_of!(RawSocketOptions, recv_buffer_size) == offset_of!(dgram_socket_options, recv_buffer_size));
+    assert!(offset_of!(RawSocketOptions, send_buffer_size) == offset_of!(dgram_socket_options, send_buffer_size));
 };
 
 impl dgram_addr {
