@@ -7,8 +7,7 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let crate_dir =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
 
     // The ABI major version is 0: bump the SONAME when the ABI breaks.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libdgram.so.0");
@@ -17,24 +16,21 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("cbindgen.toml is readable and valid");
+    let config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is readable and valid");
     let header = match cbindgen::generate_with_config(&crate_dir, config) {
         Ok(bindings) => bindings,
         Err(err) => panic!("cbindgen could not generate include/dgram.h: {err}"),
     };
     let mut raw = Vec::new();
     header.write(&mut raw);
-    let generated =
-        parenthesize_negative_macros(&String::from_utf8(raw).expect("cbindgen writes UTF-8"))
-            .into_bytes();
+    let generated = parenthesize_negative_macros(&String::from_utf8(raw).expect("cbindgen writes UTF-8")).into_bytes();
 
     // Write only on change so that an unchanged header keeps its timestamp and
     // C builds depending on it are not redone.
     let path = crate_dir.join("include").join("dgram.h");
     if fs::read(&path).ok().as_deref() != Some(&generated[..]) {
-        fs::create_dir_all(path.parent().expect("include/ has a parent"))
-            .expect("include/ can be created");
+        fs::create_dir_all(path.parent().expect("include/ has a parent")).expect("include/ can be created");
         fs::write(&path, &generated).expect("include/dgram.h is writable");
     }
 }
