@@ -1,0 +1,401 @@
+/*
+ * Multicast: addMembership / dropMembership, multicast TTL and loopback,
+ * udp4 and udp6, between two hosts made of network namespaces joined by a
+ * veth pair (test_two_hosts_or_skip):
+ *   host A = the main thread's namespace: dgv0, 198.51.100.1, 2001:db8::1
+ *   host B = hosts.peer_ns:               dgv1, 198.51.100.2, 2001:db8::2
+ * A socket belongs to the namespace of the thread that creates it, so a
+ * socket "on host B" is created after test_netns_enter(hosts.peer_ns); one
+ * context holds sockets of both hosts.
+ *
+ * Nothing is sent outside these namespaces; the process exits 77 (skip) when
+ * it cannot make them.
+ */
+#include "test_util.h"
+
+#include <net/if.h>
+
+static test_two_hosts hosts;
+static dgram_context *ctx;
+
+#define HOST_A 0
+#define HOST_B 1
+
+/* What a socket received. */
+typedef struct {
+    int count;
+    uint8_t data[256];
+    size_t len;
+    dgram_addr rinfo;
+    dgram_socket *socket;
+} inbox;
+
+static void on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
+                       void *userdata) {
+    inbox *in = userdata;
+    CHECK(in != NULL);
+    CHECK(s == in->socket);
+    CHECK(len <= sizeof in->data);
+    memcpy(in->data, msg, len);
+    in->len = len;
+    in->rinfo = *rinfo;
+    in->count++;
+}
+
+static int listening_count;
+
+static void on_listening(dgram_socket *s, void *userdata) {
+    (void)s;
+    (void)userdata;
+    listening_count++;
+}
+
+static int sent_count;
+
+static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *data) {
+    (void)s;
+    if (err)
+        FAIL("send failed: %s (%s) to %s:%u", dgram_err_name(err->code), err->syscall,
+             err->addr.address, err->addr.port);
+    CHECK_EQ(length, (size_t)(uintptr_t)data);
+    sent_count++;
+}
+
+static void enter_host(int host) { test_netns_enter(host == HOST_B ? hosts.peer_ns : hosts.self_ns); }
+
+/* A socket on `host` (made in that host's namespace), with `in` as userdata. */
+static dgram_socket *make(int host, dgram_type type, bool reuse_addr, inbox *in) {
+    dgram_socket_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.type = type;
+    opts.reuse_addr = reuse_addr;
+    dgram_socket *s = NULL;
+    enter_host(host);
+    int rc = dgram_create_socket(ctx, &opts, in ? on_message : NULL, in, &s);
+    enter_host(HOST_A);
+    CHECK_OK(rc);
+    CHECK(s != NULL);
+    if (in) {
+        memset(in, 0, sizeof *in);
+        in->socket = s;
+    }
+    return s;
+}
+
+/* Binds to the wildcard address on `port` (0: OS picks) and waits for
+ * 'listening'; returns the port. */
+static uint16_t bind_wait(dgram_socket *s, int port, const char *address) {
+    int before = listening_count;
+    CHECK_OK(dgram_bind(s, port, address, on_listening));
+    RUN_UNTIL(ctx, listening_count, before + 1);
+    uint16_t got = test_port(s);
+    CHECK(got != 0);
+    if (port)
+        CHECK_EQ(got, port);
+    return got;
+}
+
+/* Sends `text` to address:port and waits for the send callback. */
+static void send_wait(dgram_socket *s, const char *text, const char *address, uint16_t port) {
+    size_t len = strlen(text);
+    int before = sent_count;
+    CHECK_OK(dgram_send(s, text, len, port, address, on_sent, (void *)(uintptr_t)len));
+    RUN_UNTIL(ctx, sent_count, before + 1);
+}
+
+static void check_got(const inbox *in, int count, const char *text, const char *from,
+                      uint16_t from_port, dgram_family family) {
+    CHECK_EQ(in->count, count);
+    CHECK_EQ(in->len, strlen(text));
+    CHECK_MEM(in->data, text, strlen(text));
+    CHECK_STR(in->rinfo.address, from);
+    CHECK_EQ(in->rinfo.port, from_port);
+    CHECK_EQ(in->rinfo.family, family);
+}
+
+/* Calls add/drop membership with the calling thread in `host`'s namespace
+ * (an interface *name* is looked up in the calling thread's namespace, as
+ * with libuv and Node). */
+static int membership(int host, dgram_socket *s, bool join, const char *group, const char *iface) {
+    enter_host(host);
+    int rc = join ? dgram_add_membership(s, group, iface) : dgram_drop_membership(s, group, iface);
+    enter_host(HOST_A);
+    return rc;
+}
+
+/* ---- the namespaces themselves ------------------------------------------ */
+
+static void test_sockets_belong_to_their_host(void) {
+    printf("test_sockets_belong_to_their_host\n");
+    /* 198.51.100.2 is local only on host B, 198.51.100.1 only on host A. */
+    dgram_socket *b = make(HOST_B, DGRAM_UDP4, false, NULL);
+    dgram_socket *a = make(HOST_A, DGRAM_UDP4, false, NULL);
+    CHECK_CODE(dgram_bind(a, 0, "198.51.100.2", NULL), DGRAM_EADDRNOTAVAIL);
+    CHECK_CODE(dgram_bind(b, 0, "198.51.100.1", NULL), DGRAM_EADDRNOTAVAIL);
+    bind_wait(b, 0, "198.51.100.2");
+    bind_wait(a, 0, "198.51.100.1");
+    dgram_socket_free(a);
+    dgram_socket_free(b);
+}
+
+/* ---- udp4: join, receive, drop, not received ---------------------------- */
+
+static void test_udp4_membership(void) {
+    printf("test_udp4_membership\n");
+    inbox in;
+    dgram_socket *rx = make(HOST_B, DGRAM_UDP4, true, &in);
+    uint16_t port = bind_wait(rx, 0, "0.0.0.0");
+    CHECK_OK(dgram_add_membership(rx, "239.255.0.1", "198.51.100.2"));
+
+    dgram_socket *tx = make(HOST_A, DGRAM_UDP4, false, NULL);
+    CHECK_OK(dgram_set_multicast_ttl(tx, 1));
+    bind_wait(tx, 0, NULL);
+    uint16_t tx_port = test_port(tx);
+
+    send_wait(tx, "hello group", "239.255.0.1", port);
+    RUN_UNTIL(ctx, in.count, 1);
+    check_got(&in, 1, "hello group", "198.51.100.1", tx_port, DGRAM_IPV4);
+
+    /* After the drop, the next datagram does not arrive. */
+    CHECK_OK(dgram_drop_membership(rx, "239.255.0.1", "198.51.100.2"));
+    send_wait(tx, "after drop", "239.255.0.1", port);
+    test_run_for(ctx, 200);
+    CHECK_EQ(in.count, 1);
+
+    /* Control: joined again, the next one arrives (so the one above would
+     * have arrived had the membership remained). */
+    CHECK_OK(dgram_add_membership(rx, "239.255.0.1", "198.51.100.2"));
+    send_wait(tx, "joined again", "239.255.0.1", port);
+    RUN_UNTIL(ctx, in.count, 2);
+    check_got(&in, 2, "joined again", "198.51.100.1", tx_port, DGRAM_IPV4);
+    test_run_for(ctx, 50);
+    CHECK_EQ(in.count, 2);
+
+    CHECK_OK(dgram_drop_membership(rx, "239.255.0.1", "198.51.100.2"));
+    /* Dropping a group no longer (or never) joined. */
+    CHECK_CODE(dgram_drop_membership(rx, "239.255.0.1", "198.51.100.2"), DGRAM_EADDRNOTAVAIL);
+    CHECK_CODE(dgram_drop_membership(rx, "239.255.0.99", "198.51.100.2"), DGRAM_EADDRNOTAVAIL);
+    CHECK_CODE(dgram_drop_membership(rx, "239.255.0.99", NULL), DGRAM_EADDRNOTAVAIL);
+    /* Never joined, on a socket never bound. */
+    dgram_socket *fresh = make(HOST_B, DGRAM_UDP4, false, NULL);
+    CHECK_CODE(dgram_drop_membership(fresh, "239.255.0.1", "198.51.100.2"), DGRAM_EADDRNOTAVAIL);
+    dgram_socket_free(fresh);
+
+    dgram_socket_free(rx);
+    dgram_socket_free(tx);
+}
+
+/* Membership before bind (the OS socket exists from dgram_create_socket),
+ * and with a NULL interface: the kernel picks it by route (224.0.0.0/4 via
+ * dgv1 on host B). */
+static void test_udp4_membership_before_bind_default_iface(void) {
+    printf("test_udp4_membership_before_bind_default_iface\n");
+    inbox in;
+    dgram_socket *rx = make(HOST_B, DGRAM_UDP4, true, &in);
+    CHECK_OK(dgram_add_membership(rx, "239.255.0.4", NULL));
+    uint16_t port = bind_wait(rx, 0, NULL);
+
+    dgram_socket *tx = make(HOST_A, DGRAM_UDP4, false, NULL);
+    CHECK_OK(dgram_set_multicast_ttl(tx, 1));
+    bind_wait(tx, 0, NULL);
+    send_wait(tx, "default iface", "239.255.0.4", port);
+    RUN_UNTIL(ctx, in.count, 1);
+    check_got(&in, 1, "default iface", "198.51.100.1", test_port(tx), DGRAM_IPV4);
+
+    CHECK_OK(dgram_drop_membership(rx, "239.255.0.4", NULL));
+    CHECK_CODE(dgram_drop_membership(rx, "239.255.0.4", NULL), DGRAM_EADDRNOTAVAIL);
+    dgram_socket_free(rx);
+    dgram_socket_free(tx);
+}
+
+/* ---- multicast loopback on the sending host ----------------------------- */
+
+static void test_multicast_loopback(void) {
+    printf("test_multicast_loopback\n");
+    inbox in;
+    dgram_socket *s = make(HOST_A, DGRAM_UDP4, true, &in);
+    uint16_t port = bind_wait(s, 0, "0.0.0.0");
+    CHECK_OK(dgram_add_membership(s, "239.255.0.3", "198.51.100.1"));
+    CHECK_OK(dgram_set_multicast_ttl(s, 1));
+
+    CHECK_OK(dgram_set_multicast_loopback(s, true));
+    send_wait(s, "loop on", "239.255.0.3", port);
+    RUN_UNTIL(ctx, in.count, 1);
+    check_got(&in, 1, "loop on", "198.51.100.1", port, DGRAM_IPV4);
+
+    CHECK_OK(dgram_set_multicast_loopback(s, false));
+    send_wait(s, "loop off", "239.255.0.3", port);
+    test_run_for(ctx, 200);
+    CHECK_EQ(in.count, 1);
+
+    CHECK_OK(dgram_set_multicast_loopback(s, true));
+    send_wait(s, "loop on again", "239.255.0.3", port);
+    RUN_UNTIL(ctx, in.count, 2);
+    check_got(&in, 2, "loop on again", "198.51.100.1", port, DGRAM_IPV4);
+    test_run_for(ctx, 50);
+    CHECK_EQ(in.count, 2);
+
+    dgram_socket_free(s);
+}
+
+/* ---- two receivers sharing a port --------------------------------------- */
+
+static void test_two_receivers_share_port(void) {
+    printf("test_two_receivers_share_port\n");
+    inbox in1, in2;
+    dgram_socket *r1 = make(HOST_B, DGRAM_UDP4, true, &in1);
+    dgram_socket *r2 = make(HOST_B, DGRAM_UDP4, true, &in2);
+    uint16_t port = bind_wait(r1, 0, "0.0.0.0");
+    bind_wait(r2, port, "0.0.0.0");
+    CHECK_OK(dgram_add_membership(r1, "239.255.0.2", "198.51.100.2"));
+    CHECK_OK(dgram_add_membership(r2, "239.255.0.2", "198.51.100.2"));
+
+    dgram_socket *tx = make(HOST_A, DGRAM_UDP4, false, NULL);
+    CHECK_OK(dgram_set_multicast_ttl(tx, 1));
+    bind_wait(tx, 0, NULL);
+    send_wait(tx, "to both", "239.255.0.2", port);
+    RUN_UNTIL(ctx, in1.count, 1);
+    RUN_UNTIL(ctx, in2.count, 1);
+    test_run_for(ctx, 100);
+    check_got(&in1, 1, "to both", "198.51.100.1", test_port(tx), DGRAM_IPV4);
+    check_got(&in2, 1, "to both", "198.51.100.1", test_port(tx), DGRAM_IPV4);
+
+    dgram_socket_free(r1);
+    dgram_socket_free(r2);
+    dgram_socket_free(tx);
+}
+
+/* ---- udp6 ---------------------------------------------------------------- */
+
+static void udp6_round(dgram_socket *tx, inbox *in, uint16_t port, const char *group,
+                       const char *text, int want) {
+    send_wait(tx, text, group, port);
+    RUN_UNTIL(ctx, in->count, want);
+    check_got(in, want, text, "2001:db8::1", test_port(tx), DGRAM_IPV6);
+}
+
+static void test_udp6_membership(void) {
+    printf("test_udp6_membership\n");
+    inbox in;
+    dgram_socket *rx = make(HOST_B, DGRAM_UDP6, true, &in);
+    uint16_t port = bind_wait(rx, 0, "::");
+
+    dgram_socket *tx = make(HOST_A, DGRAM_UDP6, false, NULL);
+    CHECK_OK(dgram_set_multicast_ttl(tx, 1));
+    bind_wait(tx, 0, NULL);
+
+    /* Interface by name. */
+    CHECK_CODE(membership(HOST_B, rx, true, "ff0e::1:2", "dgv1"), 0);
+    udp6_round(tx, &in, port, "ff0e::1:2", "v6 by name", 1);
+    CHECK_CODE(membership(HOST_B, rx, false, "ff0e::1:2", "dgv1"), 0);
+    send_wait(tx, "v6 dropped", "ff0e::1:2", port);
+    test_run_for(ctx, 200);
+    CHECK_EQ(in.count, 1);
+    CHECK_CODE(membership(HOST_B, rx, false, "ff0e::1:2", "dgv1"), DGRAM_EADDRNOTAVAIL);
+
+    /* Interface as an address with a zone. */
+    CHECK_CODE(membership(HOST_B, rx, true, "ff0e::1:2", "::%dgv1"), 0);
+    udp6_round(tx, &in, port, "ff0e::1:2", "v6 by zone", 2);
+    CHECK_CODE(membership(HOST_B, rx, false, "ff0e::1:2", "::%dgv1"), 0);
+    CHECK_CODE(membership(HOST_B, rx, false, "ff0e::1:2", "::%dgv1"), DGRAM_EADDRNOTAVAIL);
+
+    /* Interface by index, and a site-local-scope group. */
+    enter_host(HOST_B);
+    unsigned index = if_nametoindex("dgv1");
+    enter_host(HOST_A);
+    CHECK(index != 0);
+    char index_text[16];
+    snprintf(index_text, sizeof index_text, "%u", index);
+    CHECK_OK(dgram_add_membership(rx, "ff05::1:5", index_text));
+    udp6_round(tx, &in, port, "ff05::1:5", "v6 by index", 3);
+    CHECK_OK(dgram_drop_membership(rx, "ff05::1:5", index_text));
+    send_wait(tx, "v6 index dropped", "ff05::1:5", port);
+    test_run_for(ctx, 200);
+    CHECK_EQ(in.count, 3);
+    CHECK_CODE(dgram_drop_membership(rx, "ff05::1:5", index_text), DGRAM_EADDRNOTAVAIL);
+
+    /* NULL interface: the kernel picks it by route (ff00::/8 via dgv1). */
+    CHECK_OK(dgram_add_membership(rx, "ff0e::1:6", NULL));
+    udp6_round(tx, &in, port, "ff0e::1:6", "v6 default iface", 4);
+    CHECK_OK(dgram_drop_membership(rx, "ff0e::1:6", NULL));
+    CHECK_CODE(dgram_drop_membership(rx, "ff0e::1:6", NULL), DGRAM_EADDRNOTAVAIL);
+    CHECK_CODE(dgram_drop_membership(rx, "ff0e::1:7", NULL), DGRAM_EADDRNOTAVAIL);
+
+    test_run_for(ctx, 50);
+    CHECK_EQ(in.count, 4);
+    dgram_socket_free(rx);
+    dgram_socket_free(tx);
+}
+
+/* ---- bad groups and interfaces ------------------------------------------ */
+
+static void test_membership_errors(void) {
+    printf("test_membership_errors\n");
+    dgram_socket *v4 = make(HOST_B, DGRAM_UDP4, false, NULL);
+    dgram_socket *v6 = make(HOST_B, DGRAM_UDP6, false, NULL);
+
+    /* A udp6 interface name that does not exist. */
+    CHECK_CODE(membership(HOST_B, v6, true, "ff0e::1:2", "nosuchif0"), DGRAM_ENODEV);
+    CHECK_CODE(membership(HOST_B, v6, true, "ff0e::1:2", "::%nosuchif0"), DGRAM_ENODEV);
+    /* A well-formed udp4 interface address that is not local: the kernel
+     * answers ENODEV (observed on Linux: ip_mc_find_dev finds no device). */
+    CHECK_CODE(dgram_add_membership(v4, "239.255.0.1", "203.0.113.9"), DGRAM_ENODEV);
+    /* The address of the other host is not local here either. */
+    CHECK_CODE(dgram_add_membership(v4, "239.255.0.1", "198.51.100.1"), DGRAM_ENODEV);
+
+    /* Malformed interfaces. */
+    CHECK_CODE(dgram_add_membership(v4, "239.255.0.1", "dgv1"), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v4, "239.255.0.1", "2001:db8::2"), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v4, "239.255.0.1", ""), DGRAM_EINVAL);
+    CHECK_CODE(membership(HOST_B, v6, true, "ff0e::1:2", "zz%dgv1"), DGRAM_EINVAL);
+    CHECK_CODE(membership(HOST_B, v6, true, "ff0e::1:2", ""), DGRAM_EINVAL);
+
+    /* Groups that are not multicast addresses of the socket's family. */
+    CHECK_CODE(dgram_add_membership(v4, "198.51.100.2", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v4, "ff0e::1:2", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v4, "not an address", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v4, NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_drop_membership(v4, "198.51.100.2", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v6, "2001:db8::2", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(v6, "239.255.0.1", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_drop_membership(v6, "2001:db8::2", NULL), DGRAM_EINVAL);
+
+    /* None of the failures left a membership behind. */
+    CHECK_CODE(dgram_drop_membership(v4, "239.255.0.1", NULL), DGRAM_EADDRNOTAVAIL);
+    CHECK_CODE(membership(HOST_B, v6, false, "ff0e::1:2", "dgv1"), DGRAM_EADDRNOTAVAIL);
+
+    /* A closed socket answers EBADF whatever the arguments. */
+    CHECK_OK(dgram_close(v4, NULL));
+    CHECK_CODE(dgram_add_membership(v4, "239.255.0.1", "198.51.100.2"), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(v4, "198.51.100.2", "bad"), DGRAM_EBADF);
+    CHECK_CODE(dgram_drop_membership(v4, "239.255.0.1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(NULL, "239.255.0.1", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_drop_membership(NULL, "239.255.0.1", NULL), DGRAM_EINVAL);
+
+    dgram_socket_free(v4);
+    dgram_socket_free(v6);
+}
+
+int main(void) {
+    test_watchdog(60);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    hosts = test_two_hosts_or_skip();
+    ctx = dgram_context_new(NULL);
+    CHECK(ctx != NULL);
+
+    test_sockets_belong_to_their_host();
+    test_udp4_membership();
+    test_udp4_membership_before_bind_default_iface();
+    test_multicast_loopback();
+    test_two_receivers_share_port();
+    test_udp6_membership();
+    test_membership_errors();
+
+    test_run_for(ctx, 20);
+    CHECK_EQ(dgram_context_active(ctx), 0);
+    dgram_context_free(ctx);
+    close(hosts.self_ns);
+    close(hosts.peer_ns);
+    printf("ok\n");
+    return 0;
+}

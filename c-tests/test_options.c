@@ -1,0 +1,427 @@
+/*
+ * Socket options: every set* function (and the reuse_addr / ipv6_only
+ * creation options) checked by reading the option back with getsockopt on
+ * dgram_fileno(s), on udp4 and udp6, before and after bind.
+ *
+ * Nothing here leaves the machine: the only datagrams sent go to 127.0.0.1
+ * and ::1 (to check that the TTL set is the one the packets carry).
+ * Multicast memberships are covered in test_multicast.c.
+ */
+#include "test_util.h"
+
+#include <netinet/in.h>
+#include <sys/time.h>
+
+static dgram_context *ctx;
+
+static const dgram_type TYPES[2] = {DGRAM_UDP4, DGRAM_UDP6};
+
+static const char *type_name(dgram_type t) { return t == DGRAM_UDP4 ? "udp4" : "udp6"; }
+
+static const char *loopback(dgram_type t) { return t == DGRAM_UDP4 ? "127.0.0.1" : "::1"; }
+
+/* Reads an int socket option from the library socket's fd. */
+static int get_int_opt(dgram_socket *s, int level, int name) {
+    int fd = dgram_fileno(s);
+    CHECK(fd >= 0);
+    int value = -12345;
+    socklen_t len = sizeof value;
+    if (getsockopt(fd, level, name, &value, &len) != 0)
+        FAIL("getsockopt(%d, %d): %s", level, name, strerror(errno));
+    CHECK_EQ(len, sizeof value);
+    return value;
+}
+
+static int counter_listening;
+
+static void on_listening(dgram_socket *s, void *userdata) {
+    (void)s;
+    (void)userdata;
+    counter_listening++;
+}
+
+/* A socket of `type`, bound to the loopback address on an OS-chosen port
+ * when `bound`; the fd must stay the same across bind (the OS socket is
+ * made by dgram_create_socket). */
+static dgram_socket *make(dgram_type type, bool bound, bool reuse_addr, bool ipv6_only) {
+    dgram_socket_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.type = type;
+    opts.reuse_addr = reuse_addr;
+    opts.ipv6_only = ipv6_only;
+    dgram_socket *s = NULL;
+    CHECK_OK(dgram_create_socket(ctx, &opts, NULL, NULL, &s));
+    CHECK(s != NULL);
+    int fd = dgram_fileno(s);
+    CHECK(fd >= 0);
+    if (bound) {
+        int before = counter_listening;
+        CHECK_OK(dgram_bind(s, 0, loopback(type), on_listening));
+        RUN_UNTIL(ctx, counter_listening, before + 1);
+        CHECK_EQ(dgram_fileno(s), fd);
+        CHECK(test_port(s) != 0);
+    }
+    return s;
+}
+
+/* Runs `fn` on udp4 and udp6 sockets, unbound and bound. */
+static void for_each_socket(void (*fn)(dgram_socket *s, dgram_type type, bool bound)) {
+    for (int t = 0; t < 2; t++) {
+        for (int bound = 0; bound <= 1; bound++) {
+            printf("    %s, %s\n", type_name(TYPES[t]), bound ? "bound" : "not bound");
+            dgram_socket *s = make(TYPES[t], bound, false, false);
+            fn(s, TYPES[t], bound);
+            dgram_socket_free(s);
+        }
+    }
+}
+
+/* ---- setBroadcast ---------------------------------------------------- */
+
+static void broadcast_case(dgram_socket *s, dgram_type type, bool bound) {
+    (void)type;
+    (void)bound;
+    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 0); /* Node default: off */
+    CHECK_OK(dgram_set_broadcast(s, true));
+    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 1);
+    CHECK_OK(dgram_set_broadcast(s, true)); /* idempotent */
+    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 1);
+    CHECK_OK(dgram_set_broadcast(s, false));
+    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 0);
+}
+
+static void test_set_broadcast(void) {
+    printf("test_set_broadcast\n");
+    for_each_socket(broadcast_case);
+}
+
+/* ---- setTTL ------------------------------------------------------------ */
+
+static int ttl_level(dgram_type t) { return t == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6; }
+static int ttl_name(dgram_type t) { return t == DGRAM_UDP4 ? IP_TTL : IPV6_UNICAST_HOPS; }
+
+static void ttl_case(dgram_socket *s, dgram_type type, bool bound) {
+    (void)bound;
+    int level = ttl_level(type), name = ttl_name(type);
+    static const int good[] = {1, 64, 255, 2, 200};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        CHECK_OK(dgram_set_ttl(s, good[i]));
+        CHECK_EQ(get_int_opt(s, level, name), good[i]);
+    }
+    /* Out of range: DGRAM_EINVAL, and the value stays 200. */
+    static const int bad[] = {0, 256, -1, 1000, INT32_MIN, INT32_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_CODE(dgram_set_ttl(s, bad[i]), DGRAM_EINVAL);
+        CHECK_EQ(get_int_opt(s, level, name), 200);
+    }
+}
+
+static void test_set_ttl(void) {
+    printf("test_set_ttl\n");
+    for_each_socket(ttl_case);
+}
+
+/* ---- setMulticastTTL ---------------------------------------------------- */
+
+static int mttl_level(dgram_type t) { return t == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6; }
+static int mttl_name(dgram_type t) { return t == DGRAM_UDP4 ? IP_MULTICAST_TTL : IPV6_MULTICAST_HOPS; }
+
+static void multicast_ttl_case(dgram_socket *s, dgram_type type, bool bound) {
+    (void)bound;
+    int level = mttl_level(type), name = mttl_name(type);
+    CHECK_EQ(get_int_opt(s, level, name), 1); /* the system default, as in Node */
+    static const int good[] = {0, 7, 255, 1, 0, 42};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        CHECK_OK(dgram_set_multicast_ttl(s, good[i]));
+        CHECK_EQ(get_int_opt(s, level, name), good[i]);
+    }
+    static const int bad[] = {-1, 256, -2, 65536, INT32_MIN, INT32_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_CODE(dgram_set_multicast_ttl(s, bad[i]), DGRAM_EINVAL);
+        CHECK_EQ(get_int_opt(s, level, name), 42);
+    }
+    /* Setting the multicast TTL leaves the unicast one alone and vice versa. */
+    CHECK_OK(dgram_set_ttl(s, 99));
+    CHECK_OK(dgram_set_multicast_ttl(s, 3));
+    CHECK_EQ(get_int_opt(s, ttl_level(type), ttl_name(type)), 99);
+    CHECK_EQ(get_int_opt(s, level, name), 3);
+}
+
+static void test_set_multicast_ttl(void) {
+    printf("test_set_multicast_ttl\n");
+    for_each_socket(multicast_ttl_case);
+}
+
+/* ---- setMulticastLoopback --------------------------------------------- */
+
+static void multicast_loop_case(dgram_socket *s, dgram_type type, bool bound) {
+    (void)bound;
+    int level = type == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6;
+    int name = type == DGRAM_UDP4 ? IP_MULTICAST_LOOP : IPV6_MULTICAST_LOOP;
+    CHECK_EQ(get_int_opt(s, level, name), 1); /* system default: on */
+    CHECK_OK(dgram_set_multicast_loopback(s, false));
+    CHECK_EQ(get_int_opt(s, level, name), 0);
+    CHECK_OK(dgram_set_multicast_loopback(s, false));
+    CHECK_EQ(get_int_opt(s, level, name), 0);
+    CHECK_OK(dgram_set_multicast_loopback(s, true));
+    CHECK_EQ(get_int_opt(s, level, name), 1);
+}
+
+static void test_set_multicast_loopback(void) {
+    printf("test_set_multicast_loopback\n");
+    for_each_socket(multicast_loop_case);
+}
+
+/* ---- options set before bind survive bind ------------------------------ */
+
+static void test_options_survive_bind(void) {
+    printf("test_options_survive_bind\n");
+    for (int t = 0; t < 2; t++) {
+        dgram_type type = TYPES[t];
+        dgram_socket *s = make(type, false, false, false);
+        int fd = dgram_fileno(s);
+        CHECK_OK(dgram_set_broadcast(s, true));
+        CHECK_OK(dgram_set_ttl(s, 17));
+        CHECK_OK(dgram_set_multicast_ttl(s, 9));
+        CHECK_OK(dgram_set_multicast_loopback(s, false));
+        int before = counter_listening;
+        CHECK_OK(dgram_bind(s, 0, loopback(type), on_listening));
+        RUN_UNTIL(ctx, counter_listening, before + 1);
+        CHECK_EQ(dgram_fileno(s), fd);
+        CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 1);
+        CHECK_EQ(get_int_opt(s, ttl_level(type), ttl_name(type)), 17);
+        CHECK_EQ(get_int_opt(s, mttl_level(type), mttl_name(type)), 9);
+        CHECK_EQ(get_int_opt(s, type == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6,
+                             type == DGRAM_UDP4 ? IP_MULTICAST_LOOP : IPV6_MULTICAST_LOOP),
+                 0);
+        dgram_socket_free(s);
+    }
+}
+
+/* ---- reuse_addr --------------------------------------------------------- */
+
+static void test_reuse_addr(void) {
+    printf("test_reuse_addr\n");
+    for (int t = 0; t < 2; t++) {
+        dgram_type type = TYPES[t];
+        for (int bound = 0; bound <= 1; bound++) {
+            dgram_socket *on = make(type, bound, true, false);
+            dgram_socket *off = make(type, bound, false, false);
+            CHECK_EQ(get_int_opt(on, SOL_SOCKET, SO_REUSEADDR), 1);
+            CHECK_EQ(get_int_opt(off, SOL_SOCKET, SO_REUSEADDR), 0);
+            dgram_socket_free(on);
+            dgram_socket_free(off);
+        }
+        /* Effect: two reuse_addr sockets share a port; without it the
+         * second bind is EADDRINUSE. */
+        dgram_socket *a = make(type, true, true, false);
+        uint16_t port = test_port(a);
+        dgram_socket *b = make(type, false, true, false);
+        int before = counter_listening;
+        CHECK_OK(dgram_bind(b, port, loopback(type), on_listening));
+        RUN_UNTIL(ctx, counter_listening, before + 1);
+        CHECK_EQ(test_port(b), port);
+        dgram_socket *c = make(type, false, false, false);
+        CHECK_CODE(dgram_bind(c, port, loopback(type), NULL), DGRAM_EADDRINUSE);
+        CHECK_EQ(get_int_opt(c, SOL_SOCKET, SO_REUSEADDR), 0);
+        dgram_socket_free(a);
+        dgram_socket_free(b);
+        dgram_socket_free(c);
+    }
+}
+
+/* ---- ipv6_only ---------------------------------------------------------- */
+
+static dgram_socket *bind_any(dgram_type type, bool ipv6_only, int port, int expect) {
+    dgram_socket *s = make(type, false, false, ipv6_only);
+    int before = counter_listening;
+    CHECK_CODE(dgram_bind(s, port, NULL, on_listening), expect);
+    if (expect == 0)
+        RUN_UNTIL(ctx, counter_listening, before + 1);
+    return s;
+}
+
+static void test_ipv6_only(void) {
+    printf("test_ipv6_only\n");
+    /* Unbound, then bound to [::] (binding to a specific IPv6 address such
+     * as ::1 makes the kernel itself set IPV6_V6ONLY, so the wildcard is the
+     * bound case that shows the option as set). */
+    for (int bound = 0; bound <= 1; bound++) {
+        dgram_socket *on = bound ? bind_any(DGRAM_UDP6, true, 0, 0) : make(DGRAM_UDP6, false, false, true);
+        dgram_socket *off = bound ? bind_any(DGRAM_UDP6, false, 0, 0) : make(DGRAM_UDP6, false, false, false);
+        CHECK_EQ(get_int_opt(on, IPPROTO_IPV6, IPV6_V6ONLY), 1);
+        CHECK_EQ(get_int_opt(off, IPPROTO_IPV6, IPV6_V6ONLY), 0);
+        dgram_socket_free(on);
+        dgram_socket_free(off);
+    }
+    /* ipv6_only is ignored on udp4: the socket is made and works. */
+    dgram_socket *v4 = make(DGRAM_UDP4, true, false, true);
+    CHECK_EQ(get_int_opt(v4, SOL_SOCKET, SO_REUSEADDR), 0);
+    dgram_socket_free(v4);
+
+    /* Effect (bind only, nothing sent to the wildcard): a v6-only socket on
+     * [::]:P leaves 0.0.0.0:P free; a dual-stack one takes it too. */
+    dgram_socket *only = bind_any(DGRAM_UDP6, true, 0, 0);
+    uint16_t port = test_port(only);
+    dgram_socket *four = bind_any(DGRAM_UDP4, false, port, 0);
+    CHECK_EQ(test_port(four), port);
+    dgram_socket_free(only);
+    dgram_socket_free(four);
+
+    dgram_socket *dual = bind_any(DGRAM_UDP6, false, 0, 0);
+    port = test_port(dual);
+    dgram_socket *clash = bind_any(DGRAM_UDP4, false, port, DGRAM_EADDRINUSE);
+    dgram_socket_free(dual);
+    dgram_socket_free(clash);
+}
+
+/* ---- the TTL set is the one the datagrams carry (loopback only) -------- */
+
+static int sent_count;
+static int sent_errors;
+
+static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *data) {
+    (void)s;
+    (void)data;
+    CHECK_EQ(length, 5);
+    if (err)
+        sent_errors++;
+    sent_count++;
+}
+
+/* A plain kernel socket on the loopback address asking for the TTL / hop
+ * limit of each datagram it receives. */
+static int ttl_receiver(dgram_type type, uint16_t *port) {
+    int fam = type == DGRAM_UDP4 ? AF_INET : AF_INET6;
+    int fd = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    if (type == DGRAM_UDP4)
+        CHECK_EQ(setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &one, sizeof one), 0);
+    else
+        CHECK_EQ(setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof one), 0);
+    struct timeval tv = {10, 0};
+    CHECK_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    if (type == DGRAM_UDP4) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof *sin;
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_addr = in6addr_loopback;
+        len = sizeof *sin6;
+    }
+    CHECK_EQ(bind(fd, (struct sockaddr *)&ss, len), 0);
+    len = sizeof ss;
+    CHECK_EQ(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    *port = ntohs(type == DGRAM_UDP4 ? ((struct sockaddr_in *)&ss)->sin_port
+                                     : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return fd;
+}
+
+/* Receives one datagram and returns the TTL / hop limit it carried. */
+static int recv_ttl(int fd, dgram_type type) {
+    char data[16];
+    union {
+        char buf[CMSG_SPACE(sizeof(int)) * 4];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {data, sizeof data};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    ssize_t n = recvmsg(fd, &mh, 0);
+    if (n < 0)
+        FAIL("recvmsg: %s", strerror(errno));
+    CHECK_EQ(n, 5);
+    CHECK_MEM(data, "hello", 5);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if ((type == DGRAM_UDP4 && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+            (type == DGRAM_UDP6 && c->cmsg_level == IPPROTO_IPV6 &&
+             c->cmsg_type == IPV6_HOPLIMIT)) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof v);
+            return v;
+        }
+    }
+    FAIL("no TTL/hop-limit control message");
+    return -1;
+}
+
+static void test_ttl_on_the_wire(void) {
+    printf("test_ttl_on_the_wire\n");
+    for (int t = 0; t < 2; t++) {
+        dgram_type type = TYPES[t];
+        uint16_t port;
+        int rfd = ttl_receiver(type, &port);
+        dgram_socket *s = make(type, false, false, false);
+        static const int ttls[] = {7, 1, 255};
+        for (int i = 0; i < 3; i++) {
+            CHECK_OK(dgram_set_ttl(s, ttls[i]));
+            int before = sent_count;
+            CHECK_OK(dgram_send(s, "hello", 5, port, loopback(type), on_sent, NULL));
+            RUN_UNTIL(ctx, sent_count, before + 1);
+            CHECK_EQ(sent_errors, 0);
+            CHECK_EQ(recv_ttl(rfd, type), ttls[i]);
+        }
+        dgram_socket_free(s);
+        close(rfd);
+    }
+}
+
+/* ---- closed socket and NULL handle -------------------------------------- */
+
+static void test_options_on_closed_socket(void) {
+    printf("test_options_on_closed_socket\n");
+    for (int t = 0; t < 2; t++) {
+        for (int bound = 0; bound <= 1; bound++) {
+            dgram_socket *s = make(TYPES[t], bound, false, false);
+            CHECK_OK(dgram_close(s, NULL));
+            CHECK_CODE(dgram_fileno(s), DGRAM_EBADF);
+            CHECK_CODE(dgram_set_broadcast(s, true), DGRAM_EBADF);
+            CHECK_CODE(dgram_set_ttl(s, 64), DGRAM_EBADF);
+            CHECK_CODE(dgram_set_ttl(s, 0), DGRAM_EBADF); /* closed wins over range */
+            CHECK_CODE(dgram_set_multicast_ttl(s, 1), DGRAM_EBADF);
+            CHECK_CODE(dgram_set_multicast_ttl(s, -1), DGRAM_EBADF);
+            CHECK_CODE(dgram_set_multicast_loopback(s, false), DGRAM_EBADF);
+            dgram_socket_free(s);
+        }
+    }
+    CHECK_CODE(dgram_fileno(NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_broadcast(NULL, true), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_ttl(NULL, 64), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_multicast_ttl(NULL, 1), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_multicast_loopback(NULL, true), DGRAM_EINVAL);
+    /* Freeing without waiting for 'close' leaves nothing to dispatch. */
+    test_run_for(ctx, 20);
+}
+
+int main(void) {
+    test_watchdog(60);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    ctx = dgram_context_new(NULL);
+    CHECK(ctx != NULL);
+
+    test_set_broadcast();
+    test_set_ttl();
+    test_set_multicast_ttl();
+    test_set_multicast_loopback();
+    test_options_survive_bind();
+    test_reuse_addr();
+    test_ipv6_only();
+    test_ttl_on_the_wire();
+    test_options_on_closed_socket();
+
+    CHECK_EQ(dgram_context_active(ctx), 0);
+    dgram_context_free(ctx);
+    printf("ok\n");
+    return 0;
+}
