@@ -1,0 +1,747 @@
+/*
+ * Bad input never crashes and gets the documented code: NULL handles and
+ * pointers, garbage address strings, out-of-range ports and TTLs, oversized
+ * messages, malformed multicast arguments, and which error wins when several
+ * apply (NULL handle, then closed socket, then arguments, then state).
+ *
+ * Unicast on 127.0.0.1 and ::1 only. No multicast group is ever joined here:
+ * every membership call below fails on its arguments (or is a drop on a
+ * closed socket).
+ */
+#include "test_util.h"
+
+#include <limits.h>
+#include <netinet/in.h>
+
+/* What happened to one socket. */
+typedef struct {
+    int messages;
+    size_t last_len;
+    int events; /* listening + close + error, none expected unless said */
+} rec;
+
+typedef struct {
+    int done;
+    int err_code;
+    size_t length;
+} send_rec;
+
+static void on_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                       const dgram_addr *rinfo, void *ud) {
+    (void)s;
+    (void)msg;
+    (void)rinfo;
+    rec *r = ud;
+    r->messages++;
+    r->last_len = len;
+}
+
+static void on_event(dgram_socket *s, void *ud) {
+    (void)s;
+    rec *r = ud;
+    r->events++;
+}
+
+static void on_error(dgram_socket *s, const dgram_error *err, void *ud) {
+    (void)s;
+    (void)err;
+    rec *r = ud;
+    r->events++;
+}
+
+static void on_sent(dgram_socket *s, const dgram_error *err, size_t length,
+                    void *send_data) {
+    (void)s;
+    send_rec *sr = send_data;
+    sr->done++;
+    sr->err_code = err ? err->code : 0;
+    sr->length = length;
+}
+
+static dgram_socket *make(dgram_context *ctx, dgram_type type, rec *r) {
+    memset(r, 0, sizeof *r);
+    return test_socket(ctx, type, on_message, r);
+}
+
+static int sockopt_int(dgram_socket *s, int level, int name) {
+    int fd = dgram_fileno(s);
+    CHECK(fd >= 0);
+    int value = -1;
+    socklen_t len = sizeof value;
+    CHECK_EQ(getsockopt(fd, level, name, &value, &len), 0);
+    return value;
+}
+
+/* A bound receiver on the loopback address of `type`. */
+static dgram_socket *make_receiver(dgram_context *ctx, dgram_type type, rec *r) {
+    dgram_socket *s = make(ctx, type, r);
+    CHECK_OK(dgram_bind(s, 0, type == DGRAM_UDP4 ? "127.0.0.1" : "::1", NULL));
+    return s;
+}
+
+/* The garbage every address argument must survive; a 300-character string
+ * is filled in at run time. Each is DGRAM_EINVAL on both families, except
+ * where `v6_code` says otherwise for udp6. */
+typedef struct {
+    const char *text;
+    int v6_code;
+} garbage;
+
+static char long_text[301];
+static char long_zone[301];
+
+static const garbage *garbage_list(size_t *n) {
+    memset(long_text, 'a', 300);
+    long_text[300] = '\0';
+    memcpy(long_zone, "fe80::1%", 8);
+    memset(long_zone + 8, 'z', 292);
+    long_zone[300] = '\0';
+    static garbage list[] = {
+        {"", DGRAM_EINVAL},
+        {"1.2.3", DGRAM_EINVAL},
+        {"256.0.0.1", DGRAM_EINVAL},
+        {"not an address", DGRAM_EINVAL},
+        {"::1::2", DGRAM_EINVAL},
+        {"127.0.0.1 ", DGRAM_EINVAL},
+        {" ::1", DGRAM_EINVAL},
+        {"[::1]", DGRAM_EINVAL},
+        {"127.0.0.1:80", DGRAM_EINVAL},
+        {"example.com", DGRAM_EINVAL},
+        {"\xff\xfe", DGRAM_EINVAL},
+        {"fe80::1%", DGRAM_EINVAL},
+        {"fe80::1%a b", DGRAM_EINVAL},
+        {"fe80::1%99999999999999999999", DGRAM_EINVAL},
+        {NULL, DGRAM_EINVAL}, /* long_text */
+        {NULL, DGRAM_EINVAL}, /* long_zone */
+        {"fe80::1%nosuchif9", DGRAM_ENODEV},
+    };
+    size_t count = sizeof list / sizeof list[0];
+    list[count - 3].text = long_text;
+    list[count - 2].text = long_zone;
+    *n = count;
+    return list;
+}
+
+/* ---- NULL handles ------------------------------------------------------------ */
+
+static void test_null_handles(void) {
+    printf("test_null_handles\n");
+    dgram_addr a;
+    dgram_buf buf = {"x", 1};
+    CHECK_CODE(dgram_context_fd(NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_context_dispatch(NULL, 0), DGRAM_EINVAL);
+    CHECK_CODE(dgram_context_dispatch(NULL, 5), DGRAM_EINVAL);
+    CHECK_CODE(dgram_context_run(NULL, 0), DGRAM_EINVAL);
+    CHECK_CODE(dgram_context_run(NULL, -1), DGRAM_EINVAL); /* at once, no hang */
+    CHECK_CODE(dgram_context_run(NULL, 100), DGRAM_EINVAL);
+    CHECK_EQ(dgram_context_active(NULL), 0);
+    dgram_context_free(NULL);
+    dgram_socket_free(NULL);
+
+    CHECK_CODE(dgram_on_message(NULL, on_message), DGRAM_EINVAL);
+    CHECK_CODE(dgram_on_message(NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_on_listening(NULL, on_event), DGRAM_EINVAL);
+    CHECK_CODE(dgram_on_close(NULL, on_event), DGRAM_EINVAL);
+    CHECK_CODE(dgram_on_error(NULL, on_error), DGRAM_EINVAL);
+    CHECK_CODE(dgram_bind(NULL, 0, "127.0.0.1", on_event), DGRAM_EINVAL);
+    CHECK_CODE(dgram_bind(NULL, -1, "garbage", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_send(NULL, "x", 1, 9, "127.0.0.1", on_sent, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_send(NULL, NULL, 0, 0, NULL, NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_sendv(NULL, &buf, 1, 9, "127.0.0.1", on_sent, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_sendv(NULL, NULL, 0, 0, NULL, NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_close(NULL, on_event), DGRAM_EINVAL);
+    CHECK_CODE(dgram_close(NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_address(NULL, &a), DGRAM_EINVAL);
+    CHECK_CODE(dgram_address(NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_broadcast(NULL, true), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_ttl(NULL, 64), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_ttl(NULL, 0), DGRAM_EINVAL);
+    CHECK_CODE(dgram_add_membership(NULL, "239.255.0.1", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_drop_membership(NULL, "239.255.0.1", NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_multicast_loopback(NULL, true), DGRAM_EINVAL);
+    CHECK_CODE(dgram_set_multicast_ttl(NULL, 1), DGRAM_EINVAL);
+    CHECK_CODE(dgram_fileno(NULL), DGRAM_EINVAL);
+}
+
+static void test_error_strings(void) {
+    printf("test_error_strings\n");
+    CHECK_STR(dgram_err_name(DGRAM_EINVAL), "EINVAL");
+    CHECK_STR(dgram_err_name(DGRAM_EBADF), "EBADF");
+    CHECK_STR(dgram_err_name(DGRAM_EMSGSIZE), "EMSGSIZE");
+    CHECK_STR(dgram_err_name(DGRAM_ENODEV), "ENODEV");
+    const int unknown[] = {12345, -12345, INT_MIN, INT_MAX, -100000};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        CHECK_STR(dgram_err_name(unknown[i]), "UNKNOWN");
+        CHECK_STR(dgram_strerror(unknown[i]), "unknown error");
+    }
+    CHECK(dgram_err_name(0) != NULL);
+    CHECK(dgram_strerror(0) != NULL);
+    CHECK(dgram_version() != NULL);
+}
+
+/* ---- creation ------------------------------------------------------------------ */
+
+static void test_create_bad_arguments(dgram_context *ctx) {
+    printf("test_create_bad_arguments\n");
+    static int marker;
+    dgram_socket *const poison = (dgram_socket *)&marker;
+    dgram_socket_options opts;
+    dgram_socket *s = poison;
+
+    /* NULL out. */
+    memset(&opts, 0, sizeof opts);
+    CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_create_socket(ctx, NULL, NULL, NULL, NULL), DGRAM_EINVAL);
+    CHECK_CODE(dgram_create_socket(NULL, NULL, NULL, NULL, NULL), DGRAM_EINVAL);
+
+    /* NULL ctx: *out is set to NULL. */
+    CHECK_CODE(dgram_create_socket(NULL, &opts, on_message, NULL, &s), DGRAM_EINVAL);
+    CHECK(s == NULL);
+    s = poison;
+    CHECK_CODE(dgram_create_socket(NULL, NULL, NULL, NULL, &s), DGRAM_EINVAL);
+    CHECK(s == NULL);
+
+    /* A type that is not a dgram_type. */
+    const int bad_types[] = {2, 5, -1, 4, 6, INT_MAX};
+    for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
+        memset(&opts, 0, sizeof opts);
+        opts.type = (dgram_type)bad_types[i];
+        s = poison;
+        CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, &s), DGRAM_EINVAL);
+        CHECK(s == NULL);
+    }
+
+    /* Negative buffer sizes, on either family. */
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        memset(&opts, 0, sizeof opts);
+        opts.type = (dgram_type)type;
+        opts.recv_buffer_size = -1;
+        s = poison;
+        CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, &s), DGRAM_EINVAL);
+        CHECK(s == NULL);
+        opts.recv_buffer_size = 0;
+        opts.send_buffer_size = INT32_MIN;
+        s = poison;
+        CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, &s), DGRAM_EINVAL);
+        CHECK(s == NULL);
+        opts.recv_buffer_size = INT32_MIN;
+        opts.send_buffer_size = -4096;
+        s = poison;
+        CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, &s), DGRAM_EINVAL);
+        CHECK(s == NULL);
+    }
+
+    /* NULL opts is udp4 with defaults. */
+    s = NULL;
+    CHECK_OK(dgram_create_socket(ctx, NULL, NULL, NULL, &s));
+    CHECK(s != NULL);
+    CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_DOMAIN), AF_INET);
+    CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_REUSEADDR), 0);
+    dgram_socket_free(s);
+
+    /* A context with a dispatch mode that is not a dgram_dispatch. */
+    dgram_context_options copts;
+    memset(&copts, 0, sizeof copts);
+    copts.dispatch = (dgram_dispatch)7;
+    CHECK(dgram_context_new(&copts) == NULL);
+    copts.dispatch = (dgram_dispatch)-1;
+    CHECK(dgram_context_new(&copts) == NULL);
+    /* None of that left anything active. */
+    CHECK_EQ(dgram_context_active(ctx), 0);
+}
+
+/* ---- addresses ------------------------------------------------------------------- */
+
+static void test_garbage_addresses(dgram_context *ctx) {
+    printf("test_garbage_addresses\n");
+    size_t n;
+    const garbage *list = garbage_list(&n);
+    rec rr4, rr6;
+    dgram_socket *recv4 = make_receiver(ctx, DGRAM_UDP4, &rr4);
+    dgram_socket *recv6 = make_receiver(ctx, DGRAM_UDP6, &rr6);
+    uint16_t port4 = test_port(recv4), port6 = test_port(recv6);
+
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        rec r;
+        dgram_socket *s = make(ctx, (dgram_type)type, &r);
+        CHECK_OK(dgram_on_listening(s, on_event));
+        CHECK_OK(dgram_on_error(s, on_error));
+        uint16_t port = type == DGRAM_UDP4 ? port4 : port6;
+        send_rec sr = {0, 0, 0};
+        for (size_t i = 0; i < n; i++) {
+            int want = type == DGRAM_UDP6 ? list[i].v6_code : DGRAM_EINVAL;
+            int rc = dgram_bind(s, 0, list[i].text, on_event);
+            if (rc != want)
+                FAIL("bind(%s, \"%.40s\") returned %s, expected %s",
+                     type == DGRAM_UDP4 ? "udp4" : "udp6", list[i].text,
+                     dgram_err_name(rc), dgram_err_name(want));
+            rc = dgram_send(s, "x", 1, port, list[i].text, on_sent, &sr);
+            if (rc != want)
+                FAIL("send(%s, \"%.40s\") returned %s, expected %s",
+                     type == DGRAM_UDP4 ? "udp4" : "udp6", list[i].text,
+                     dgram_err_name(rc), dgram_err_name(want));
+            dgram_buf buf = {"x", 1};
+            rc = dgram_sendv(s, &buf, 1, port, list[i].text, on_sent, &sr);
+            if (rc != want)
+                FAIL("sendv(%s, \"%.40s\") returned %s, expected %s",
+                     type == DGRAM_UDP4 ? "udp4" : "udp6", list[i].text,
+                     dgram_err_name(rc), dgram_err_name(want));
+        }
+        /* Literals of the other family. */
+        const char *other = type == DGRAM_UDP4 ? "::1" : "127.0.0.1";
+        CHECK_CODE(dgram_bind(s, 0, other, on_event), DGRAM_EINVAL);
+        CHECK_CODE(dgram_send(s, "x", 1, port, other, on_sent, &sr), DGRAM_EINVAL);
+        if (type == DGRAM_UDP4) /* a v4 zone makes no sense */
+            CHECK_CODE(dgram_bind(s, 0, "127.0.0.1%lo", on_event), DGRAM_EINVAL);
+
+        /* No failed call bound the socket, queued a send or fired an event. */
+        dgram_addr a;
+        CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+        test_run_for(ctx, 50);
+        CHECK_EQ(sr.done, 0);
+        CHECK_EQ(r.events, 0);
+        CHECK_EQ(type == DGRAM_UDP4 ? rr4.messages : rr6.messages, 0);
+
+        /* The socket still works. */
+        CHECK_OK(dgram_send(s, "ok", 2, port, "localhost", on_sent, &sr));
+        RUN_UNTIL(ctx, sr.done, 1);
+        CHECK_EQ(sr.err_code, 0);
+        CHECK_EQ(sr.length, 2);
+        dgram_socket_free(s);
+    }
+    RUN_UNTIL(ctx, rr4.messages, 1);
+    RUN_UNTIL(ctx, rr6.messages, 1);
+    test_run_for(ctx, 50);
+    CHECK_EQ(rr4.messages, 1);
+    CHECK_EQ(rr6.messages, 1);
+    CHECK_EQ(rr4.last_len, 2);
+    dgram_socket_free(recv4);
+    dgram_socket_free(recv6);
+}
+
+/* ---- ports ------------------------------------------------------------------------ */
+
+static void test_bad_ports(dgram_context *ctx) {
+    printf("test_bad_ports\n");
+    const int32_t bind_bad[] = {-1, 65536, INT32_MIN, INT32_MAX, 100000};
+    const int32_t send_bad[] = {-1, 0, 65536, INT32_MIN, INT32_MAX, 100000};
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        rec r;
+        dgram_socket *s = make(ctx, (dgram_type)type, &r);
+        CHECK_OK(dgram_on_listening(s, on_event));
+        const char *lo = type == DGRAM_UDP4 ? "127.0.0.1" : "::1";
+        send_rec sr = {0, 0, 0};
+        for (size_t i = 0; i < sizeof bind_bad / sizeof bind_bad[0]; i++) {
+            CHECK_CODE(dgram_bind(s, bind_bad[i], lo, on_event), DGRAM_EINVAL);
+            CHECK_CODE(dgram_bind(s, bind_bad[i], NULL, on_event), DGRAM_EINVAL);
+        }
+        for (size_t i = 0; i < sizeof send_bad / sizeof send_bad[0]; i++) {
+            CHECK_CODE(dgram_send(s, "x", 1, send_bad[i], lo, on_sent, &sr), DGRAM_EINVAL);
+            CHECK_CODE(dgram_send(s, "x", 1, send_bad[i], NULL, on_sent, &sr), DGRAM_EINVAL);
+            CHECK_CODE(dgram_send(s, NULL, 0, send_bad[i], NULL, on_sent, &sr), DGRAM_EINVAL);
+            CHECK_CODE(dgram_sendv(s, NULL, 0, send_bad[i], NULL, on_sent, &sr), DGRAM_EINVAL);
+        }
+        /* None of them bound the socket (no implicit bind on a bad send). */
+        dgram_addr a;
+        CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+        test_run_for(ctx, 50);
+        CHECK_EQ(sr.done, 0);
+        CHECK_EQ(r.events, 0);
+        CHECK_EQ(dgram_context_active(ctx), 0);
+        /* Port 0 is fine for bind (the OS picks). */
+        CHECK_OK(dgram_bind(s, 0, lo, NULL));
+        RUN_UNTIL(ctx, r.events, 1);
+        dgram_socket_free(s);
+    }
+}
+
+/* ---- messages ---------------------------------------------------------------------- */
+
+static void test_null_message(dgram_context *ctx) {
+    printf("test_null_message\n");
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        rec rr, rs;
+        dgram_socket *recv = make_receiver(ctx, (dgram_type)type, &rr);
+        uint16_t port = test_port(recv);
+        dgram_socket *s = make(ctx, (dgram_type)type, &rs);
+        send_rec sr = {0, -1, 99};
+
+        CHECK_CODE(dgram_send(s, NULL, 1, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+        CHECK_CODE(dgram_send(s, NULL, 5, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+        CHECK_CODE(dgram_send(s, NULL, SIZE_MAX, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+        dgram_addr a;
+        CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+
+        /* NULL with length 0: an empty datagram. */
+        CHECK_OK(dgram_send(s, NULL, 0, port, NULL, on_sent, &sr));
+        RUN_UNTIL(ctx, rr.messages, 1);
+        RUN_UNTIL(ctx, sr.done, 1);
+        CHECK_EQ(rr.last_len, 0);
+        CHECK_EQ(sr.err_code, 0);
+        CHECK_EQ(sr.length, 0);
+        test_run_for(ctx, 50);
+        CHECK_EQ(rr.messages, 1);
+        CHECK_EQ(sr.done, 1);
+        dgram_socket_free(s);
+        dgram_socket_free(recv);
+    }
+}
+
+static void test_sendv_bad_buffers(dgram_context *ctx) {
+    printf("test_sendv_bad_buffers\n");
+    rec rr, rs;
+    dgram_socket *recv = make_receiver(ctx, DGRAM_UDP4, &rr);
+    uint16_t port = test_port(recv);
+    dgram_socket *s = make(ctx, DGRAM_UDP4, &rs);
+    send_rec sr = {0, -1, 99};
+
+    CHECK_CODE(dgram_sendv(s, NULL, 1, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+    CHECK_CODE(dgram_sendv(s, NULL, 3, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+    dgram_buf bufs[3] = {{"ab", 2}, {NULL, 4}, {"cd", 2}};
+    CHECK_CODE(dgram_sendv(s, bufs, 3, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+    bufs[1].base = "ef";
+    bufs[1].len = 2;
+    bufs[2].base = NULL;
+    bufs[2].len = 1;
+    CHECK_CODE(dgram_sendv(s, bufs, 3, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+    /* The same past 64 pieces (the library's gather path). */
+    static dgram_buf many[100];
+    for (size_t i = 0; i < 100; i++) {
+        many[i].base = "m";
+        many[i].len = 1;
+    }
+    many[80].base = NULL;
+    CHECK_CODE(dgram_sendv(s, many, 100, port, NULL, on_sent, &sr), DGRAM_EINVAL);
+    dgram_addr a;
+    CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+    test_run_for(ctx, 50);
+    CHECK_EQ(sr.done, 0);
+    CHECK_EQ(rr.messages, 0);
+
+    /* NULL base with length 0 is fine: "ab" + "" + "cd". */
+    bufs[1].base = NULL;
+    bufs[1].len = 0;
+    bufs[2].base = "cd";
+    bufs[2].len = 2;
+    CHECK_OK(dgram_sendv(s, bufs, 3, port, NULL, on_sent, &sr));
+    RUN_UNTIL(ctx, rr.messages, 1);
+    RUN_UNTIL(ctx, sr.done, 1);
+    CHECK_EQ(rr.last_len, 4);
+    CHECK_EQ(sr.err_code, 0);
+    CHECK_EQ(sr.length, 4);
+    /* NULL bufs with nbufs 0: an empty datagram. */
+    CHECK_OK(dgram_sendv(s, NULL, 0, port, NULL, on_sent, &sr));
+    RUN_UNTIL(ctx, rr.messages, 2);
+    RUN_UNTIL(ctx, sr.done, 2);
+    CHECK_EQ(rr.last_len, 0);
+    CHECK_EQ(sr.length, 0);
+    /* 100 one-byte pieces with a NULL/0 one among them. */
+    many[80].len = 0;
+    CHECK_OK(dgram_sendv(s, many, 100, port, NULL, on_sent, &sr));
+    RUN_UNTIL(ctx, rr.messages, 3);
+    RUN_UNTIL(ctx, sr.done, 3);
+    CHECK_EQ(rr.last_len, 99);
+    CHECK_EQ(sr.length, 99);
+    test_run_for(ctx, 50);
+    CHECK_EQ(rr.messages, 3);
+    CHECK_EQ(sr.done, 3);
+    dgram_socket_free(s);
+    dgram_socket_free(recv);
+}
+
+static void test_emsgsize(dgram_context *ctx) {
+    printf("test_emsgsize\n");
+    static uint8_t big[70000];
+    memset(big, 0xab, sizeof big);
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        const size_t max = type == DGRAM_UDP4 ? 65507 : 65527;
+        rec rr, rs;
+        dgram_socket *recv = make_receiver(ctx, (dgram_type)type, &rr);
+        uint16_t port = test_port(recv);
+        dgram_socket *s = make(ctx, (dgram_type)type, &rs);
+        send_rec sr = {0, -1, 0};
+
+        CHECK_CODE(dgram_send(s, big, max + 1, port, NULL, on_sent, &sr), DGRAM_EMSGSIZE);
+        CHECK_CODE(dgram_send(s, big, sizeof big, port, NULL, on_sent, &sr), DGRAM_EMSGSIZE);
+        if (type == DGRAM_UDP4) /* fits udp6, not udp4 */
+            CHECK_CODE(dgram_send(s, big, 65527, port, NULL, on_sent, &sr), DGRAM_EMSGSIZE);
+
+        /* sendv: a few pieces summing to one byte too many. */
+        dgram_buf three[3] = {{big, 30000}, {big, 30000}, {big, max + 1 - 60000}};
+        CHECK_CODE(dgram_sendv(s, three, 3, port, NULL, on_sent, &sr), DGRAM_EMSGSIZE);
+        /* More than 64 pieces summing to one byte too many. */
+        static dgram_buf many[100];
+        size_t total = 0;
+        for (size_t i = 0; i < 100; i++) {
+            many[i].base = big;
+            many[i].len = 655;
+            total += 655;
+        }
+        /* Adjust the last piece so the sum is exactly max + 1. */
+        many[99].len = max + 1 - (total - 655);
+        CHECK_CODE(dgram_sendv(s, many, 100, port, NULL, on_sent, &sr), DGRAM_EMSGSIZE);
+        /* ...and far too many. */
+        for (size_t i = 0; i < 100; i++)
+            many[i].len = 700;
+        CHECK_CODE(dgram_sendv(s, many, 100, port, NULL, on_sent, &sr), DGRAM_EMSGSIZE);
+
+        /* None of them bound the socket or queued anything. */
+        dgram_addr a;
+        CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+        test_run_for(ctx, 50);
+        CHECK_EQ(sr.done, 0);
+        CHECK_EQ(rr.messages, 0);
+
+        /* The largest datagram goes through whole, as one send and as 100
+         * pieces. */
+        CHECK_OK(dgram_send(s, big, max, port, NULL, on_sent, &sr));
+        RUN_UNTIL(ctx, sr.done, 1);
+        CHECK_EQ(sr.err_code, 0);
+        CHECK_EQ(sr.length, max);
+        RUN_UNTIL(ctx, rr.messages, 1);
+        CHECK_EQ(rr.last_len, max);
+        for (size_t i = 0; i < 99; i++)
+            many[i].len = 655;
+        many[99].len = max - 99 * 655;
+        CHECK_OK(dgram_sendv(s, many, 100, port, NULL, on_sent, &sr));
+        RUN_UNTIL(ctx, sr.done, 2);
+        CHECK_EQ(sr.err_code, 0);
+        CHECK_EQ(sr.length, max);
+        RUN_UNTIL(ctx, rr.messages, 2);
+        CHECK_EQ(rr.last_len, max);
+        dgram_socket_free(s);
+        dgram_socket_free(recv);
+    }
+}
+
+/* ---- options -------------------------------------------------------------------------- */
+
+static void test_ttl_ranges(dgram_context *ctx) {
+    printf("test_ttl_ranges\n");
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        rec r;
+        dgram_socket *s = make(ctx, (dgram_type)type, &r);
+        const int level = type == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6;
+        const int ttl_opt = type == DGRAM_UDP4 ? IP_TTL : IPV6_UNICAST_HOPS;
+        const int mttl_opt = type == DGRAM_UDP4 ? IP_MULTICAST_TTL : IPV6_MULTICAST_HOPS;
+
+        CHECK_OK(dgram_set_ttl(s, 77));
+        const int32_t ttl_bad[] = {0, 256, -1, INT32_MIN, INT32_MAX};
+        for (size_t i = 0; i < sizeof ttl_bad / sizeof ttl_bad[0]; i++)
+            CHECK_CODE(dgram_set_ttl(s, ttl_bad[i]), DGRAM_EINVAL);
+        CHECK_EQ(sockopt_int(s, level, ttl_opt), 77); /* unchanged by failures */
+        CHECK_OK(dgram_set_ttl(s, 1));
+        CHECK_EQ(sockopt_int(s, level, ttl_opt), 1);
+        CHECK_OK(dgram_set_ttl(s, 255));
+        CHECK_EQ(sockopt_int(s, level, ttl_opt), 255);
+
+        CHECK_OK(dgram_set_multicast_ttl(s, 9));
+        const int32_t mttl_bad[] = {-1, 256, INT32_MIN, INT32_MAX};
+        for (size_t i = 0; i < sizeof mttl_bad / sizeof mttl_bad[0]; i++)
+            CHECK_CODE(dgram_set_multicast_ttl(s, mttl_bad[i]), DGRAM_EINVAL);
+        CHECK_EQ(sockopt_int(s, level, mttl_opt), 9);
+        CHECK_OK(dgram_set_multicast_ttl(s, 0));
+        CHECK_EQ(sockopt_int(s, level, mttl_opt), 0);
+        CHECK_OK(dgram_set_multicast_ttl(s, 255));
+        CHECK_EQ(sockopt_int(s, level, mttl_opt), 255);
+        dgram_socket_free(s);
+    }
+}
+
+static void test_membership_bad_arguments(dgram_context *ctx) {
+    printf("test_membership_bad_arguments\n");
+    rec r4, r6;
+    dgram_socket *s4 = make(ctx, DGRAM_UDP4, &r4);
+    dgram_socket *s6 = make(ctx, DGRAM_UDP6, &r6);
+    size_t n;
+    const garbage *list = garbage_list(&n);
+
+    typedef int (*member_fn)(dgram_socket *, const char *, const char *);
+    const member_fn fns[2] = {dgram_add_membership, dgram_drop_membership};
+    for (int f = 0; f < 2; f++) {
+        member_fn fn = fns[f];
+        /* udp4 */
+        CHECK_CODE(fn(s4, NULL, NULL), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, NULL, "127.0.0.1"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "127.0.0.1", NULL), DGRAM_EINVAL);  /* not multicast */
+        CHECK_CODE(fn(s4, "0.0.0.0", NULL), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "255.255.255.255", NULL), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "ff0e::1", NULL), DGRAM_EINVAL);    /* v6 group on udp4 */
+        CHECK_CODE(fn(s4, "239.255.0.1", "eth0"), DGRAM_EINVAL); /* udp4 wants an address */
+        CHECK_CODE(fn(s4, "239.255.0.1", "lo"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "239.255.0.1", "::1"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "239.255.0.1", ""), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "239.255.0.1", "\xff\xfe"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s4, "239.255.0.1", long_text), DGRAM_EINVAL);
+        /* udp6 */
+        CHECK_CODE(fn(s6, NULL, NULL), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "::1", NULL), DGRAM_EINVAL);        /* not multicast */
+        CHECK_CODE(fn(s6, "fe80::1", NULL), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "239.255.0.1", NULL), DGRAM_EINVAL); /* v4 group on udp6 */
+        CHECK_CODE(fn(s6, "ff0e::1", ""), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "ff0e::1", "a b"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "ff0e::1", "zz%lo"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "ff0e::1", "::%"), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "ff0e::1", long_text), DGRAM_EINVAL);
+        CHECK_CODE(fn(s6, "ff0e::1", "\xff\xfe"), DGRAM_EINVAL);
+        /* Well-formed interface names that do not exist: the kernel's
+         * answer is never asked, ENODEV from the name lookup. */
+        CHECK_CODE(fn(s6, "ff0e::1", "nosuchif9"), DGRAM_ENODEV);
+        CHECK_CODE(fn(s6, "ff0e::1", "::%nosuchif9"), DGRAM_ENODEV);
+        /* Garbage groups. */
+        for (size_t i = 0; i < n; i++) {
+            CHECK_CODE(fn(s4, list[i].text, NULL), DGRAM_EINVAL);
+            int want6 = list[i].v6_code;
+            int rc = fn(s6, list[i].text, NULL);
+            if (rc != want6)
+                FAIL("%s(udp6, \"%.40s\") returned %s, expected %s",
+                     f ? "drop" : "add", list[i].text, dgram_err_name(rc),
+                     dgram_err_name(want6));
+        }
+    }
+    /* Nothing of that bound the sockets or produced an event. */
+    dgram_addr a;
+    CHECK_CODE(dgram_address(s4, &a), DGRAM_EBADF);
+    CHECK_CODE(dgram_address(s6, &a), DGRAM_EBADF);
+    dgram_socket_free(s4);
+    dgram_socket_free(s6);
+}
+
+/* ---- which error wins ------------------------------------------------------------------ */
+
+/* Every call on `s` (closed, or its context freed) is DGRAM_EBADF, whatever
+ * else is wrong with it. */
+static void check_all_ebadf(dgram_socket *s) {
+    dgram_addr a;
+    dgram_buf buf = {NULL, 7};
+    CHECK_CODE(dgram_on_message(s, on_message), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_message(s, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_listening(s, on_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_close(s, on_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_error(s, on_error), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, 0, NULL, on_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, -1, "garbage", on_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, 65536, "::1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, "x", 1, 9, "127.0.0.1", on_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 5, -1, "garbage", on_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 100000, 0, NULL, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 0, 9, NULL, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, NULL, 3, -1, "garbage", on_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, &buf, 1, 9, NULL, on_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, NULL, 0, 9, NULL, on_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_close(s, on_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_close(s, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_address(s, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_broadcast(s, true), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, 64), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, 0), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, INT32_MIN), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_ttl(s, -1), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_ttl(s, 1), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_loopback(s, false), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, NULL, "eth0"), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, "127.0.0.1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, "239.255.0.1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_drop_membership(s, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_drop_membership(s, "garbage", "garbage"), DGRAM_EBADF);
+    CHECK_CODE(dgram_fileno(s), DGRAM_EBADF);
+}
+
+static void test_closed_socket_ebadf_wins(dgram_context *ctx) {
+    printf("test_closed_socket_ebadf_wins\n");
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        /* Closed after bind, and closed without ever binding. */
+        rec rb, ru;
+        dgram_socket *bound = make(ctx, (dgram_type)type, &rb);
+        dgram_socket *unbound = make(ctx, (dgram_type)type, &ru);
+        CHECK_OK(dgram_bind(bound, 0, type == DGRAM_UDP4 ? "127.0.0.1" : "::1", on_event));
+        RUN_UNTIL(ctx, rb.events, 1);
+        CHECK_OK(dgram_close(bound, on_event));
+        CHECK_OK(dgram_close(unbound, on_event));
+        check_all_ebadf(bound);
+        check_all_ebadf(unbound);
+        RUN_UNTIL(ctx, rb.events, 2); /* its 'close' */
+        RUN_UNTIL(ctx, ru.events, 1);
+        check_all_ebadf(bound);
+        check_all_ebadf(unbound);
+        test_run_for(ctx, 50);
+        CHECK_EQ(rb.events, 2);
+        CHECK_EQ(ru.events, 1);
+        CHECK_EQ(dgram_context_active(ctx), 0);
+        dgram_socket_free(bound);
+        dgram_socket_free(unbound);
+    }
+}
+
+static void test_context_freed_ebadf(void) {
+    printf("test_context_freed_ebadf\n");
+    dgram_context *ctx = dgram_context_new(NULL);
+    CHECK(ctx != NULL);
+    rec rb, ru;
+    dgram_socket *bound = make(ctx, DGRAM_UDP4, &rb);
+    dgram_socket *unbound = make(ctx, DGRAM_UDP6, &ru);
+    CHECK_OK(dgram_bind(bound, 0, "127.0.0.1", on_event));
+    RUN_UNTIL(ctx, rb.events, 1);
+    dgram_context_free(ctx);
+    check_all_ebadf(bound);
+    check_all_ebadf(unbound);
+    CHECK_EQ(rb.events, 1);
+    CHECK_EQ(ru.events, 0);
+    dgram_socket_free(unbound);
+    dgram_socket_free(bound);
+}
+
+static void test_arguments_before_state(dgram_context *ctx) {
+    printf("test_arguments_before_state\n");
+    for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
+        const char *lo = type == DGRAM_UDP4 ? "127.0.0.1" : "::1";
+        rec r;
+        dgram_socket *s = make(ctx, (dgram_type)type, &r);
+        dgram_addr a;
+        /* Open but unbound: a NULL out is an argument error; a good out
+         * meets the state error. */
+        CHECK_CODE(dgram_address(s, NULL), DGRAM_EINVAL);
+        CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+        CHECK_OK(dgram_bind(s, 0, lo, on_event));
+        RUN_UNTIL(ctx, r.events, 1);
+        CHECK_CODE(dgram_address(s, NULL), DGRAM_EINVAL);
+        CHECK_OK(dgram_address(s, &a));
+        /* Bound: a bind with bad arguments is EINVAL, with good ones
+         * EALREADY. */
+        CHECK_CODE(dgram_bind(s, -1, lo, on_event), DGRAM_EINVAL);
+        CHECK_CODE(dgram_bind(s, 0, "garbage", on_event), DGRAM_EINVAL);
+        CHECK_CODE(dgram_bind(s, 0, type == DGRAM_UDP4 ? "::1" : "127.0.0.1", on_event),
+                   DGRAM_EINVAL);
+        CHECK_CODE(dgram_bind(s, 0, lo, on_event), DGRAM_EALREADY);
+        test_run_for(ctx, 50);
+        CHECK_EQ(r.events, 1);
+        dgram_socket_free(s);
+    }
+}
+
+int main(void) {
+    test_watchdog(60);
+    test_null_handles();
+    test_error_strings();
+    test_context_freed_ebadf();
+
+    dgram_context *ctx = dgram_context_new(NULL);
+    CHECK(ctx != NULL);
+    test_create_bad_arguments(ctx);
+    test_garbage_addresses(ctx);
+    test_bad_ports(ctx);
+    test_null_message(ctx);
+    test_sendv_bad_buffers(ctx);
+    test_emsgsize(ctx);
+    test_ttl_ranges(ctx);
+    test_membership_bad_arguments(ctx);
+    test_closed_socket_ebadf_wins(ctx);
+    test_arguments_before_state(ctx);
+
+    test_run_for(ctx, 20);
+    CHECK_EQ(dgram_context_active(ctx), 0);
+    dgram_context_free(ctx);
+    printf("all passed\n");
+    return 0;
+}
