@@ -299,6 +299,15 @@ static void test_udp6_membership(void) {
     CHECK_CODE(membership(HOST_B, rx, false, "ff0e::1:2", "::%dgv1"), 0);
     CHECK_CODE(membership(HOST_B, rx, false, "ff0e::1:2", "::%dgv1"), DGRAM_EADDRNOTAVAIL);
 
+    /* Names are looked up in the socket's own namespace, whatever the
+     * calling thread's: from host A's thread, "dgv1" is B's interface, and
+     * "dgv0" (which exists only on A) does not exist for this socket. */
+    CHECK_OK(dgram_add_membership(rx, "ff0e::1:8", "dgv1"));
+    udp6_round(tx, &in, port, "ff0e::1:8", "v6 name from A", 3);
+    CHECK_OK(dgram_drop_membership(rx, "ff0e::1:8", "::%dgv1"));
+    CHECK_CODE(dgram_add_membership(rx, "ff0e::1:8", "dgv0"), DGRAM_ENODEV);
+    CHECK_CODE(dgram_add_membership(rx, "ff0e::1:8", "::%dgv0"), DGRAM_ENODEV);
+
     /* Interface by index, and a site-local-scope group. */
     enter_host(HOST_B);
     unsigned index = if_nametoindex("dgv1");
@@ -307,22 +316,22 @@ static void test_udp6_membership(void) {
     char index_text[16];
     snprintf(index_text, sizeof index_text, "%u", index);
     CHECK_OK(dgram_add_membership(rx, "ff05::1:5", index_text));
-    udp6_round(tx, &in, port, "ff05::1:5", "v6 by index", 3);
+    udp6_round(tx, &in, port, "ff05::1:5", "v6 by index", 4);
     CHECK_OK(dgram_drop_membership(rx, "ff05::1:5", index_text));
     send_wait(tx, "v6 index dropped", "ff05::1:5", port);
     test_run_for(ctx, 200);
-    CHECK_EQ(in.count, 3);
+    CHECK_EQ(in.count, 4);
     CHECK_CODE(dgram_drop_membership(rx, "ff05::1:5", index_text), DGRAM_EADDRNOTAVAIL);
 
     /* NULL interface: the kernel picks it by route (ff00::/8 via dgv1). */
     CHECK_OK(dgram_add_membership(rx, "ff0e::1:6", NULL));
-    udp6_round(tx, &in, port, "ff0e::1:6", "v6 default iface", 4);
+    udp6_round(tx, &in, port, "ff0e::1:6", "v6 default iface", 5);
     CHECK_OK(dgram_drop_membership(rx, "ff0e::1:6", NULL));
     CHECK_CODE(dgram_drop_membership(rx, "ff0e::1:6", NULL), DGRAM_EADDRNOTAVAIL);
     CHECK_CODE(dgram_drop_membership(rx, "ff0e::1:7", NULL), DGRAM_EADDRNOTAVAIL);
 
     test_run_for(ctx, 50);
-    CHECK_EQ(in.count, 4);
+    CHECK_EQ(in.count, 5);
     dgram_socket_free(rx);
     dgram_socket_free(tx);
 }

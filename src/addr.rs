@@ -4,9 +4,14 @@
 //! Accepted: numeric IPv4 and IPv6 literals, IPv6 with a zone
 //! ("fe80::1%eth0" or "fe80::1%2"), and "localhost". A literal of the other
 //! family than the socket's is `DGRAM_EINVAL`.
+//!
+//! Interface names are looked up in the network namespace of the socket they
+//! are for (through its fd), not in the calling thread's: a socket made in
+//! another namespace keeps its own interfaces.
 
 use std::ffi::{c_char, CStr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
 
 use crate::error::{Errno, Result, DGRAM_ENODEV};
 use crate::sys;
@@ -59,7 +64,7 @@ pub fn send_port(port: i32) -> Result<u16> {
 
 /// Parses a host string for a socket of `family`: the address with its IPv6
 /// zone index (0 when none).
-pub fn parse_host(host: &CStr, family: Family) -> Result<(IpAddr, u32)> {
+pub fn parse_host(host: &CStr, family: Family, socket: RawFd) -> Result<(IpAddr, u32)> {
     let text = host.to_str().map_err(|_| Errno::INVAL)?;
     if text == "localhost" {
         return Ok((family.loopback(0).ip(), 0));
@@ -76,7 +81,7 @@ pub fn parse_host(host: &CStr, family: Family) -> Result<(IpAddr, u32)> {
             };
             let ip = literal.parse::<Ipv6Addr>().map_err(|_| Errno::INVAL)?;
             let scope = match zone {
-                Some(zone) => interface_index(zone)?,
+                Some(zone) => interface_index(zone, socket)?,
                 None => 0,
             };
             Ok((IpAddr::V6(ip), scope))
@@ -87,7 +92,7 @@ pub fn parse_host(host: &CStr, family: Family) -> Result<(IpAddr, u32)> {
 /// An IPv6 zone or interface: a decimal index, or an interface name.
 /// A malformed one is `DGRAM_EINVAL`; a well-formed name that does not
 /// exist here is `DGRAM_ENODEV`.
-pub fn interface_index(zone: &str) -> Result<u32> {
+pub fn interface_index(zone: &str, socket: RawFd) -> Result<u32> {
     if zone.is_empty() {
         return Err(Errno::INVAL);
     }
@@ -97,28 +102,28 @@ pub fn interface_index(zone: &str) -> Result<u32> {
     if zone.len() >= libc::IF_NAMESIZE || zone.bytes().any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'%') {
         return Err(Errno::INVAL);
     }
-    match sys::if_nametoindex(zone) {
+    match sys::interface_index(socket, zone) {
         0 => Err(Errno(DGRAM_ENODEV)),
         index => Ok(index),
     }
 }
 
 /// The socket address to bind: NULL address means every interface.
-pub fn bind_target(address: Option<&CStr>, port: i32, family: Family) -> Result<SocketAddr> {
+pub fn bind_target(address: Option<&CStr>, port: i32, family: Family, socket: RawFd) -> Result<SocketAddr> {
     let port = bind_port(port)?;
     match address {
         None => Ok(family.unspecified(port)),
-        Some(host) => parse_host(host, family).map(|(ip, scope)| with_port(ip, scope, port)),
+        Some(host) => parse_host(host, family, socket).map(|(ip, scope)| with_port(ip, scope, port)),
     }
 }
 
 /// The destination of a send: NULL address means the loopback address
 /// (127.0.0.1 or ::1), as in Node and IoT.js.
-pub fn send_target(address: Option<&CStr>, port: i32, family: Family) -> Result<SocketAddr> {
+pub fn send_target(address: Option<&CStr>, port: i32, family: Family, socket: RawFd) -> Result<SocketAddr> {
     let port = send_port(port)?;
     match address {
         None => Ok(family.loopback(port)),
-        Some(host) => parse_host(host, family).map(|(ip, scope)| with_port(ip, scope, port)),
+        Some(host) => parse_host(host, family, socket).map(|(ip, scope)| with_port(ip, scope, port)),
     }
 }
 
@@ -130,8 +135,8 @@ fn with_port(ip: IpAddr, scope: u32, port: u16) -> SocketAddr {
 }
 
 /// A multicast group of the socket's family; anything else is `DGRAM_EINVAL`.
-pub fn multicast_group(group: &CStr, family: Family) -> Result<IpAddr> {
-    let (ip, _scope) = parse_host(group, family)?;
+pub fn multicast_group(group: &CStr, family: Family, socket: RawFd) -> Result<IpAddr> {
+    let (ip, _scope) = parse_host(group, family, socket)?;
     if ip.is_multicast() {
         Ok(ip)
     } else {
@@ -155,15 +160,15 @@ pub fn membership_interface_v4(iface: Option<&CStr>) -> Result<Ipv4Addr> {
 /// The membership interface of a udp6 socket: an interface name ("eth0"),
 /// an index ("2"), or an address with a zone ("::%eth0"); NULL lets the
 /// kernel choose (index 0).
-pub fn membership_interface_v6(iface: Option<&CStr>) -> Result<u32> {
+pub fn membership_interface_v6(iface: Option<&CStr>, socket: RawFd) -> Result<u32> {
     let Some(text) = iface else { return Ok(0) };
     let text = text.to_str().map_err(|_| Errno::INVAL)?;
     match text.split_once('%') {
         Some((literal, zone)) => {
             literal.parse::<Ipv6Addr>().map_err(|_| Errno::INVAL)?;
-            interface_index(zone)
+            interface_index(zone, socket)
         }
-        None => interface_index(text),
+        None => interface_index(text, socket),
     }
 }
 
@@ -232,6 +237,17 @@ impl std::fmt::Write for CStrWriter<'_> {
 mod tests {
     use super::*;
     use crate::error::DGRAM_EINVAL;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    /// A socket whose namespace interface names are looked up in.
+    fn probe() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").unwrap()
+    }
+
+    fn lo_index(s: &UdpSocket) -> u32 {
+        sys::interface_index(s.as_raw_fd(), "lo")
+    }
 
     fn text(addr: &dgram_addr) -> String {
         let bytes: Vec<u8> = addr.address.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
@@ -250,17 +266,22 @@ mod tests {
 
     #[test]
     fn literals_of_the_right_family() {
+        let sock = probe();
+        let fd = sock.as_raw_fd();
         assert_eq!(
-            parse_host(c"127.0.0.1", Family::V4),
+            parse_host(c"127.0.0.1", Family::V4, fd),
             Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
         );
-        assert_eq!(parse_host(c"::1", Family::V6), Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0)));
         assert_eq!(
-            parse_host(c"localhost", Family::V6),
+            parse_host(c"::1", Family::V6, fd),
             Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
         );
-        assert_eq!(parse_host(c"::1", Family::V4), Err(Errno(DGRAM_EINVAL)));
-        assert_eq!(parse_host(c"127.0.0.1", Family::V6), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(
+            parse_host(c"localhost", Family::V6, fd),
+            Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
+        );
+        assert_eq!(parse_host(c"::1", Family::V4, fd), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_host(c"127.0.0.1", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
         for bad in [
             c"",
             c"1.2.3",
@@ -270,52 +291,62 @@ mod tests {
             c"[::1]",
             c"\xff\xfe",
         ] {
-            assert_eq!(parse_host(bad, Family::V4), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
-            assert_eq!(parse_host(bad, Family::V6), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
+            assert_eq!(parse_host(bad, Family::V4, fd), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
+            assert_eq!(parse_host(bad, Family::V6, fd), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
         }
     }
 
     #[test]
     fn zones() {
-        assert_eq!(parse_host(c"fe80::1%1", Family::V6).map(|(_, z)| z), Ok(1));
+        let sock = probe();
+        let fd = sock.as_raw_fd();
+        assert_eq!(parse_host(c"fe80::1%1", Family::V6, fd).map(|(_, z)| z), Ok(1));
         assert_eq!(
-            parse_host(c"fe80::1%lo", Family::V6).map(|(_, z)| z),
-            Ok(sys::if_nametoindex("lo"))
+            parse_host(c"fe80::1%lo", Family::V6, fd).map(|(_, z)| z),
+            Ok(lo_index(&sock))
         );
-        assert_eq!(parse_host(c"fe80::1%", Family::V6), Err(Errno(DGRAM_EINVAL)));
-        assert_eq!(parse_host(c"fe80::1%nosuchif0", Family::V6), Err(Errno(DGRAM_ENODEV)));
-        assert_eq!(parse_host(c"fe80::1%a/b", Family::V6), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_host(c"fe80::1%", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
         assert_eq!(
-            parse_host(c"fe80::1%abcdefghijklmnopq", Family::V6),
+            parse_host(c"fe80::1%nosuchif0", Family::V6, fd),
+            Err(Errno(DGRAM_ENODEV))
+        );
+        assert_eq!(parse_host(c"fe80::1%a/b", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(
+            parse_host(c"fe80::1%abcdefghijklmnopq", Family::V6, fd),
             Err(Errno(DGRAM_EINVAL))
         );
     }
 
     #[test]
     fn defaults() {
-        assert_eq!(bind_target(None, 0, Family::V4).unwrap().to_string(), "0.0.0.0:0");
-        assert_eq!(bind_target(None, 7, Family::V6).unwrap().to_string(), "[::]:7");
-        assert_eq!(send_target(None, 9, Family::V4).unwrap().to_string(), "127.0.0.1:9");
-        assert_eq!(send_target(None, 9, Family::V6).unwrap().to_string(), "[::1]:9");
-        assert_eq!(send_target(None, 0, Family::V4), Err(Errno::INVAL));
+        let sock = probe();
+        let fd = sock.as_raw_fd();
+        assert_eq!(bind_target(None, 0, Family::V4, fd).unwrap().to_string(), "0.0.0.0:0");
+        assert_eq!(bind_target(None, 7, Family::V6, fd).unwrap().to_string(), "[::]:7");
+        assert_eq!(send_target(None, 9, Family::V4, fd).unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(send_target(None, 9, Family::V6, fd).unwrap().to_string(), "[::1]:9");
+        assert_eq!(send_target(None, 0, Family::V4, fd), Err(Errno::INVAL));
     }
 
     #[test]
     fn multicast_groups_and_interfaces() {
-        assert!(multicast_group(c"239.1.2.3", Family::V4).is_ok());
-        assert_eq!(multicast_group(c"10.0.0.1", Family::V4), Err(Errno::INVAL));
-        assert!(multicast_group(c"ff02::1", Family::V6).is_ok());
-        assert_eq!(multicast_group(c"::1", Family::V6), Err(Errno::INVAL));
+        let sock = probe();
+        let fd = sock.as_raw_fd();
+        assert!(multicast_group(c"239.1.2.3", Family::V4, fd).is_ok());
+        assert_eq!(multicast_group(c"10.0.0.1", Family::V4, fd), Err(Errno::INVAL));
+        assert!(multicast_group(c"ff02::1", Family::V6, fd).is_ok());
+        assert_eq!(multicast_group(c"::1", Family::V6, fd), Err(Errno::INVAL));
         assert_eq!(membership_interface_v4(None), Ok(Ipv4Addr::UNSPECIFIED));
         assert_eq!(membership_interface_v4(Some(c"eth0")), Err(Errno::INVAL));
-        assert_eq!(membership_interface_v6(None), Ok(0));
-        assert_eq!(membership_interface_v6(Some(c"::%lo")), Ok(sys::if_nametoindex("lo")));
-        assert_eq!(membership_interface_v6(Some(c"lo")), Ok(sys::if_nametoindex("lo")));
-        assert_eq!(membership_interface_v6(Some(c"zz%lo")), Err(Errno::INVAL));
+        assert_eq!(membership_interface_v6(None, fd), Ok(0));
+        assert_eq!(membership_interface_v6(Some(c"::%lo"), fd), Ok(lo_index(&sock)));
+        assert_eq!(membership_interface_v6(Some(c"lo"), fd), Ok(lo_index(&sock)));
+        assert_eq!(membership_interface_v6(Some(c"zz%lo"), fd), Err(Errno::INVAL));
     }
 
     #[test]
     fn formatting() {
+        let sock = probe();
         let v4 = to_c(&"127.0.0.1:5353".parse().unwrap());
         assert_eq!(
             (text(&v4).as_str(), v4.port, v4.family),
@@ -328,7 +359,7 @@ mod tests {
         );
         let longest = to_c(&"[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1".parse().unwrap());
         assert_eq!(text(&longest), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
-        let lo = sys::if_nametoindex("lo");
+        let lo = lo_index(&sock);
         let zoned = to_c(&SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 1, 0, lo)));
         assert_eq!(text(&zoned), "fe80::1%lo");
         let numbered = to_c(&SocketAddr::V6(SocketAddrV6::new(

@@ -197,7 +197,7 @@ impl Socket {
         let ctx = self.context()?;
         let mut st = self.state.lock();
         st.check_open()?;
-        let target = addr::bind_target(address, port, self.family)?;
+        let target = addr::bind_target(address, port, self.family, st.fd()?.as_raw_fd())?;
         if st.bound {
             return Err(Errno(DGRAM_EALREADY));
         }
@@ -246,8 +246,10 @@ impl Socket {
         let ctx = self.context()?;
         let mut st = self.state.lock();
         st.check_open()?;
-        let dest = addr::send_target(address, port, self.family)?;
-        let length = bufs.iter().map(|b| b.len()).sum::<usize>();
+        let dest = addr::send_target(address, port, self.family, st.fd()?.as_raw_fd())?;
+        // Saturating: lengths come from the host, and a wrapped sum must not
+        // slip under the size check.
+        let length = bufs.iter().fold(0usize, |sum, b| sum.saturating_add(b.len()));
         if length > self.family.max_payload() {
             return Err(Errno(DGRAM_EMSGSIZE));
         }
@@ -520,30 +522,30 @@ impl Socket {
 
     /// Joins (`join == true`) or leaves a multicast group.
     pub fn membership(&self, group: Option<&CStr>, iface: Option<&CStr>, join: bool) -> Result<()> {
-        self.ensure_open()?;
-        let group = addr::multicast_group(group.ok_or(Errno::INVAL)?, self.family)?;
-        match group {
+        let st = self.state.lock();
+        st.check_open()?;
+        let fd = st.fd()?;
+        let socket = SockRef::from(&*fd);
+        let group = addr::multicast_group(group.ok_or(Errno::INVAL)?, self.family, fd.as_raw_fd())?;
+        let result = match group {
             IpAddr::V4(group) => {
                 let iface = addr::membership_interface_v4(iface)?;
-                self.with_fd(|s| {
-                    if join {
-                        s.join_multicast_v4(&group, &iface)
-                    } else {
-                        s.leave_multicast_v4(&group, &iface)
-                    }
-                })
+                if join {
+                    socket.join_multicast_v4(&group, &iface)
+                } else {
+                    socket.leave_multicast_v4(&group, &iface)
+                }
             }
             IpAddr::V6(group) => {
-                let index = addr::membership_interface_v6(iface)?;
-                self.with_fd(|s| {
-                    if join {
-                        s.join_multicast_v6(&group, index)
-                    } else {
-                        s.leave_multicast_v6(&group, index)
-                    }
-                })
+                let index = addr::membership_interface_v6(iface, fd.as_raw_fd())?;
+                if join {
+                    socket.join_multicast_v6(&group, index)
+                } else {
+                    socket.leave_multicast_v6(&group, index)
+                }
             }
-        }
+        };
+        result.map_err(Errno::from)
     }
 }
 

@@ -3,7 +3,6 @@
 //! is plain libc calls on file descriptors this crate owns, with buffers whose
 //! sizes are passed alongside.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -106,13 +105,27 @@ impl Epoll {
     }
 }
 
-/// The index of the network interface called `name`, or 0 when there is none.
-pub fn if_nametoindex(name: &str) -> u32 {
-    let Ok(name) = CString::new(name) else {
+/// The index of the network interface called `name` in the network
+/// namespace of socket `fd` (which need not be the calling thread's), or 0
+/// when there is none there.
+pub fn interface_index(fd: RawFd, name: &str) -> u32 {
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.is_empty() || name.len() >= req.ifr_name.len() || name.contains('\0') {
         return 0;
-    };
-    // SAFETY: `name` is a valid NUL-terminated string.
-    unsafe { libc::if_nametoindex(name.as_ptr()) }
+    }
+    for (slot, byte) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFINDEX reads the NUL-terminated name and writes the index
+    // into the same ifreq, which lives for the duration of the call.
+    let ret = unsafe { libc::ioctl(fd, libc::SIOCGIFINDEX as _, &mut req) };
+    if ret < 0 {
+        return 0;
+    }
+    // SAFETY: on success the kernel filled the ifindex member of the union.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex };
+    u32::try_from(index).unwrap_or(0)
 }
 
 /// The name of interface `index`, written into `buf`.
