@@ -124,7 +124,7 @@ code_table! {
     DGRAM_ECONNREFUSED, c"ECONNREFUSED", c"connection refused";
     DGRAM_EHOSTDOWN, c"EHOSTDOWN", c"host is down";
     DGRAM_EHOSTUNREACH, c"EHOSTUNREACH", c"host is unreachable";
-    DGRAM_EALREADY, c"EALREADY", c"connection already in progress";
+    DGRAM_EALREADY, c"EALREADY", c"operation already in progress";
     DGRAM_ECANCELED, c"ECANCELED", c"operation canceled";
     DGRAM_EUNKNOWN, c"UNKNOWN", c"unknown error";
     DGRAM_EINTERNAL, c"EINTERNAL", c"internal library error";

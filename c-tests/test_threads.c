@@ -1,0 +1,755 @@
+/*
+ * Threads: several host threads sending on one shared socket (every
+ * datagram arrives, each thread's in its own order), dgram_close from one
+ * thread while another dispatches the socket's datagrams (no 'message' after
+ * close returns), I/O-thread dispatch with sends from host threads and from
+ * inside callbacks, and dgram_context_free from another thread while the I/O
+ * thread is delivering.
+ *
+ * Only 127.0.0.1 is used, on ports the OS picks.
+ */
+#include "test_util.h"
+
+#include <pthread.h>
+
+#define NTHREADS 4
+#define PER_THREAD 500
+#define TOTAL (NTHREADS * PER_THREAD)
+
+/* One datagram: which thread sent it, its number in that thread, and a
+ * pattern derived from both so that a corrupted datagram is noticed. */
+typedef struct {
+    uint32_t thread;
+    uint32_t seq;
+    uint8_t pattern[56];
+} numbered;
+
+static void fill(numbered *m, uint32_t thread, uint32_t seq) {
+    memset(m, 0, sizeof *m);
+    m->thread = thread;
+    m->seq = seq;
+    for (size_t i = 0; i < sizeof m->pattern; i++)
+        m->pattern[i] = (uint8_t)(thread * 131 + seq * 7 + i);
+}
+
+static int well_formed(const uint8_t *msg, size_t len, numbered *out) {
+    if (len != sizeof *out)
+        return 0;
+    memcpy(out, msg, sizeof *out);
+    if (out->thread >= NTHREADS || out->seq >= PER_THREAD)
+        return 0;
+    numbered expect;
+    fill(&expect, out->thread, out->seq);
+    return memcmp(&expect, out, sizeof expect) == 0;
+}
+
+/* The kernel's count of UDP datagrams dropped for a full receive buffer,
+ * to tell a kernel drop from a library one in a failure message. */
+static long long udp_rcvbuf_errors(void) {
+    FILE *f = fopen("/proc/net/snmp", "r");
+    if (!f)
+        return -1;
+    char head[1024], vals[1024];
+    long long result = -1;
+    while (fgets(head, sizeof head, f)) {
+        if (strncmp(head, "Udp:", 4) != 0 || !fgets(vals, sizeof vals, f))
+            continue;
+        char *hs = NULL, *vs = NULL;
+        char *h = strtok_r(head, " \n", &hs);
+        char *v = strtok_r(vals, " \n", &vs);
+        while (h && v) {
+            if (strcmp(h, "RcvbufErrors") == 0)
+                result = atoll(v);
+            h = strtok_r(NULL, " \n", &hs);
+            v = strtok_r(NULL, " \n", &vs);
+        }
+        break;
+    }
+    fclose(f);
+    return result;
+}
+
+/* A thread that runs callbacks must be the one that should: `owner` is the
+ * first thread seen; later callbacks on another thread count as mismatches. */
+typedef struct {
+    pthread_mutex_t lock;
+    int seen;
+    pthread_t owner;
+    int mismatch;
+} thread_check;
+
+static void thread_check_init(thread_check *t) {
+    memset(t, 0, sizeof *t);
+    CHECK(pthread_mutex_init(&t->lock, NULL) == 0);
+}
+
+static void thread_check_note(thread_check *t) {
+    pthread_mutex_lock(&t->lock);
+    if (!t->seen) {
+        t->seen = 1;
+        t->owner = pthread_self();
+    } else if (!pthread_equal(t->owner, pthread_self())) {
+        t->mismatch++;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Set in the test's own sender threads: no callback may run there. */
+static __thread int tl_sender_thread;
+
+/* What a receiver saw: per sending thread, the next sequence number due. */
+typedef struct {
+    int total;
+    int per_thread[NTHREADS];
+    uint32_t next[NTHREADS];
+    int malformed;
+    int out_of_order;
+    char first_problem[160];
+    int on_sender_thread;
+    thread_check threads;
+} receiver_state;
+
+static void receiver_init(receiver_state *r) {
+    memset(r, 0, sizeof *r);
+    thread_check_init(&r->threads);
+}
+
+static void receiver_note(receiver_state *r, const uint8_t *msg, size_t len) {
+    numbered m;
+    thread_check_note(&r->threads);
+    if (tl_sender_thread)
+        test_add(&r->on_sender_thread, 1);
+    if (!well_formed(msg, len, &m)) {
+        if (!r->malformed && !r->out_of_order)
+            snprintf(r->first_problem, sizeof r->first_problem,
+                     "malformed datagram of %zu bytes after %d good ones", len, r->total);
+        r->malformed++;
+    } else {
+        if (m.seq != r->next[m.thread]) {
+            if (!r->malformed && !r->out_of_order)
+                snprintf(r->first_problem, sizeof r->first_problem,
+                         "thread %u: got #%u, expected #%u (%d received so far)", m.thread,
+                         m.seq, r->next[m.thread], r->total);
+            r->out_of_order++;
+        }
+        r->next[m.thread] = m.seq + 1;
+        r->per_thread[m.thread]++;
+    }
+    test_add(&r->total, 1);
+}
+
+static void check_receiver(const receiver_state *r, int per_thread, long long drops_before) {
+    if (r->malformed || r->out_of_order)
+        FAIL("%s; %d malformed, %d out of order or missing; kernel receive-buffer drops "
+             "during the test: %lld",
+             r->first_problem, r->malformed, r->out_of_order,
+             udp_rcvbuf_errors() - drops_before);
+    for (int t = 0; t < NTHREADS; t++) {
+        CHECK_EQ(r->per_thread[t], per_thread);
+        CHECK_EQ(r->next[t], per_thread);
+    }
+    CHECK_EQ(r->total, NTHREADS * per_thread);
+    CHECK_EQ(r->threads.mismatch, 0);
+    CHECK_EQ(r->on_sender_thread, 0);
+}
+
+static dgram_socket *make_receiver(dgram_context *ctx, dgram_message_cb cb, void *ud) {
+    dgram_socket_options o;
+    memset(&o, 0, sizeof o);
+    o.type = DGRAM_UDP4;
+    o.recv_buffer_size = 4 << 20;
+    dgram_socket *s = NULL;
+    CHECK_OK(dgram_create_socket(ctx, &o, cb, ud, &s));
+    CHECK_OK(dgram_bind(s, 0, "127.0.0.1", NULL));
+    return s;
+}
+
+/* How many datagrams may be in flight towards `s` without any risk of the
+ * kernel dropping one: its receive buffer (as the kernel reports it) over a
+ * generous 2 KiB per small datagram, at most 512. On this machine the 4 MiB
+ * asked for is granted; where net.core.rmem_max is lower, the window shrinks
+ * instead of the check weakening. */
+static int flow_window(dgram_socket *s) {
+    int size = 0;
+    socklen_t len = sizeof size;
+    CHECK(getsockopt(dgram_fileno(s), SOL_SOCKET, SO_RCVBUF, &size, &len) == 0);
+    int window = size / 2048;
+    if (window > 512)
+        window = 512;
+    CHECK(window >= 16);
+    return window;
+}
+
+static dgram_context *new_ctx(dgram_dispatch mode) {
+    dgram_context_options o;
+    memset(&o, 0, sizeof o);
+    o.dispatch = mode;
+    dgram_context *c = dgram_context_new(&o);
+    CHECK(c != NULL);
+    return c;
+}
+
+/* ---- four threads, one socket ---------------------------------------------- */
+
+/* Per sending thread: how its send callbacks went. */
+typedef struct {
+    int ok, failed, wrong_length, wrong_order;
+    uint32_t next; /* send callbacks of one thread also come in its order */
+} send_tally;
+
+typedef struct {
+    int id;
+    dgram_socket *sock;
+    uint16_t port;
+    int first_error;
+    int sent;
+    send_tally *tally;
+    /* Flow control, when set: at most `window` datagrams in flight. */
+    const int *received;
+    int *sent_total;
+    int window;
+} sender_arg;
+
+typedef struct {
+    send_tally *tally;
+    uint32_t seq;
+} send_token;
+
+static send_token tokens[NTHREADS][PER_THREAD];
+static int listening_seen, send_cb_before_listening;
+static thread_check sender_cb_threads;
+
+static void shared_on_send(dgram_socket *s, const dgram_error *err, size_t len, void *data) {
+    (void)s;
+    send_token *tok = data;
+    thread_check_note(&sender_cb_threads);
+    if (!test_load(&listening_seen))
+        send_cb_before_listening++;
+    if (len != sizeof(numbered))
+        test_add(&tok->tally->wrong_length, 1);
+    if (tok->seq != tok->tally->next)
+        test_add(&tok->tally->wrong_order, 1);
+    tok->tally->next = tok->seq + 1;
+    test_add(err ? &tok->tally->failed : &tok->tally->ok, 1);
+}
+
+static void shared_on_listening(dgram_socket *s, void *ud) {
+    (void)s;
+    (void)ud;
+    test_add(&listening_seen, 1);
+}
+
+static void *sender_main(void *p) {
+    sender_arg *a = p;
+    tl_sender_thread = 1;
+    for (uint32_t i = 0; i < PER_THREAD; i++) {
+        if (a->window) {
+            long long deadline = test_now_ms() + TEST_WAIT_MS;
+            while (test_load(a->sent_total) - test_load(a->received) >= a->window) {
+                if (test_now_ms() > deadline)
+                    return NULL; /* the main thread reports the shortfall */
+                test_sleep_ms(1);
+            }
+        }
+        numbered m;
+        fill(&m, (uint32_t)a->id, i);
+        tokens[a->id][i].tally = a->tally;
+        tokens[a->id][i].seq = i;
+        int rc = dgram_send(a->sock, &m, sizeof m, a->port, "127.0.0.1", shared_on_send,
+                            &tokens[a->id][i]);
+        if (rc != 0) {
+            a->first_error = rc;
+            return NULL;
+        }
+        a->sent++;
+        test_add(a->sent_total, 1);
+    }
+    return NULL;
+}
+
+static void shared_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                              const dgram_addr *rinfo, void *ud) {
+    (void)s;
+    (void)rinfo;
+    receiver_note(ud, msg, len);
+}
+
+static void test_four_threads_one_socket(void) {
+    puts("test_four_threads_one_socket");
+    long long drops_before = udp_rcvbuf_errors();
+    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
+    static receiver_state recv;
+    receiver_init(&recv);
+    thread_check_init(&sender_cb_threads);
+    dgram_socket *r = make_receiver(ctx, shared_on_message, &recv);
+    uint16_t port = test_port(r);
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
+
+    /* The shared socket is bound implicitly by whichever thread sends first. */
+    dgram_socket *s = NULL;
+    CHECK_OK(dgram_create_socket(ctx, NULL, NULL, NULL, &s));
+    CHECK_OK(dgram_on_listening(s, shared_on_listening));
+
+    static send_tally tally[NTHREADS];
+    memset(tally, 0, sizeof tally);
+    sender_arg args[NTHREADS];
+    pthread_t th[NTHREADS];
+    int sent_total = 0;
+    int window = flow_window(r);
+    for (int t = 0; t < NTHREADS; t++) {
+        memset(&args[t], 0, sizeof args[t]);
+        args[t].id = t;
+        args[t].sock = s;
+        args[t].port = port;
+        args[t].tally = &tally[t];
+        args[t].received = &recv.total;
+        args[t].sent_total = &sent_total;
+        args[t].window = window;
+    }
+    for (int t = 0; t < NTHREADS; t++)
+        CHECK(pthread_create(&th[t], NULL, sender_main, &args[t]) == 0);
+    /* Dispatch on this thread while they send. */
+    long long deadline = test_now_ms() + 4 * TEST_WAIT_MS;
+    int sends_done = 0;
+    while (test_load(&recv.total) < TOTAL || sends_done < TOTAL) {
+        int rc = dgram_context_run(ctx, 20);
+        CHECK(rc >= 0);
+        sends_done = 0;
+        for (int t = 0; t < NTHREADS; t++)
+            sends_done += tally[t].ok + tally[t].failed;
+        if (test_now_ms() > deadline) {
+            for (int t = 0; t < NTHREADS; t++)
+                fprintf(stderr, "thread %d: sent %d (error %s), received %d, next due #%u\n",
+                        t, args[t].sent, dgram_err_name(args[t].first_error),
+                        recv.per_thread[t], recv.next[t]);
+            check_receiver(&recv, PER_THREAD, drops_before);
+            FAIL("timed out: received %d of %d, %d send callbacks", recv.total, TOTAL,
+                 sends_done);
+        }
+    }
+    for (int t = 0; t < NTHREADS; t++) {
+        CHECK(pthread_join(th[t], NULL) == 0);
+        CHECK_CODE(args[t].first_error, 0);
+        CHECK_EQ(args[t].sent, PER_THREAD);
+    }
+    check_receiver(&recv, PER_THREAD, drops_before);
+    for (int t = 0; t < NTHREADS; t++) {
+        CHECK_EQ(tally[t].ok, PER_THREAD);
+        CHECK_EQ(tally[t].failed, 0);
+        CHECK_EQ(tally[t].wrong_length, 0);
+        CHECK_EQ(tally[t].wrong_order, 0);
+    }
+    /* One implicit bind, one 'listening', before any send callback. */
+    CHECK_EQ(listening_seen, 1);
+    CHECK_EQ(send_cb_before_listening, 0);
+    /* Host dispatch: every callback ran here. */
+    CHECK(pthread_equal(recv.threads.owner, pthread_self()));
+    CHECK(pthread_equal(sender_cb_threads.owner, pthread_self()));
+    CHECK_EQ(sender_cb_threads.mismatch, 0);
+
+    /* Every datagram came from the shared socket's one port. */
+    test_run_for(ctx, 50);
+    CHECK_EQ(recv.total, TOTAL);
+    dgram_socket_free(s);
+    dgram_socket_free(r);
+    CHECK_EQ(dgram_context_active(ctx), 0);
+    dgram_context_free(ctx);
+}
+
+/* ---- close from a thread while another dispatches --------------------------- */
+
+typedef struct {
+    int messages;
+    int closed_flag;    /* set right after dgram_close returned */
+    int after_close;    /* message callbacks that ran with the flag set */
+    int closes;
+    int close_rc;
+    int close_on_wrong_thread;
+    pthread_t dispatcher;
+    dgram_socket *sock;
+} close_race;
+
+static void race_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                            const dgram_addr *rinfo, void *ud) {
+    (void)s;
+    (void)msg;
+    (void)len;
+    (void)rinfo;
+    close_race *c = ud;
+    if (test_load(&c->closed_flag))
+        test_add(&c->after_close, 1);
+    test_add(&c->messages, 1);
+}
+
+static void race_on_close(dgram_socket *s, void *ud) {
+    (void)s;
+    close_race *c = ud;
+    if (!pthread_equal(c->dispatcher, pthread_self()))
+        test_add(&c->close_on_wrong_thread, 1);
+    test_add(&c->closes, 1);
+}
+
+static void *closer_main(void *p) {
+    close_race *c = p;
+    long long deadline = test_now_ms() + TEST_WAIT_MS;
+    while (test_load(&c->messages) < 50 && test_now_ms() < deadline)
+        test_sleep_ms(1);
+    int rc = dgram_close(c->sock, race_on_close);
+    test_add(&c->closed_flag, 1);
+    c->close_rc = rc;
+    return NULL;
+}
+
+typedef struct {
+    dgram_socket *sock;
+    uint16_t port;
+    int stop;
+    int sent;
+    int first_error;
+} flooder;
+
+static void *flood_main(void *p) {
+    flooder *f = p;
+    tl_sender_thread = 1;
+    uint8_t payload[32];
+    memset(payload, 0xab, sizeof payload);
+    while (!test_load(&f->stop)) {
+        for (int i = 0; i < 16; i++) {
+            int rc = dgram_send(f->sock, payload, sizeof payload, f->port, "127.0.0.1", NULL, NULL);
+            if (rc != 0 && rc != DGRAM_ENOBUFS && !f->first_error)
+                f->first_error = rc;
+            f->sent++;
+        }
+        test_sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void test_close_from_thread_while_dispatching(void) {
+    puts("test_close_from_thread_while_dispatching");
+    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
+    dgram_context *fctx = new_ctx(DGRAM_DISPATCH_HOST); /* the flooder's, never dispatched */
+    dgram_socket *fs = NULL;
+    CHECK_OK(dgram_create_socket(fctx, NULL, NULL, NULL, &fs));
+    CHECK_OK(dgram_bind(fs, 0, "127.0.0.1", NULL));
+    for (int round = 0; round < 5; round++) {
+        close_race c;
+        memset(&c, 0, sizeof c);
+        c.dispatcher = pthread_self();
+        c.sock = make_receiver(ctx, race_on_message, &c);
+        CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
+        flooder f;
+        memset(&f, 0, sizeof f);
+        f.sock = fs;
+        f.port = test_port(c.sock);
+        pthread_t ft, ct;
+        CHECK(pthread_create(&ft, NULL, flood_main, &f) == 0);
+        CHECK(pthread_create(&ct, NULL, closer_main, &c) == 0);
+        RUN_UNTIL(ctx, c.closes, 1);
+        test_run_for(ctx, 30); /* datagrams still arrive at the port: none delivered */
+        test_add(&f.stop, 1);
+        CHECK(pthread_join(ft, NULL) == 0);
+        CHECK(pthread_join(ct, NULL) == 0);
+        test_run_for(ctx, 20);
+        printf("    round %d: %d datagrams delivered before close\n", round, c.messages);
+        CHECK_OK(c.close_rc);
+        CHECK_CODE(f.first_error, 0);
+        CHECK(c.messages >= 50);
+        CHECK_EQ(c.after_close, 0);
+        CHECK_EQ(c.closes, 1);
+        CHECK_EQ(c.close_on_wrong_thread, 0);
+        CHECK_CODE(dgram_close(c.sock, NULL), DGRAM_EBADF);
+        CHECK_EQ(dgram_context_active(ctx), 0);
+        dgram_socket_free(c.sock);
+    }
+    dgram_socket_free(fs);
+    dgram_context_free(fctx);
+    dgram_context_free(ctx);
+}
+
+/* ---- I/O-thread dispatch, sends from host threads and callbacks -------------- */
+
+#define IO_PER_THREAD 200
+
+typedef struct {
+    thread_check threads;
+    int on_sender_thread;
+    int on_main_thread;
+    pthread_t main_thread;
+    int echoed;
+    int echo_send_fail;
+    int echo_cb_ok, echo_cb_err;
+    int server_messages;
+    int chained; /* sends made from a send callback */
+    int chained_ok;
+} io_state;
+
+static io_state io;
+static receiver_state io_client;
+
+static void io_note_thread(void) {
+    thread_check_note(&io.threads);
+    if (tl_sender_thread)
+        test_add(&io.on_sender_thread, 1);
+    if (pthread_equal(io.main_thread, pthread_self()))
+        test_add(&io.on_main_thread, 1);
+}
+
+static void io_echo_done(dgram_socket *s, const dgram_error *err, size_t len, void *data) {
+    (void)s;
+    (void)data;
+    io_note_thread();
+    if (err || len != sizeof(numbered))
+        test_add(&io.echo_cb_err, 1);
+    else
+        test_add(&io.echo_cb_ok, 1);
+}
+
+/* The server echoes every datagram from inside its message callback. */
+static void io_server_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                              const dgram_addr *rinfo, void *ud) {
+    (void)ud;
+    io_note_thread();
+    test_add(&io.server_messages, 1);
+    int rc = dgram_send(s, msg, len, rinfo->port, rinfo->address, io_echo_done, NULL);
+    if (rc != 0)
+        test_add(&io.echo_send_fail, 1);
+    else
+        test_add(&io.echoed, 1);
+}
+
+static void io_client_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                              const dgram_addr *rinfo, void *ud) {
+    (void)s;
+    (void)rinfo;
+    (void)ud;
+    io_note_thread();
+    receiver_note(&io_client, msg, len);
+}
+
+static send_tally io_tally[NTHREADS];
+static send_token io_tokens[NTHREADS][IO_PER_THREAD];
+
+static void io_client_sent(dgram_socket *s, const dgram_error *err, size_t len, void *data) {
+    io_note_thread();
+    shared_on_send(s, err, len, data);
+}
+
+/* A send from a send callback: three more, each from the previous one's. */
+static void io_chain_sent(dgram_socket *s, const dgram_error *err, size_t len, void *data) {
+    io_note_thread();
+    uint16_t port = (uint16_t)(uintptr_t)data;
+    if (!err && len == 5)
+        test_add(&io.chained_ok, 1);
+    if (test_load(&io.chained) < 3) {
+        test_add(&io.chained, 1);
+        if (dgram_send(s, "chain", 5, port, "127.0.0.1", io_chain_sent, data) != 0)
+            test_add(&io.echo_send_fail, 1);
+    }
+}
+
+typedef struct {
+    int id;
+    dgram_socket *sock;
+    uint16_t port;
+    int first_error;
+    int sent;
+    int *sent_total;
+    int window;
+} io_sender_arg;
+
+static void *io_sender_main(void *p) {
+    io_sender_arg *a = p;
+    tl_sender_thread = 1;
+    for (uint32_t i = 0; i < IO_PER_THREAD; i++) {
+        /* Flow control: echoes outstanding stay far below the buffers. */
+        long long deadline = test_now_ms() + TEST_WAIT_MS;
+        while (test_load(a->sent_total) - test_load(&io_client.total) >= a->window) {
+            if (test_now_ms() > deadline)
+                return NULL;
+            test_sleep_ms(1);
+        }
+        numbered m;
+        fill(&m, (uint32_t)a->id, i);
+        io_tokens[a->id][i].tally = &io_tally[a->id];
+        io_tokens[a->id][i].seq = i;
+        int rc = dgram_send(a->sock, &m, sizeof m, a->port, "127.0.0.1", io_client_sent,
+                            &io_tokens[a->id][i]);
+        if (rc != 0) {
+            a->first_error = rc;
+            return NULL;
+        }
+        a->sent++;
+        test_add(a->sent_total, 1);
+    }
+    return NULL;
+}
+
+static void test_io_thread_sends_from_threads_and_callbacks(void) {
+    puts("test_io_thread_sends_from_threads_and_callbacks");
+    long long drops_before = udp_rcvbuf_errors();
+    memset(&io, 0, sizeof io);
+    thread_check_init(&io.threads);
+    io.main_thread = pthread_self();
+    receiver_init(&io_client);
+    memset(io_tally, 0, sizeof io_tally);
+    thread_check_init(&sender_cb_threads);
+    listening_seen = 1; /* shared_on_send's listening check does not apply here */
+    send_cb_before_listening = 0;
+
+    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_IO_THREAD);
+    dgram_socket *server = make_receiver(ctx, io_server_message, NULL);
+    dgram_socket *client = make_receiver(ctx, io_client_message, NULL);
+    uint16_t sport = test_port(server);
+    int window = flow_window(server) < flow_window(client) ? flow_window(server) : flow_window(client);
+
+    io_sender_arg args[NTHREADS];
+    pthread_t th[NTHREADS];
+    int sent_total = 0;
+    for (int t = 0; t < NTHREADS; t++) {
+        memset(&args[t], 0, sizeof args[t]);
+        args[t].id = t;
+        args[t].sock = client;
+        args[t].port = sport;
+        args[t].sent_total = &sent_total;
+        args[t].window = window;
+        CHECK(pthread_create(&th[t], NULL, io_sender_main, &args[t]) == 0);
+    }
+    /* And a chain of sends from send callbacks, on the server socket, to a
+     * third socket. */
+    dgram_socket *sink = make_receiver(ctx, NULL, NULL);
+    CHECK_OK(dgram_on_message(sink, NULL));
+    uint16_t sink_port = test_port(sink);
+    CHECK_OK(dgram_send(server, "chain", 5, sink_port, "127.0.0.1", io_chain_sent,
+                        (void *)(uintptr_t)sink_port));
+
+    for (int t = 0; t < NTHREADS; t++)
+        CHECK(pthread_join(th[t], NULL) == 0);
+    for (int t = 0; t < NTHREADS; t++) {
+        CHECK_CODE(args[t].first_error, 0);
+        CHECK_EQ(args[t].sent, IO_PER_THREAD);
+    }
+    WAIT_UNTIL(io_client.total, NTHREADS * IO_PER_THREAD);
+    WAIT_UNTIL(io.echo_cb_ok, NTHREADS * IO_PER_THREAD);
+    WAIT_UNTIL(io.chained_ok, 4);
+    for (int t = 0; t < NTHREADS; t++)
+        WAIT_UNTIL(io_tally[t].ok, IO_PER_THREAD);
+    test_sleep_ms(50);
+    check_receiver(&io_client, IO_PER_THREAD, drops_before);
+    CHECK_EQ(io.server_messages, NTHREADS * IO_PER_THREAD);
+    CHECK_EQ(io.echoed, NTHREADS * IO_PER_THREAD);
+    CHECK_EQ(io.echo_send_fail, 0);
+    CHECK_EQ(io.echo_cb_err, 0);
+    CHECK_EQ(io.chained, 3);
+    CHECK_EQ(io.chained_ok, 4);
+    for (int t = 0; t < NTHREADS; t++) {
+        CHECK_EQ(io_tally[t].ok, IO_PER_THREAD);
+        CHECK_EQ(io_tally[t].failed, 0);
+        CHECK_EQ(io_tally[t].wrong_length, 0);
+        CHECK_EQ(io_tally[t].wrong_order, 0);
+    }
+    /* Every callback ran on one thread: the I/O thread, neither this one nor
+     * a sender. */
+    CHECK_EQ(io.threads.mismatch, 0);
+    CHECK_EQ(io.on_sender_thread, 0);
+    CHECK_EQ(io.on_main_thread, 0);
+    CHECK(pthread_equal(io.threads.owner, io_client.threads.owner));
+    CHECK(pthread_equal(io.threads.owner, sender_cb_threads.owner));
+    CHECK_EQ(sender_cb_threads.mismatch, 0);
+
+    dgram_socket_free(server);
+    dgram_socket_free(client);
+    dgram_socket_free(sink);
+    dgram_context_free(ctx);
+}
+
+/* ---- dgram_context_free from another thread while delivering ----------------- */
+
+typedef struct {
+    dgram_context *ctx;
+    int messages;
+    int freed_flag;    /* set right after dgram_context_free returned */
+    int after_free;
+} free_race;
+
+static void free_race_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                              const dgram_addr *rinfo, void *ud) {
+    (void)s;
+    (void)msg;
+    (void)len;
+    (void)rinfo;
+    free_race *f = ud;
+    if (test_load(&f->freed_flag))
+        test_add(&f->after_free, 1);
+    /* A little work, so that the free often lands inside a callback. */
+    volatile unsigned x = 0;
+    for (int i = 0; i < 2000; i++)
+        x += (unsigned)i;
+    test_add(&f->messages, 1);
+}
+
+static void *freer_main(void *p) {
+    free_race *f = p;
+    long long deadline = test_now_ms() + TEST_WAIT_MS;
+    while (test_load(&f->messages) < 30 && test_now_ms() < deadline)
+        test_sleep_ms(1);
+    dgram_context_free(f->ctx);
+    test_add(&f->freed_flag, 1);
+    return NULL;
+}
+
+static void test_context_free_from_thread_while_delivering(void) {
+    puts("test_context_free_from_thread_while_delivering");
+    dgram_context *fctx = new_ctx(DGRAM_DISPATCH_HOST);
+    dgram_socket *fs = NULL;
+    CHECK_OK(dgram_create_socket(fctx, NULL, NULL, NULL, &fs));
+    CHECK_OK(dgram_bind(fs, 0, "127.0.0.1", NULL));
+    for (int round = 0; round < 5; round++) {
+        free_race f;
+        memset(&f, 0, sizeof f);
+        f.ctx = new_ctx(DGRAM_DISPATCH_IO_THREAD);
+        dgram_socket *r = make_receiver(f.ctx, free_race_message, &f);
+        dgram_socket *r2 = make_receiver(f.ctx, free_race_message, &f);
+        flooder fl, fl2;
+        memset(&fl, 0, sizeof fl);
+        memset(&fl2, 0, sizeof fl2);
+        fl.sock = fs;
+        fl.port = test_port(r);
+        fl2.sock = fs;
+        fl2.port = test_port(r2);
+        pthread_t ft, ft2, freer;
+        CHECK(pthread_create(&ft, NULL, flood_main, &fl) == 0);
+        CHECK(pthread_create(&ft2, NULL, flood_main, &fl2) == 0);
+        CHECK(pthread_create(&freer, NULL, freer_main, &f) == 0);
+        CHECK(pthread_join(freer, NULL) == 0);
+        CHECK(test_load(&f.messages) >= 30);
+        int seen = test_load(&f.messages);
+        printf("    round %d: %d datagrams delivered before free\n", round, seen);
+        test_sleep_ms(100); /* the flooders keep sending to the closed ports */
+        CHECK_EQ(test_load(&f.messages), seen);
+        CHECK_EQ(test_load(&f.after_free), 0);
+        test_add(&fl.stop, 1);
+        test_add(&fl2.stop, 1);
+        CHECK(pthread_join(ft, NULL) == 0);
+        CHECK(pthread_join(ft2, NULL) == 0);
+        CHECK_CODE(fl.first_error, 0);
+        CHECK_CODE(fl2.first_error, 0);
+        CHECK_CODE(dgram_close(r, NULL), DGRAM_EBADF);
+        CHECK_CODE(dgram_fileno(r2), DGRAM_EBADF);
+        dgram_socket_free(r);
+        dgram_socket_free(r2);
+    }
+    dgram_socket_free(fs);
+    dgram_context_free(fctx);
+}
+
+int main(void) {
+    test_watchdog(60);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    test_four_threads_one_socket();
+    test_close_from_thread_while_dispatching();
+    test_io_thread_sends_from_threads_and_callbacks();
+    test_context_free_from_thread_while_delivering();
+    puts("all passed");
+    return 0;
+}
