@@ -110,7 +110,8 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                 if let Some(cb) = handlers.on_listening {
                     cb(handle, userdata);
                 }
-                if let Some(cb) = once {
+                // The persistent handler may have freed the socket.
+                if let (Some(cb), false) = (once, socket.is_silenced()) {
                     cb(handle, userdata);
                 }
             }
@@ -146,7 +147,7 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                 if let Some(cb) = handlers.on_close {
                     cb(handle, userdata);
                 }
-                if let Some(cb) = once {
+                if let (Some(cb), false) = (once, socket.is_silenced()) {
                     cb(handle, userdata);
                 }
             }

@@ -464,6 +464,11 @@ impl Socket {
         }
     }
 
+    /// Freed by the host or by its context: no callback may run any more.
+    pub fn is_silenced(&self) -> bool {
+        self.state.lock().silenced
+    }
+
     /// `dgram_socket_free`: the host lets go of its handle.
     pub fn release(self: Arc<Self>) {
         if let Some(ctx) = self.ctx.upgrade() {
