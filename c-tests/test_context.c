@@ -977,6 +977,48 @@ static void test_context_free_in_callback_io_thread(void) {
     dgram_context_free(hc);
 }
 
+/* A host that sends with callbacks but never dispatches gets DGRAM_ENOBUFS
+ * once 65536 completions wait, instead of unbounded memory; after dispatch
+ * every accepted send has had its callback exactly once and sending works
+ * again. */
+static int backpressure_done;
+static void backpressure_sent(dgram_socket *s, const dgram_error *err, size_t length, void *data) {
+    (void)s;
+    (void)data;
+    CHECK(err == NULL);
+    CHECK_EQ(length, 1);
+    backpressure_done++;
+}
+
+static void test_completion_backpressure(void) {
+    printf("test_completion_backpressure\n");
+    dgram_context *ctx = dgram_context_new(NULL);
+    CHECK(ctx != NULL);
+    /* A port nobody listens on any more: the datagrams vanish, and an
+     * unconnected socket gets no error for them, so the only events are the
+     * completions. */
+    dgram_socket *gone = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
+    CHECK_OK(dgram_bind(gone, 0, "127.0.0.1", NULL));
+    uint16_t port = test_port(gone);
+    dgram_socket_free(gone);
+    dgram_socket *s = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
+    CHECK_OK(dgram_bind(s, 0, "127.0.0.1", NULL));
+    backpressure_done = 0;
+    int accepted = 0, rc = 0;
+    while ((rc = dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, NULL)) == 0)
+        accepted++;
+    CHECK_CODE(rc, DGRAM_ENOBUFS);
+    CHECK_EQ(accepted, 65536);
+    CHECK_EQ(backpressure_done, 0);
+    /* The 'listening' event plus every completion. */
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1 + 65536);
+    CHECK_EQ(backpressure_done, 65536);
+    CHECK_OK(dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, NULL));
+    RUN_UNTIL(ctx, backpressure_done, 65537);
+    dgram_socket_free(s);
+    dgram_context_free(ctx);
+}
+
 int main(void) {
     test_watchdog(60);
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -992,6 +1034,7 @@ int main(void) {
     test_context_free_with_open_sockets();
     test_context_free_in_callback_host();
     test_context_free_in_callback_io_thread();
+    test_completion_backpressure();
     puts("all passed");
     return 0;
 }

@@ -295,7 +295,8 @@ pub unsafe extern "C" fn dgram_bind(
 /// Result: 0 when the datagram was accepted; `DGRAM_EINVAL` (port outside
 /// 1..65535, bad address, `msg` NULL with `len` > 0), `DGRAM_EMSGSIZE` (over
 /// 65507 bytes on udp4, 65527 on udp6), `DGRAM_ENOBUFS` (the socket's send
-/// queue is full: at least 1024 datagrams and 1 MiB wait), `DGRAM_EBADF`.
+/// queue is full: at least 1024 datagrams and 1 MiB wait; or 65536 of its
+/// completions wait for dispatch), `DGRAM_EBADF`.
 /// An accepted send completes exactly once, asynchronously: `cb` (nullable)
 /// gets NULL or the I/O error; without `cb` an I/O error becomes an 'error'
 /// event. The callback does not come if the socket is freed first.

@@ -25,6 +25,11 @@ const SEND_QUEUE_MIN_BYTES: usize = 1 << 20;
 /// Hard cap on queued datagrams, so a flood of empty datagrams stays bounded.
 const SEND_QUEUE_MAX_COUNT: usize = 65536;
 
+/// Completions (send callbacks, errors) of one socket that may wait for
+/// dispatch: a host that sends without ever dispatching gets `DGRAM_ENOBUFS`
+/// instead of growing memory without bound.
+const MAX_UNDELIVERED_COMPLETIONS: i64 = 65536;
+
 /// How the host asked for the socket to be made.
 #[derive(Clone, Copy, Debug)]
 pub struct SocketConfig {
@@ -253,7 +258,7 @@ impl Socket {
         if length > self.family.max_payload() {
             return Err(Errno(DGRAM_EMSGSIZE));
         }
-        if !st.send_queue.is_empty() && st.send_queue_full() {
+        if !st.send_queue.is_empty() && st.send_queue_full() || st.pending_completions >= MAX_UNDELIVERED_COMPLETIONS {
             return Err(Errno(DGRAM_ENOBUFS));
         }
         if !st.bound {
