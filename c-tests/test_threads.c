@@ -10,6 +10,8 @@
  */
 #include "test_util.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 
 #define NTHREADS 4
@@ -743,6 +745,78 @@ static void test_context_free_from_thread_while_delivering(void) {
     dgram_context_free(fctx);
 }
 
+/* No lost wake-up: a sender thread (a plain kernel socket, so that every
+ * event comes from the I/O thread) sends one datagram at a time, each only
+ * after the previous one was delivered, while the main thread blocks in
+ * dgram_context_run(ctx, -1) with no timeout. Every round races the I/O
+ * thread's signal against the dispatcher re-arming the context fd; a lost
+ * wake-up leaves run() blocked forever and the watchdog fails the test. */
+#define LOCKSTEP_ROUNDS 20000
+static int lockstep_received;
+
+static void lockstep_on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
+                                void *userdata) {
+    (void)s;
+    (void)rinfo;
+    (void)userdata;
+    uint32_t seq;
+    CHECK_EQ(len, sizeof seq);
+    memcpy(&seq, msg, sizeof seq);
+    CHECK_EQ(seq, (uint32_t)test_load(&lockstep_received));
+    test_add(&lockstep_received, 1);
+}
+
+static uint16_t lockstep_port;
+
+static long long test_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void *lockstep_sender(void *arg) {
+    (void)arg;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in to;
+    memset(&to, 0, sizeof to);
+    to.sin_family = AF_INET;
+    to.sin_port = htons(lockstep_port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (uint32_t seq = 0; seq < LOCKSTEP_ROUNDS; seq++) {
+        CHECK_EQ(sendto(fd, &seq, sizeof seq, 0, (struct sockaddr *)&to, sizeof to), sizeof seq);
+        while (test_load(&lockstep_received) <= (int)seq)
+            sched_yield();
+    }
+    close(fd);
+    return NULL;
+}
+
+static void test_no_lost_wakeups(void) {
+    printf("test_no_lost_wakeups\n");
+    dgram_context *ctx = dgram_context_new(NULL);
+    CHECK(ctx != NULL);
+    dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, lockstep_on_message, NULL);
+    CHECK_OK(dgram_bind(rx, 0, "127.0.0.1", NULL));
+    lockstep_port = test_port(rx);
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* 'listening' */
+    pthread_t sender;
+    CHECK_EQ(pthread_create(&sender, NULL, lockstep_sender, NULL), 0);
+    while (test_load(&lockstep_received) < LOCKSTEP_ROUNDS) {
+        /* A delay that sweeps 0..63 us, so that over the rounds the I/O
+         * thread's signal lands at every point of the dispatcher's re-arm. */
+        long long spin_until = test_now_us() + test_load(&lockstep_received) % 64;
+        while (test_now_us() < spin_until)
+            ;
+        int rc = dgram_context_run(ctx, -1);
+        CHECK(rc >= 1);
+    }
+    CHECK_EQ(pthread_join(sender, NULL), 0);
+    CHECK_EQ(lockstep_received, LOCKSTEP_ROUNDS);
+    dgram_socket_free(rx);
+    dgram_context_free(ctx);
+}
+
 int main(void) {
     test_watchdog(60);
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -750,6 +824,7 @@ int main(void) {
     test_close_from_thread_while_dispatching();
     test_io_thread_sends_from_threads_and_callbacks();
     test_context_free_from_thread_while_delivering();
+    test_no_lost_wakeups();
     puts("all passed");
     return 0;
 }

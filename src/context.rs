@@ -215,10 +215,7 @@ impl Context {
     /// were delivered (with or without a callback set).
     fn drain(&self, max: u32) -> u32 {
         if self.mode == Mode::Host {
-            // Clear the flag before looking at the queue: an event pushed from
-            // now on signals again, so none can be missed.
-            self.host_signaled.store(false, SeqCst);
-            self.host.clear();
+            self.host.clear_then_rearm(&self.host_signaled);
         }
         let snapshot = self.events_rx.len();
         let _callbacks = self.callback_lock.lock();
@@ -358,8 +355,7 @@ impl Context {
             for event in &ready[..count] {
                 let (flags, token) = (event.events, event.u64);
                 if token == WAKE_TOKEN {
-                    self.wake_pending.store(false, SeqCst);
-                    self.wake.clear();
+                    self.wake.clear_then_rearm(&self.wake_pending);
                     continue;
                 }
                 let socket = self.sockets.lock().get(&token).cloned();

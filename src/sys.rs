@@ -38,6 +38,20 @@ impl EventFd {
         unsafe { libc::read(self.0.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
     }
 
+    /// Consumes the signal, then lowers `signaled`, the flag producers use
+    /// to signal once per batch (`if !signaled.swap(true) { signal() }`).
+    ///
+    /// The order matters: lowering the flag first would let a producer set
+    /// it and signal in between, and the clear would then eat that signal
+    /// while the flag stays up, so no later producer would signal again (a
+    /// lost wake-up). Done this way, a producer that saw the flag up pushed
+    /// its event before this call, so the caller, which looks at the queue
+    /// next, sees the event.
+    pub fn clear_then_rearm(&self, signaled: &std::sync::atomic::AtomicBool) {
+        self.clear();
+        signaled.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }
