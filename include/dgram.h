@@ -470,10 +470,12 @@ int dgram_context_dispatch(dgram_context *ctx, uint32_t max_events);
 
 /**
  * Waits until at least one event was dispatched or `timeout_ms` passed
- * (-1: no limit; 0: just dispatch what is there), then returns the number
+ * (negative: no limit; 0: just dispatch what is there), then returns the number
  * dispatched (0 on timeout). Returns 0 at once when nothing is active
  * (`dgram_context_active` is 0), whatever the timeout, and in I/O-thread
- * mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`.
+ * mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`;
+ * `DGRAM_EBADF` when the context is freed (from a callback or another
+ * thread) while this call waits.
  * A host loop: `while (dgram_context_active(ctx)) dgram_context_run(ctx, -1);`
  */
 int dgram_context_run(dgram_context *ctx, int32_t timeout_ms);

@@ -138,10 +138,12 @@ pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_eve
 }
 
 /// Waits until at least one event was dispatched or `timeout_ms` passed
-/// (-1: no limit; 0: just dispatch what is there), then returns the number
+/// (negative: no limit; 0: just dispatch what is there), then returns the number
 /// dispatched (0 on timeout). Returns 0 at once when nothing is active
 /// (`dgram_context_active` is 0), whatever the timeout, and in I/O-thread
-/// mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`.
+/// mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`;
+/// `DGRAM_EBADF` when the context is freed (from a callback or another
+/// thread) while this call waits.
 /// A host loop: `while (dgram_context_active(ctx)) dgram_context_run(ctx, -1);`
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: i32) -> c_int {
