@@ -8,7 +8,7 @@
  * Unicast on 127.0.0.1 and ::1 only; 203.0.113.7 is only ever bound (which
  * fails), never sent to.
  */
-#include "test_util.h"
+#include "recorder.h"
 
 #include <netinet/in.h>
 
@@ -19,98 +19,73 @@ typedef struct {
     int listening;       /* persistent 'listening' handler calls */
     int once;            /* one-shot bind callback calls */
     int failed_once;     /* one-shot callback of a bind that failed */
-    int messages;
-    char order[64];      /* "P" persistent listening, "O" one-shot, "M" message */
-    uint8_t last[64];
-    size_t last_len;
-    dgram_addr rinfo;
+    event_log order;     /* "P" persistent listening, "O" one-shot, "F" failed one-shot, "M" message */
+    inbox in;            /* the datagrams */
 } rec;
 
-/* One send's completion. `send_data` points to one. */
-typedef struct {
-    int done;
-    int err_code; /* 0 when sent */
-    size_t length;
-} send_rec;
-
-static void note(rec *r, const char *what) {
-    size_t n = strlen(r->order);
-    if (n + strlen(what) + 1 < sizeof r->order)
-        strcat(r->order, what);
-}
-
-static void check_handle(rec *r, dgram_socket *s) {
+/* Records one event of `r`'s socket: checks the handle, logs `what` and
+ * counts it in `*count` (when given). */
+static void record(rec *r, dgram_socket *s, char what, int *count) {
     if (r->self != s)
         r->wrong_handle++;
+    event_log_add(&r->order, what);
+    if (count)
+        (*count)++;
 }
 
 static void on_listening(dgram_socket *s, void *ud) {
     rec *r = ud;
-    check_handle(r, s);
-    r->listening++;
-    note(r, "P");
+    record(r, s, 'P', &r->listening);
 }
 
 static void on_bound_once(dgram_socket *s, void *ud) {
     rec *r = ud;
-    check_handle(r, s);
-    r->once++;
-    note(r, "O");
+    record(r, s, 'O', &r->once);
 }
 
 static void on_failed_bind_once(dgram_socket *s, void *ud) {
     rec *r = ud;
-    check_handle(r, s);
-    r->failed_once++;
-    note(r, "F");
+    record(r, s, 'F', &r->failed_once);
 }
 
 static void on_message(dgram_socket *s, const uint8_t *msg, size_t len,
                        const dgram_addr *rinfo, void *ud) {
     rec *r = ud;
-    check_handle(r, s);
-    r->messages++;
-    note(r, "M");
-    r->last_len = len;
-    memcpy(r->last, msg, len < sizeof r->last ? len : sizeof r->last);
-    r->rinfo = *rinfo;
+    record(r, s, 'M', NULL);
+    inbox_store(&r->in, s, msg, len, rinfo); /* counts it in r->in.count */
 }
 
-static void on_sent(dgram_socket *s, const dgram_error *err, size_t length,
-                    void *send_data) {
-    (void)s;
-    send_rec *sr = send_data;
-    sr->done++;
-    sr->err_code = err ? err->code : 0;
-    sr->length = length;
-}
-
-/* A socket whose userdata is `r`, with options `opts`. */
+/* A socket whose userdata is `r` (cleared), with options `opts`. */
 static dgram_socket *make_socket(dgram_context *ctx,
                                  const dgram_socket_options *opts, rec *r) {
     memset(r, 0, sizeof *r);
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(ctx, opts, on_message, r, &s));
-    CHECK(s != NULL);
+    dgram_socket *s = test_socket_with(ctx, opts, on_message, r);
     r->self = s;
     return s;
 }
 
 static dgram_socket *make(dgram_context *ctx, dgram_type type, rec *r) {
-    dgram_socket_options opts;
-    memset(&opts, 0, sizeof opts);
-    opts.type = type;
+    dgram_socket_options opts = test_opts(type);
     return make_socket(ctx, &opts, r);
 }
 
-static int sockopt_int(dgram_socket *s, int level, int name) {
-    int fd = dgram_fileno(s);
-    CHECK(fd >= 0);
-    int value = -1;
-    socklen_t len = sizeof value;
-    CHECK_EQ(getsockopt(fd, level, name, &value, &len), 0);
-    CHECK_EQ(len, sizeof value);
-    return value;
+/* The kernel's own view of `s` (getsockname on its fd): bound to the
+ * loopback address of `type`, on `port`. */
+static void check_kernel_loopback(dgram_socket *s, dgram_type type, uint16_t port) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    CHECK_EQ(getsockname(dgram_fileno(s), (struct sockaddr *)&ss, &len), 0);
+    if (type == DGRAM_UDP4) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        CHECK_EQ(sin->sin_family, AF_INET);
+        CHECK_EQ(ntohs(sin->sin_port), port);
+        CHECK_EQ(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    } else {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        CHECK_EQ(sin6->sin6_family, AF_INET6);
+        CHECK_EQ(ntohs(sin6->sin6_port), port);
+        CHECK(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    }
 }
 
 /* Binds `s` to `address`:`port` and dispatches until its 'listening'. */
@@ -121,11 +96,13 @@ static void bind_and_listen(dgram_context *ctx, dgram_socket *s, rec *r,
     RUN_UNTIL(ctx, r->once, before + 1);
 }
 
-static void check_addr(const dgram_addr *a, const char *address,
-                       uint16_t port, dgram_family family) {
-    CHECK_STR(a->address, address);
-    CHECK_EQ(a->port, port);
-    CHECK_EQ(a->family, family);
+/* A socket of `type` recording into `r`, bound to `address`:`port` with
+ * its 'listening' dispatched. */
+static dgram_socket *make_bound(dgram_context *ctx, dgram_type type, rec *r, int32_t port,
+                                const char *address) {
+    dgram_socket *s = make(ctx, type, r);
+    bind_and_listen(ctx, s, r, port, address);
+    return s;
 }
 
 /* ---- tests ------------------------------------------------------------------ */
@@ -133,20 +110,10 @@ static void check_addr(const dgram_addr *a, const char *address,
 static void test_bind_port_zero_loopback(dgram_context *ctx) {
     printf("test_bind_port_zero_loopback\n");
     rec r;
-    dgram_socket *s = make(ctx, DGRAM_UDP4, &r);
-    bind_and_listen(ctx, s, &r, 0, "127.0.0.1");
-    dgram_addr a;
-    memset(&a, 0x5a, sizeof a);
-    CHECK_OK(dgram_address(s, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "127.0.0.1", a.port, DGRAM_IPV4);
+    dgram_socket *s = make_bound(ctx, DGRAM_UDP4, &r, 0, "127.0.0.1");
+    uint16_t port = test_check_bound(s, "127.0.0.1", 0, DGRAM_IPV4);
     /* The port is the one the kernel reports for the fd. */
-    struct sockaddr_in sin;
-    socklen_t len = sizeof sin;
-    CHECK_EQ(getsockname(dgram_fileno(s), (struct sockaddr *)&sin, &len), 0);
-    CHECK_EQ(sin.sin_family, AF_INET);
-    CHECK_EQ(ntohs(sin.sin_port), a.port);
-    CHECK_EQ(ntohl(sin.sin_addr.s_addr), INADDR_LOOPBACK);
+    check_kernel_loopback(s, DGRAM_UDP4, port);
     CHECK_EQ(r.once, 1);
     CHECK_EQ(r.wrong_handle, 0);
     dgram_socket_free(s);
@@ -159,13 +126,8 @@ static void test_bind_default_addresses(dgram_context *ctx) {
     dgram_socket *s6 = make(ctx, DGRAM_UDP6, &r6);
     bind_and_listen(ctx, s4, &r4, 0, NULL);
     bind_and_listen(ctx, s6, &r6, 0, NULL);
-    dgram_addr a;
-    CHECK_OK(dgram_address(s4, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "0.0.0.0", a.port, DGRAM_IPV4);
-    CHECK_OK(dgram_address(s6, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "::", a.port, DGRAM_IPV6);
+    test_check_bound(s4, "0.0.0.0", 0, DGRAM_IPV4);
+    test_check_bound(s6, "::", 0, DGRAM_IPV6);
     dgram_socket_free(s4);
     dgram_socket_free(s6);
 }
@@ -173,18 +135,9 @@ static void test_bind_default_addresses(dgram_context *ctx) {
 static void test_bind_ipv6_loopback(dgram_context *ctx) {
     printf("test_bind_ipv6_loopback\n");
     rec r;
-    dgram_socket *s = make(ctx, DGRAM_UDP6, &r);
-    bind_and_listen(ctx, s, &r, 0, "::1");
-    dgram_addr a;
-    CHECK_OK(dgram_address(s, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "::1", a.port, DGRAM_IPV6);
-    struct sockaddr_in6 sin6;
-    socklen_t len = sizeof sin6;
-    CHECK_EQ(getsockname(dgram_fileno(s), (struct sockaddr *)&sin6, &len), 0);
-    CHECK_EQ(sin6.sin6_family, AF_INET6);
-    CHECK_EQ(ntohs(sin6.sin6_port), a.port);
-    CHECK(IN6_IS_ADDR_LOOPBACK(&sin6.sin6_addr));
+    dgram_socket *s = make_bound(ctx, DGRAM_UDP6, &r, 0, "::1");
+    uint16_t port = test_check_bound(s, "::1", 0, DGRAM_IPV6);
+    check_kernel_loopback(s, DGRAM_UDP6, port);
     dgram_socket_free(s);
 }
 
@@ -195,13 +148,8 @@ static void test_bind_localhost(dgram_context *ctx) {
     dgram_socket *s6 = make(ctx, DGRAM_UDP6, &r6);
     bind_and_listen(ctx, s4, &r4, 0, "localhost");
     bind_and_listen(ctx, s6, &r6, 0, "localhost");
-    dgram_addr a;
-    CHECK_OK(dgram_address(s4, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "127.0.0.1", a.port, DGRAM_IPV4);
-    CHECK_OK(dgram_address(s6, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "::1", a.port, DGRAM_IPV6);
+    test_check_bound(s4, "127.0.0.1", 0, DGRAM_IPV4);
+    test_check_bound(s6, "::1", 0, DGRAM_IPV6);
     dgram_socket_free(s4);
     dgram_socket_free(s6);
 }
@@ -224,16 +172,13 @@ static void test_address_before_bind(dgram_context *ctx) {
 static void test_second_bind_ealready(dgram_context *ctx) {
     printf("test_second_bind_ealready\n");
     rec r;
-    dgram_socket *s = make(ctx, DGRAM_UDP4, &r);
-    bind_and_listen(ctx, s, &r, 0, "127.0.0.1");
+    dgram_socket *s = make_bound(ctx, DGRAM_UDP4, &r, 0, "127.0.0.1");
     uint16_t port = test_port(s);
     CHECK_CODE(dgram_bind(s, 0, "127.0.0.1", on_failed_bind_once), DGRAM_EALREADY);
     CHECK_CODE(dgram_bind(s, port, "127.0.0.1", on_failed_bind_once), DGRAM_EALREADY);
     CHECK_CODE(dgram_bind(s, 0, NULL, on_failed_bind_once), DGRAM_EALREADY);
     /* Still bound where it was. */
-    dgram_addr a;
-    CHECK_OK(dgram_address(s, &a));
-    check_addr(&a, "127.0.0.1", port, DGRAM_IPV4);
+    test_check_bound(s, "127.0.0.1", port, DGRAM_IPV4);
     test_run_for(ctx, 100);
     CHECK_EQ(r.once, 1);
     CHECK_EQ(r.failed_once, 0);
@@ -243,29 +188,22 @@ static void test_second_bind_ealready(dgram_context *ctx) {
 static void test_bind_after_implicit_bind(dgram_context *ctx) {
     printf("test_bind_after_implicit_bind\n");
     rec rr, rs;
-    dgram_socket *receiver = make(ctx, DGRAM_UDP4, &rr);
-    bind_and_listen(ctx, receiver, &rr, 0, "127.0.0.1");
+    dgram_socket *receiver = make_bound(ctx, DGRAM_UDP4, &rr, 0, "127.0.0.1");
     uint16_t rport = test_port(receiver);
 
     dgram_socket *sender = make(ctx, DGRAM_UDP4, &rs);
     CHECK_OK(dgram_on_listening(sender, on_listening));
-    send_rec sr = {0, -1, 0};
-    CHECK_OK(dgram_send(sender, "implicit", 8, rport, "127.0.0.1", on_sent, &sr));
+    send_rec sr = {0};
+    CHECK_OK(dgram_send(sender, "implicit", 8, rport, "127.0.0.1", send_rec_on_sent, &sr));
     /* Bound by the send, before any dispatch. */
     CHECK_CODE(dgram_bind(sender, 0, NULL, on_failed_bind_once), DGRAM_EALREADY);
-    dgram_addr a;
-    CHECK_OK(dgram_address(sender, &a));
-    CHECK(a.port != 0);
-    check_addr(&a, "0.0.0.0", a.port, DGRAM_IPV4);
-    uint16_t sport = a.port;
+    uint16_t sport = test_check_bound(sender, "0.0.0.0", 0, DGRAM_IPV4);
 
-    RUN_UNTIL(ctx, rr.messages, 1);
-    RUN_UNTIL(ctx, sr.done, 1);
-    CHECK_EQ(sr.err_code, 0);
+    RUN_UNTIL(ctx, rr.in.count, 1);
+    RUN_UNTIL(ctx, sr.count, 1);
+    CHECK_EQ(sr.code, 0);
     CHECK_EQ(sr.length, 8);
-    CHECK_EQ(rr.last_len, 8);
-    CHECK_MEM(rr.last, "implicit", 8);
-    check_addr(&rr.rinfo, "127.0.0.1", sport, DGRAM_IPV4);
+    check_inbox(&rr.in, 1, "implicit", 8, "127.0.0.1", sport, DGRAM_IPV4);
     test_run_for(ctx, 100);
     CHECK_EQ(rs.listening, 1); /* the implicit bind's 'listening' */
     CHECK_EQ(rs.failed_once, 0);
@@ -280,8 +218,7 @@ static void test_bind_after_implicit_bind(dgram_context *ctx) {
 static void test_eaddrinuse_then_rebind(dgram_context *ctx) {
     printf("test_eaddrinuse_then_rebind\n");
     rec r1, r2;
-    dgram_socket *s1 = make(ctx, DGRAM_UDP4, &r1);
-    bind_and_listen(ctx, s1, &r1, 0, "127.0.0.1");
+    dgram_socket *s1 = make_bound(ctx, DGRAM_UDP4, &r1, 0, "127.0.0.1");
     uint16_t port = test_port(s1);
 
     dgram_socket *s2 = make(ctx, DGRAM_UDP4, &r2);
@@ -302,11 +239,8 @@ static void test_eaddrinuse_then_rebind(dgram_context *ctx) {
     CHECK_EQ(r2.listening, 1);
     CHECK_EQ(r2.once, 1);
     CHECK_EQ(r2.failed_once, 0);
-    CHECK_STR(r2.order, "PO");
-    CHECK_OK(dgram_address(s2, &a));
-    CHECK(a.port != 0);
-    CHECK(a.port != port);
-    check_addr(&a, "127.0.0.1", a.port, DGRAM_IPV4);
+    CHECK_STR(r2.order.text, "PO");
+    CHECK(test_check_bound(s2, "127.0.0.1", 0, DGRAM_IPV4) != port);
     CHECK_EQ(r2.wrong_handle, 0);
     dgram_socket_free(s2);
     dgram_socket_free(s1);
@@ -314,26 +248,22 @@ static void test_eaddrinuse_then_rebind(dgram_context *ctx) {
 
 static void test_reuse_addr(dgram_context *ctx) {
     printf("test_reuse_addr\n");
-    dgram_socket_options opts;
-    memset(&opts, 0, sizeof opts);
-    opts.type = DGRAM_UDP4;
+    dgram_socket_options opts = test_opts(DGRAM_UDP4);
     opts.reuse_addr = true;
     rec r1, r2;
     dgram_socket *s1 = make_socket(ctx, &opts, &r1);
     dgram_socket *s2 = make_socket(ctx, &opts, &r2);
-    CHECK_EQ(sockopt_int(s1, SOL_SOCKET, SO_REUSEADDR), 1);
-    CHECK_EQ(sockopt_int(s2, SOL_SOCKET, SO_REUSEADDR), 1);
+    CHECK_EQ(test_sockopt_int(s1, SOL_SOCKET, SO_REUSEADDR), 1);
+    CHECK_EQ(test_sockopt_int(s2, SOL_SOCKET, SO_REUSEADDR), 1);
     bind_and_listen(ctx, s1, &r1, 0, "127.0.0.1");
     uint16_t port = test_port(s1);
     bind_and_listen(ctx, s2, &r2, port, "127.0.0.1");
-    dgram_addr a;
-    CHECK_OK(dgram_address(s2, &a));
-    check_addr(&a, "127.0.0.1", port, DGRAM_IPV4);
+    test_check_bound(s2, "127.0.0.1", port, DGRAM_IPV4);
 
     /* Without reuse_addr the default is off, and the port is refused. */
     rec r3;
     dgram_socket *s3 = make(ctx, DGRAM_UDP4, &r3);
-    CHECK_EQ(sockopt_int(s3, SOL_SOCKET, SO_REUSEADDR), 0);
+    CHECK_EQ(test_sockopt_int(s3, SOL_SOCKET, SO_REUSEADDR), 0);
     CHECK_CODE(dgram_bind(s3, port, "127.0.0.1", on_failed_bind_once), DGRAM_EADDRINUSE);
     test_run_for(ctx, 50);
     CHECK_EQ(r3.failed_once, 0);
@@ -352,8 +282,7 @@ static void test_eaddrnotavail(dgram_context *ctx) {
     dgram_addr a;
     CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
     bind_and_listen(ctx, s, &r, 0, "127.0.0.1");
-    CHECK_OK(dgram_address(s, &a));
-    check_addr(&a, "127.0.0.1", a.port, DGRAM_IPV4);
+    test_check_bound(s, "127.0.0.1", 0, DGRAM_IPV4);
     test_run_for(ctx, 50);
     CHECK_EQ(r.failed_once, 0);
     CHECK_EQ(r.once, 1);
@@ -418,8 +347,8 @@ static void test_listening_handler_order(dgram_context *ctx) {
     RUN_UNTIL(ctx, r4.once, 1);
     RUN_UNTIL(ctx, r6.once, 1);
     test_run_for(ctx, 50);
-    CHECK_STR(r4.order, "PO");
-    CHECK_STR(r6.order, "PO");
+    CHECK_STR(r4.order.text, "PO");
+    CHECK_STR(r6.order.text, "PO");
     CHECK_EQ(r4.wrong_handle + r6.wrong_handle, 0);
 
     /* With no one-shot callback, the persistent handler alone runs. */
@@ -429,7 +358,7 @@ static void test_listening_handler_order(dgram_context *ctx) {
     CHECK_OK(dgram_bind(s, 0, "127.0.0.1", NULL));
     RUN_UNTIL(ctx, r.listening, 1);
     test_run_for(ctx, 50);
-    CHECK_STR(r.order, "P");
+    CHECK_STR(r.order.text, "P");
 
     /* A cleared persistent handler is not called. */
     rec rc;
@@ -439,7 +368,7 @@ static void test_listening_handler_order(dgram_context *ctx) {
     CHECK_OK(dgram_bind(c, 0, "127.0.0.1", on_bound_once));
     RUN_UNTIL(ctx, rc.once, 1);
     test_run_for(ctx, 50);
-    CHECK_STR(rc.order, "O");
+    CHECK_STR(rc.order.text, "O");
     dgram_socket_free(c);
     dgram_socket_free(s);
     dgram_socket_free(s4);
@@ -447,9 +376,7 @@ static void test_listening_handler_order(dgram_context *ctx) {
 }
 
 static dgram_socket *make_v6only(dgram_context *ctx, rec *r, bool v6only) {
-    dgram_socket_options opts;
-    memset(&opts, 0, sizeof opts);
-    opts.type = DGRAM_UDP6;
+    dgram_socket_options opts = test_opts(DGRAM_UDP6);
     opts.ipv6_only = v6only;
     return make_socket(ctx, &opts, r);
 }
@@ -458,34 +385,26 @@ static void test_ipv6_only_true(dgram_context *ctx) {
     printf("test_ipv6_only_true\n");
     rec r6, rs;
     dgram_socket *s6 = make_v6only(ctx, &r6, true);
-    CHECK_EQ(sockopt_int(s6, IPPROTO_IPV6, IPV6_V6ONLY), 1);
+    CHECK_EQ(test_sockopt_int(s6, IPPROTO_IPV6, IPV6_V6ONLY), 1);
     bind_and_listen(ctx, s6, &r6, 0, "::");
     uint16_t port = test_port(s6);
 
-    dgram_socket *sender = make(ctx, DGRAM_UDP4, &rs);
-    bind_and_listen(ctx, sender, &rs, 0, "127.0.0.1");
-    send_rec sr = {0, -1, 0};
-    CHECK_OK(dgram_send(sender, "v4", 2, port, "127.0.0.1", on_sent, &sr));
-    RUN_UNTIL(ctx, sr.done, 1);
-    CHECK_EQ(sr.err_code, 0);
-    CHECK_EQ(sr.length, 2);
+    dgram_socket *sender = make_bound(ctx, DGRAM_UDP4, &rs, 0, "127.0.0.1");
+    send_rec sr = {0};
+    send_and_wait(ctx, sender, "v4", 2, port, "127.0.0.1", &sr);
     test_run_for(ctx, 100);
-    CHECK_EQ(r6.messages, 0);
+    CHECK_EQ(r6.in.count, 0);
 
     /* The socket still receives IPv6. */
     rec r7;
-    dgram_socket *s7 = make(ctx, DGRAM_UDP6, &r7);
-    bind_and_listen(ctx, s7, &r7, 0, "::1");
-    CHECK_OK(dgram_send(s7, "v6", 2, port, "::1", on_sent, &sr));
-    RUN_UNTIL(ctx, r6.messages, 1);
-    CHECK_EQ(r6.last_len, 2);
-    CHECK_MEM(r6.last, "v6", 2);
-    check_addr(&r6.rinfo, "::1", test_port(s7), DGRAM_IPV6);
+    dgram_socket *s7 = make_bound(ctx, DGRAM_UDP6, &r7, 0, "::1");
+    CHECK_OK(dgram_send(s7, "v6", 2, port, "::1", send_rec_on_sent, &sr));
+    RUN_UNTIL(ctx, r6.in.count, 1);
+    check_inbox(&r6.in, 1, "v6", 2, "::1", test_port(s7), DGRAM_IPV6);
 
     /* The IPv4 port stays free for an IPv4 socket. */
     rec r4;
-    dgram_socket *s4 = make(ctx, DGRAM_UDP4, &r4);
-    bind_and_listen(ctx, s4, &r4, port, "127.0.0.1");
+    dgram_socket *s4 = make_bound(ctx, DGRAM_UDP4, &r4, port, "127.0.0.1");
     CHECK_EQ(test_port(s4), port);
     dgram_socket_free(s4);
     dgram_socket_free(s7);
@@ -497,23 +416,18 @@ static void test_ipv6_only_false(dgram_context *ctx) {
     printf("test_ipv6_only_false\n");
     rec r6, rs;
     dgram_socket *s6 = make_v6only(ctx, &r6, false);
-    CHECK_EQ(sockopt_int(s6, IPPROTO_IPV6, IPV6_V6ONLY), 0);
+    CHECK_EQ(test_sockopt_int(s6, IPPROTO_IPV6, IPV6_V6ONLY), 0);
     bind_and_listen(ctx, s6, &r6, 0, "::");
     uint16_t port = test_port(s6);
 
-    dgram_socket *sender = make(ctx, DGRAM_UDP4, &rs);
-    bind_and_listen(ctx, sender, &rs, 0, "127.0.0.1");
+    dgram_socket *sender = make_bound(ctx, DGRAM_UDP4, &rs, 0, "127.0.0.1");
     uint16_t sport = test_port(sender);
-    send_rec sr = {0, -1, 0};
-    CHECK_OK(dgram_send(sender, "dual", 4, port, "127.0.0.1", on_sent, &sr));
-    RUN_UNTIL(ctx, r6.messages, 1);
-    RUN_UNTIL(ctx, sr.done, 1);
-    CHECK_EQ(sr.err_code, 0);
-    CHECK_EQ(r6.last_len, 4);
-    CHECK_MEM(r6.last, "dual", 4);
-    check_addr(&r6.rinfo, "::ffff:127.0.0.1", sport, DGRAM_IPV6);
+    send_rec sr = {0};
+    send_and_wait(ctx, sender, "dual", 4, port, "127.0.0.1", &sr);
+    RUN_UNTIL(ctx, r6.in.count, 1);
+    check_inbox(&r6.in, 1, "dual", 4, "::ffff:127.0.0.1", sport, DGRAM_IPV6);
     test_run_for(ctx, 50);
-    CHECK_EQ(r6.messages, 1);
+    CHECK_EQ(r6.in.count, 1);
 
     /* The dual-stack socket holds the IPv4 port too. */
     rec r4;
@@ -529,20 +443,18 @@ static void test_ipv6_only_false(dgram_context *ctx) {
 static void test_buffer_sizes(dgram_context *ctx) {
     printf("test_buffer_sizes\n");
     for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
-        dgram_socket_options opts;
-        memset(&opts, 0, sizeof opts);
-        opts.type = (dgram_type)type;
+        dgram_socket_options opts = test_opts((dgram_type)type);
         opts.recv_buffer_size = 40000;
         opts.send_buffer_size = 30000;
         rec r;
         dgram_socket *s = make_socket(ctx, &opts, &r);
         /* Linux doubles the value set (bookkeeping overhead). */
-        CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_RCVBUF), 80000);
-        CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_SNDBUF), 60000);
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_RCVBUF), 80000);
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_SNDBUF), 60000);
         /* Bind does not reset them. */
-        bind_and_listen(ctx, s, &r, 0, type == DGRAM_UDP4 ? "127.0.0.1" : "::1");
-        CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_RCVBUF), 80000);
-        CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_SNDBUF), 60000);
+        bind_and_listen(ctx, s, &r, 0, test_loopback((dgram_type)type));
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_RCVBUF), 80000);
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_SNDBUF), 60000);
         dgram_socket_free(s);
 
         /* Only one of them set: the other keeps the system default, which
@@ -556,8 +468,8 @@ static void test_buffer_sizes(dgram_context *ctx) {
         opts.send_buffer_size = 0;
         opts.recv_buffer_size = 12345;
         s = make_socket(ctx, &opts, &r);
-        CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_RCVBUF), 24690);
-        CHECK_EQ(sockopt_int(s, SOL_SOCKET, SO_SNDBUF), def_snd);
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_RCVBUF), 24690);
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_SNDBUF), def_snd);
         dgram_socket_free(s);
     }
 }
@@ -573,10 +485,10 @@ static void test_fileno(dgram_context *ctx) {
     CHECK(fd4 >= 0);
     CHECK(fd6 >= 0);
     CHECK(fd4 != fd6);
-    CHECK_EQ(sockopt_int(s4, SOL_SOCKET, SO_TYPE), SOCK_DGRAM);
-    CHECK_EQ(sockopt_int(s4, SOL_SOCKET, SO_DOMAIN), AF_INET);
-    CHECK_EQ(sockopt_int(s4, SOL_SOCKET, SO_PROTOCOL), IPPROTO_UDP);
-    CHECK_EQ(sockopt_int(s6, SOL_SOCKET, SO_DOMAIN), AF_INET6);
+    CHECK_EQ(test_sockopt_int(s4, SOL_SOCKET, SO_TYPE), SOCK_DGRAM);
+    CHECK_EQ(test_sockopt_int(s4, SOL_SOCKET, SO_DOMAIN), AF_INET);
+    CHECK_EQ(test_sockopt_int(s4, SOL_SOCKET, SO_PROTOCOL), IPPROTO_UDP);
+    CHECK_EQ(test_sockopt_int(s6, SOL_SOCKET, SO_DOMAIN), AF_INET6);
     /* The same fd after bind. */
     bind_and_listen(ctx, s4, &r4, 0, "127.0.0.1");
     CHECK_EQ(dgram_fileno(s4), fd4);

@@ -8,7 +8,7 @@
  *
  * Only 127.0.0.1 is used, on ports the OS picks.
  */
-#include "test_util.h"
+#include "recorder.h"
 
 #include <limits.h>
 #include <poll.h>
@@ -22,17 +22,14 @@
  * the log. */
 typedef struct {
     dgram_context *ctx;
-    int listening, messages, closes, sends_ok, sends_err, errors;
+    int listening, closes, sends_ok, sends_err, errors;
     int last_send_code;
     size_t last_send_len;
-    uint8_t msg[2048];
-    size_t msg_len;
-    dgram_addr rinfo;
-    char log[1024];
+    inbox in;      /* the datagrams */
+    event_log log; /* L listening, M message, S / X send ok / failed, C close, E error */
     /* Which thread ran the callbacks. */
     int callbacks;
-    pthread_t cb_thread;
-    int thread_mismatch;
+    thread_check threads;
     /* Results of calls made from inside callbacks. */
     int nested[4];
     int nested_done;
@@ -42,51 +39,41 @@ typedef struct {
 static void rec_init(rec *r, dgram_context *ctx) {
     memset(r, 0, sizeof *r);
     r->ctx = ctx;
+    thread_check_init(&r->threads);
 }
 
-static void note(rec *r, const char *what) {
-    size_t n = strlen(r->log);
-    if (n + strlen(what) + 2 < sizeof r->log)
-        snprintf(r->log + n, sizeof r->log - n, "%s%s", n ? " " : "", what);
-    if (test_load(&r->callbacks) == 0)
-        r->cb_thread = pthread_self();
-    else if (!pthread_equal(r->cb_thread, pthread_self()))
-        test_add(&r->thread_mismatch, 1);
+static void note(rec *r, char what) {
+    event_log_add(&r->log, what);
+    thread_check_note(&r->threads);
     test_add(&r->callbacks, 1);
 }
 
 static void on_listening(dgram_socket *s, void *ud) {
     (void)s;
     rec *r = ud;
-    note(r, "L");
+    note(r, 'L');
     test_add(&r->listening, 1);
 }
 
 static void on_close(dgram_socket *s, void *ud) {
     (void)s;
     rec *r = ud;
-    note(r, "C");
+    note(r, 'C');
     test_add(&r->closes, 1);
 }
 
 static void on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
                        void *ud) {
-    (void)s;
     rec *r = ud;
-    if (len <= sizeof r->msg) {
-        memcpy(r->msg, msg, len);
-        r->msg_len = len;
-    }
-    r->rinfo = *rinfo;
-    note(r, "M");
-    test_add(&r->messages, 1);
+    note(r, 'M');
+    inbox_store(&r->in, s, msg, len, rinfo);
 }
 
 static void on_error(dgram_socket *s, const dgram_error *err, void *ud) {
     (void)s;
     (void)err;
     rec *r = ud;
-    note(r, "E");
+    note(r, 'E');
     test_add(&r->errors, 1);
 }
 
@@ -96,33 +83,20 @@ static void on_send(dgram_socket *s, const dgram_error *err, size_t len, void *s
     rec *r = send_data;
     r->last_send_len = len;
     r->last_send_code = err ? err->code : 0;
-    note(r, err ? "X" : "S");
+    note(r, err ? 'X' : 'S');
     test_add(err ? &r->sends_err : &r->sends_ok, 1);
 }
 
-static dgram_context *new_ctx(dgram_dispatch mode, uint32_t max_pending) {
-    dgram_context_options o;
-    memset(&o, 0, sizeof o);
-    o.dispatch = mode;
-    o.max_pending_events = max_pending;
-    dgram_context *c = dgram_context_new(&o);
-    CHECK(c != NULL);
-    return c;
-}
-
-/* A udp4 socket with every callback pointing at `r`, not bound. */
+/* A udp4 socket (NULL options) with every callback pointing at `r`, which is
+ * cleared for context `c`; not bound. */
 static dgram_socket *make_socket(dgram_context *c, rec *r) {
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(c, NULL, on_message, r, &s));
-    CHECK(s != NULL);
+    rec_init(r, c);
+    dgram_socket *s = test_socket_with(c, NULL, on_message, r);
     CHECK_OK(dgram_on_listening(s, on_listening));
     CHECK_OK(dgram_on_close(s, on_close));
     CHECK_OK(dgram_on_error(s, on_error));
     return s;
 }
-
-/* Binds to 127.0.0.1 on a port the OS picks (listening not yet dispatched). */
-static void bind_lo(dgram_socket *s) { CHECK_OK(dgram_bind(s, 0, "127.0.0.1", NULL)); }
 
 /* Whether the context's fd is readable right now. */
 static int readable(dgram_context *c) {
@@ -141,43 +115,11 @@ static void wait_readable(dgram_context *c) {
         FAIL("context fd did not become readable (poll returned %d)", rc);
 }
 
-/* Waits (without dispatching) until dgram_context_active is exactly `want`. */
-#define WAIT_ACTIVE(c, want)                                                   \
-    do {                                                                       \
-        long long deadline_ = test_now_ms() + TEST_WAIT_MS;                    \
-        while (dgram_context_active(c) != (uint32_t)(want)) {                  \
-            if (test_now_ms() > deadline_)                                     \
-                FAIL("timed out waiting for dgram_context_active == %d "       \
-                     "(now %u)", (int)(want), dgram_context_active(c));        \
-            test_sleep_ms(1);                                                  \
-        }                                                                      \
-    } while (0)
-
 /* Bytes waiting in the kernel receive queue of a library socket. */
 static int kernel_queued(dgram_socket *s) {
     int n = -1;
     CHECK(ioctl(dgram_fileno(s), FIONREAD, &n) == 0);
     return n;
-}
-
-static void check_ebadf_everywhere(dgram_socket *s) {
-    dgram_addr a;
-    CHECK_CODE(dgram_send(s, "x", 1, 9, "127.0.0.1", NULL, NULL), DGRAM_EBADF);
-    dgram_buf b = {"x", 1};
-    CHECK_CODE(dgram_sendv(s, &b, 1, 9, "127.0.0.1", NULL, NULL), DGRAM_EBADF);
-    CHECK_CODE(dgram_bind(s, 0, "127.0.0.1", NULL), DGRAM_EBADF);
-    CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
-    CHECK_CODE(dgram_fileno(s), DGRAM_EBADF);
-    CHECK_CODE(dgram_set_ttl(s, 64), DGRAM_EBADF);
-    CHECK_CODE(dgram_set_broadcast(s, true), DGRAM_EBADF);
-    CHECK_CODE(dgram_set_multicast_ttl(s, 1), DGRAM_EBADF);
-    CHECK_CODE(dgram_set_multicast_loopback(s, true), DGRAM_EBADF);
-    CHECK_CODE(dgram_add_membership(s, "239.255.0.1", NULL), DGRAM_EBADF);
-    CHECK_CODE(dgram_on_message(s, on_message), DGRAM_EBADF);
-    CHECK_CODE(dgram_on_listening(s, on_listening), DGRAM_EBADF);
-    CHECK_CODE(dgram_on_close(s, on_close), DGRAM_EBADF);
-    CHECK_CODE(dgram_on_error(s, on_error), DGRAM_EBADF);
-    CHECK_CODE(dgram_close(s, NULL), DGRAM_EBADF);
 }
 
 /* ---- version and error strings -------------------------------------------- */
@@ -256,9 +198,9 @@ static void test_context_new_options(void) {
     memset(&o, 0, sizeof o);
     c = dgram_context_new(&o);
     CHECK(c != NULL);
-    dgram_context *host16 = new_ctx(DGRAM_DISPATCH_HOST, 16);
-    dgram_context *io = new_ctx(DGRAM_DISPATCH_IO_THREAD, 0);
-    dgram_context *io16 = new_ctx(DGRAM_DISPATCH_IO_THREAD, 16);
+    dgram_context *host16 = test_context(DGRAM_DISPATCH_HOST, 16);
+    dgram_context *io = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
+    dgram_context *io16 = test_context(DGRAM_DISPATCH_IO_THREAD, 16);
     CHECK(dgram_context_fd(c) != dgram_context_fd(host16));
     CHECK(dgram_context_fd(io) >= 0);
     CHECK_EQ(dgram_context_dispatch(io, 0), 0);
@@ -288,14 +230,12 @@ static void test_context_new_options(void) {
  * dropped; after dispatch there is room again. */
 static void test_max_pending_events(void) {
     puts("test_max_pending_events");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 4);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 4);
     rec rr, rs;
-    rec_init(&rr, c);
-    rec_init(&rs, c);
     dgram_socket *r = make_socket(c, &rr);
     dgram_socket *s = make_socket(c, &rs);
-    bind_lo(r);
-    bind_lo(s);
+    test_bind(r, "127.0.0.1");
+    test_bind(s, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
     uint16_t port = test_port(r);
     CHECK_EQ(dgram_context_active(c), 2);
@@ -304,7 +244,7 @@ static void test_max_pending_events(void) {
      * are not datagrams), only 4 of the datagrams. */
     for (uint8_t i = 0; i < 10; i++)
         CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", on_send, &rs));
-    WAIT_ACTIVE(c, 2 + 10 + 4);
+    test_wait_active(c, 2 + 10 + 4);
     long long deadline = test_now_ms() + TEST_WAIT_MS;
     while (kernel_queued(r) != 0) {
         if (test_now_ms() > deadline)
@@ -316,19 +256,19 @@ static void test_max_pending_events(void) {
     CHECK_EQ(dgram_context_dispatch(c, 0), 14);
     CHECK_EQ(rs.sends_ok, 10);
     CHECK_EQ(rs.sends_err, 0);
-    CHECK_EQ(rr.messages, 4);
-    CHECK_EQ(rr.msg_len, 1);
-    CHECK_EQ(rr.msg[0], 3); /* the first four, in order: 0 1 2 3 */
-    CHECK_STR(rr.log, "L M M M M");
+    CHECK_EQ(rr.in.count, 4);
+    CHECK_EQ(rr.in.len, 1);
+    CHECK_EQ(rr.in.data[0], 3); /* the first four, in order: 0 1 2 3 */
+    CHECK_STR(rr.log.text, "LMMMM");
     CHECK_EQ(dgram_context_active(c), 2);
     test_run_for(c, 100);
-    CHECK_EQ(rr.messages, 4); /* the other six were dropped, not delayed */
+    CHECK_EQ(rr.in.count, 4); /* the other six were dropped, not delayed */
 
     uint8_t last = 99;
     CHECK_OK(dgram_send(s, &last, 1, port, "127.0.0.1", NULL, NULL));
-    RUN_UNTIL(c, rr.messages, 5);
-    CHECK_EQ(rr.msg[0], 99);
-    CHECK_EQ(rr.rinfo.port, test_port(s));
+    RUN_UNTIL(c, rr.in.count, 5);
+    CHECK_EQ(rr.in.data[0], 99);
+    CHECK_EQ(rr.in.rinfo.port, test_port(s));
 
     dgram_socket_free(r);
     dgram_socket_free(s);
@@ -339,17 +279,15 @@ static void test_max_pending_events(void) {
 
 static void test_fd_and_dispatch_counts(void) {
     puts("test_fd_and_dispatch_counts");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     rec r[3];
     dgram_socket *s[3];
-    for (int i = 0; i < 3; i++) {
-        rec_init(&r[i], c);
+    for (int i = 0; i < 3; i++)
         s[i] = make_socket(c, &r[i]);
-    }
     CHECK(!readable(c));
     CHECK_EQ(dgram_context_dispatch(c, 0), 0);
     for (int i = 0; i < 3; i++)
-        bind_lo(s[i]);
+        test_bind(s[i], "127.0.0.1");
     /* Three listening events wait, none ran inside bind. */
     CHECK(readable(c));
     for (int i = 0; i < 3; i++)
@@ -374,9 +312,8 @@ static void test_fd_and_dispatch_counts(void) {
     rec q[3];
     dgram_socket *t[3];
     for (int i = 0; i < 3; i++) {
-        rec_init(&q[i], c);
         t[i] = make_socket(c, &q[i]);
-        bind_lo(t[i]);
+        test_bind(t[i], "127.0.0.1");
     }
     CHECK(readable(c));
     CHECK_EQ(dgram_context_dispatch(c, 0), 3);
@@ -391,28 +328,22 @@ static void test_fd_and_dispatch_counts(void) {
     uint16_t p1 = test_port(s[1]);
     CHECK_OK(dgram_send(s[0], "ping", 4, p1, "127.0.0.1", NULL, NULL));
     wait_readable(c);
-    CHECK_EQ(r[1].messages, 0);
+    CHECK_EQ(r[1].in.count, 0);
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
-    CHECK_EQ(r[1].messages, 1);
-    CHECK_EQ(r[1].msg_len, 4);
-    CHECK_MEM(r[1].msg, "ping", 4);
-    CHECK_STR(r[1].rinfo.address, "127.0.0.1");
-    CHECK_EQ(r[1].rinfo.port, test_port(s[0]));
-    CHECK_EQ(r[1].rinfo.family, DGRAM_IPV4);
+    check_inbox(&r[1].in, 1, "ping", 4, "127.0.0.1", test_port(s[0]), DGRAM_IPV4);
     CHECK(!readable(c));
 
     /* A send callback and the datagram: two events, counted exactly. */
     CHECK_OK(dgram_send(s[0], "pong", 4, p1, "127.0.0.1", on_send, &r[0]));
-    RUN_UNTIL(c, r[1].messages, 2);
+    RUN_UNTIL(c, r[1].in.count, 2);
     CHECK_EQ(r[0].sends_ok, 1);
     CHECK_EQ(r[0].last_send_len, 4);
-    CHECK_STR(r[0].log, "L S");
-    CHECK_STR(r[1].log, "L M M");
+    CHECK_STR(r[0].log.text, "LS");
+    CHECK_STR(r[1].log.text, "LMM");
     CHECK(!readable(c));
 
     /* Events with no callback set count too. */
-    dgram_socket *bare = NULL;
-    CHECK_OK(dgram_create_socket(c, NULL, NULL, NULL, &bare));
+    dgram_socket *bare = test_socket_with(c, NULL, NULL, NULL);
     CHECK_OK(dgram_bind(bare, 0, "127.0.0.1", NULL));
     CHECK_OK(dgram_send(s[0], "x", 1, test_port(bare), "127.0.0.1", NULL, NULL));
     wait_readable(c);
@@ -438,10 +369,8 @@ static void test_fd_and_dispatch_counts(void) {
 
 static void test_run(void) {
     puts("test_run");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     rec ra, rb;
-    rec_init(&ra, c);
-    rec_init(&rb, c);
     dgram_socket *a = make_socket(c, &ra);
     dgram_socket *b = make_socket(c, &rb);
 
@@ -454,8 +383,8 @@ static void test_run(void) {
     CHECK_EQ(dgram_context_run(c, -5), 0);
 
     /* Two binds: run returns both events. */
-    bind_lo(a);
-    bind_lo(b);
+    test_bind(a, "127.0.0.1");
+    test_bind(b, "127.0.0.1");
     CHECK_EQ(dgram_context_run(c, -1), 2);
     CHECK_EQ(ra.listening, 1);
     CHECK_EQ(rb.listening, 1);
@@ -468,8 +397,8 @@ static void test_run(void) {
     /* A datagram from the I/O thread: run(-1) waits for it. */
     CHECK_OK(dgram_send(a, "abc", 3, test_port(b), "127.0.0.1", NULL, NULL));
     CHECK_EQ(dgram_context_run(c, -1), 1);
-    CHECK_EQ(rb.messages, 1);
-    CHECK_MEM(rb.msg, "abc", 3);
+    CHECK_EQ(rb.in.count, 1);
+    CHECK_MEM(rb.in.data, "abc", 3);
 
     /* The standard host loop ends once everything is closed and delivered. */
     CHECK_OK(dgram_close(a, NULL));
@@ -493,13 +422,11 @@ static void test_run(void) {
 
 static void test_active_counts(void) {
     puts("test_active_counts");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
-    dgram_context *c2 = new_ctx(DGRAM_DISPATCH_HOST, 0); /* the peer, counted apart */
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c2 = test_context(DGRAM_DISPATCH_HOST, 0); /* the peer, counted apart */
     rec ra, rp;
-    rec_init(&ra, c);
-    rec_init(&rp, c2);
     dgram_socket *peer = make_socket(c2, &rp);
-    bind_lo(peer);
+    test_bind(peer, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c2, 0), 1);
     uint16_t pport = test_port(peer);
 
@@ -508,7 +435,7 @@ static void test_active_counts(void) {
     CHECK_EQ(dgram_context_active(c), 0); /* created, not bound */
     CHECK_OK(dgram_set_ttl(a, 9));
     CHECK_EQ(dgram_context_active(c), 0);
-    bind_lo(a);
+    test_bind(a, "127.0.0.1");
     CHECK_EQ(dgram_context_active(c), 2); /* bound + listening not delivered */
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
     CHECK_EQ(dgram_context_active(c), 1);
@@ -521,12 +448,12 @@ static void test_active_counts(void) {
     CHECK_EQ(dgram_context_active(c), 1);
     /* Without a callback, a send counts only until it is written. */
     CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", NULL, NULL));
-    WAIT_ACTIVE(c, 1);
+    test_wait_active(c, 1);
     CHECK_EQ(dgram_context_dispatch(c, 0), 0);
 
     /* A datagram waiting for dispatch counts. */
     CHECK_OK(dgram_send(peer, "in", 2, test_port(a), "127.0.0.1", NULL, NULL));
-    WAIT_ACTIVE(c, 2);
+    test_wait_active(c, 2);
     /* A second send completion. */
     CHECK_OK(dgram_send(a, "yz", 2, pport, "127.0.0.1", on_send, &ra));
     CHECK_EQ(dgram_context_active(c), 3);
@@ -536,38 +463,36 @@ static void test_active_counts(void) {
     CHECK_OK(dgram_close(a, NULL));
     CHECK_EQ(dgram_context_active(c), 2);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
-    CHECK_EQ(ra.messages, 0); /* the datagram was dropped at close */
+    CHECK_EQ(ra.in.count, 0); /* the datagram was dropped at close */
     CHECK_EQ(ra.sends_ok, 2);
     CHECK_EQ(ra.last_send_len, 2);
     CHECK_EQ(ra.closes, 1);
-    CHECK_STR(ra.log, "L S S C");
+    CHECK_STR(ra.log.text, "LSSC");
     CHECK_EQ(dgram_context_active(c), 0);
     dgram_socket_free(a);
     CHECK_EQ(dgram_context_active(c), 0);
 
     /* Implicit bind: the socket, its listening and the completion. */
     rec rb;
-    rec_init(&rb, c);
     dgram_socket *b = make_socket(c, &rb);
     CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_send, &rb));
     CHECK_EQ(dgram_context_active(c), 3);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
-    CHECK_STR(rb.log, "L S");
+    CHECK_STR(rb.log.text, "LS");
     CHECK_EQ(dgram_context_active(c), 1);
 
     /* Freed: counts 0 at once, whatever was pending (listening, a completion,
      * a datagram). */
     CHECK_OK(dgram_send(peer, "in", 2, test_port(b), "127.0.0.1", NULL, NULL));
-    WAIT_ACTIVE(c, 2);
+    test_wait_active(c, 2);
     CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_send, &rb));
     CHECK_EQ(dgram_context_active(c), 3);
     dgram_socket_free(b);
     CHECK_EQ(dgram_context_active(c), 0);
 
     rec rd;
-    rec_init(&rd, c);
     dgram_socket *d = make_socket(c, &rd);
-    bind_lo(d);
+    test_bind(d, "127.0.0.1");
     CHECK_OK(dgram_send(d, "q", 1, pport, "127.0.0.1", on_send, &rd));
     CHECK_EQ(dgram_context_active(c), 3);
     dgram_socket_free(d);
@@ -575,9 +500,8 @@ static void test_active_counts(void) {
 
     /* Closed then freed before dispatch: the pending close no longer counts. */
     rec re;
-    rec_init(&re, c);
     dgram_socket *e = make_socket(c, &re);
-    bind_lo(e);
+    test_bind(e, "127.0.0.1");
     CHECK_OK(dgram_close(e, NULL));
     CHECK_EQ(dgram_context_active(c), 1); /* only 'close' */
     dgram_socket_free(e);
@@ -585,9 +509,9 @@ static void test_active_counts(void) {
 
     /* Nothing ran for the freed sockets. */
     test_run_for(c, 50);
-    CHECK_STR(rb.log, "L S");
-    CHECK_STR(rd.log, "");
-    CHECK_STR(re.log, "");
+    CHECK_STR(rb.log.text, "LS");
+    CHECK_STR(rd.log.text, "");
+    CHECK_STR(re.log.text, "");
     CHECK_EQ(dgram_context_run(c, -1), 0);
 
     dgram_socket_free(peer);
@@ -621,16 +545,14 @@ static void nested_message(dgram_socket *s, const uint8_t *msg, size_t len,
 
 static void test_nested_dispatch_busy(void) {
     puts("test_nested_dispatch_busy");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     rec r1, r2;
     rec_init(&r1, c);
-    rec_init(&r2, c);
-    dgram_socket *a = NULL;
-    CHECK_OK(dgram_create_socket(c, NULL, nested_message, &r1, &a));
+    dgram_socket *a = test_socket_with(c, NULL, nested_message, &r1);
     dgram_socket *b = make_socket(c, &r2);
     /* Two listening events: the nested calls must not run the second one. */
     CHECK_OK(dgram_bind(a, 0, "127.0.0.1", nested_listening));
-    bind_lo(b);
+    test_bind(b, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 1), 1);
     CHECK_EQ(r1.nested_done, 1);
     for (int i = 0; i < 4; i++)
@@ -644,7 +566,7 @@ static void test_nested_dispatch_busy(void) {
     /* From a message callback, reached through dgram_context_run. */
     memset(r1.nested, 0, sizeof r1.nested);
     CHECK_OK(dgram_send(b, "n", 1, test_port(a), "127.0.0.1", NULL, NULL));
-    RUN_UNTIL(c, r1.messages, 1);
+    RUN_UNTIL(c, r1.in.count, 1);
     CHECK_EQ(r1.nested_done, 2);
     for (int i = 0; i < 4; i++)
         CHECK_CODE(r1.nested[i], DGRAM_EBUSY);
@@ -689,13 +611,11 @@ static void *busy_thread(void *p) {
 
 static void test_dispatch_from_second_thread_busy(void) {
     puts("test_dispatch_from_second_thread_busy");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     rec ra, rw;
-    rec_init(&ra, c);
-    rec_init(&rw, c);
     dgram_socket *a = make_socket(c, &ra);
     dgram_socket *w = make_socket(c, &rw);
-    bind_lo(a); /* keeps the context active, so run(-1) waits */
+    test_bind(a, "127.0.0.1"); /* keeps the context active, so run(-1) waits */
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
 
     busy_arg arg;
@@ -720,7 +640,7 @@ static void test_dispatch_from_second_thread_busy(void) {
     CHECK_OK(arg.bind_rc);
     CHECK_EQ(rc, 1); /* the waker's listening, run here on the main thread */
     CHECK_EQ(rw.listening, 1);
-    CHECK(pthread_equal(rw.cb_thread, pthread_self()));
+    CHECK(pthread_equal(rw.threads.owner, pthread_self()));
 
     dgram_socket_free(a);
     dgram_socket_free(w);
@@ -739,17 +659,15 @@ static void echo_message(dgram_socket *s, const uint8_t *msg, size_t len, const 
 
 static void test_io_thread_mode(void) {
     puts("test_io_thread_mode");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_IO_THREAD, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
     rec rs, rc;
     rec_init(&rs, c);
-    rec_init(&rc, c);
-    dgram_socket *server = NULL;
-    CHECK_OK(dgram_create_socket(c, NULL, echo_message, &rs, &server));
+    dgram_socket *server = test_socket_with(c, NULL, echo_message, &rs);
     CHECK_OK(dgram_on_listening(server, on_listening));
     CHECK_OK(dgram_on_close(server, on_close));
     dgram_socket *client = make_socket(c, &rc);
-    bind_lo(server);
-    bind_lo(client);
+    test_bind(server, "127.0.0.1");
+    test_bind(client, "127.0.0.1");
     WAIT_UNTIL(rs.listening, 1);
     WAIT_UNTIL(rc.listening, 1);
     CHECK_EQ(dgram_context_active(c), 2);
@@ -761,26 +679,22 @@ static void test_io_thread_mode(void) {
 
     const char text[] = "echo through the I/O thread";
     CHECK_OK(dgram_send(client, text, sizeof text, test_port(server), "127.0.0.1", on_send, &rc));
-    WAIT_UNTIL(rc.messages, 1);
+    WAIT_UNTIL(rc.in.count, 1);
     WAIT_UNTIL(rs.sends_ok, 1);
-    CHECK_EQ(rs.messages, 1);
+    CHECK_EQ(rs.in.count, 1);
     CHECK_EQ(rs.send_fail, 0);
-    CHECK_EQ(rc.msg_len, sizeof text);
-    CHECK_MEM(rc.msg, text, sizeof text);
-    CHECK_STR(rc.rinfo.address, "127.0.0.1");
-    CHECK_EQ(rc.rinfo.port, test_port(server));
-    CHECK_EQ(rc.rinfo.family, DGRAM_IPV4);
-    CHECK_EQ(rs.rinfo.port, test_port(client));
-    CHECK_STR(rc.log, "L S M");
-    CHECK_STR(rs.log, "L M S");
+    check_inbox(&rc.in, 1, text, sizeof text, "127.0.0.1", test_port(server), DGRAM_IPV4);
+    CHECK_EQ(rs.in.rinfo.port, test_port(client));
+    CHECK_STR(rc.log.text, "LSM");
+    CHECK_STR(rs.log.text, "LMS");
     CHECK_EQ(rc.sends_ok, 1);
     CHECK_EQ(rc.last_send_len, sizeof text);
 
     /* The callbacks ran on one thread, not this one. */
-    CHECK(!pthread_equal(rs.cb_thread, pthread_self()));
-    CHECK(pthread_equal(rs.cb_thread, rc.cb_thread));
-    CHECK_EQ(rs.thread_mismatch, 0);
-    CHECK_EQ(rc.thread_mismatch, 0);
+    CHECK(!pthread_equal(rs.threads.owner, pthread_self()));
+    CHECK(pthread_equal(rs.threads.owner, rc.threads.owner));
+    CHECK_EQ(rs.threads.mismatch, 0);
+    CHECK_EQ(rc.threads.mismatch, 0);
     /* The host fd never becomes readable in this mode. */
     CHECK(!readable(c));
 
@@ -788,10 +702,10 @@ static void test_io_thread_mode(void) {
     CHECK_OK(dgram_close(client, NULL));
     WAIT_UNTIL(rs.closes, 1);
     WAIT_UNTIL(rc.closes, 1);
-    WAIT_ACTIVE(c, 0);
-    CHECK(pthread_equal(rs.cb_thread, rc.cb_thread));
-    CHECK_EQ(rc.thread_mismatch, 0);
-    CHECK_STR(rc.log, "L S M C");
+    test_wait_active(c, 0);
+    CHECK(pthread_equal(rs.threads.owner, rc.threads.owner));
+    CHECK_EQ(rc.threads.mismatch, 0);
+    CHECK_STR(rc.log.text, "LSMC");
     dgram_socket_free(server);
     dgram_socket_free(client);
     dgram_context_free(c);
@@ -804,17 +718,15 @@ static void test_context_free_with_open_sockets(void) {
     /* Host mode: a socket with listening pending, one with a completion and
      * a datagram pending, one unbound, one closed with 'close' pending, one
      * freed before the context. */
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     rec r[5];
     dgram_socket *s[5];
-    for (int i = 0; i < 5; i++) {
-        rec_init(&r[i], c);
+    for (int i = 0; i < 5; i++)
         s[i] = make_socket(c, &r[i]);
-    }
-    bind_lo(s[0]);
-    bind_lo(s[1]);
-    bind_lo(s[3]);
-    bind_lo(s[4]);
+    test_bind(s[0], "127.0.0.1");
+    test_bind(s[1], "127.0.0.1");
+    test_bind(s[3], "127.0.0.1");
+    test_bind(s[4], "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 4);
     CHECK_CODE(dgram_bind(s[0], 0, "127.0.0.1", NULL), DGRAM_EALREADY);
     CHECK_OK(dgram_send(s[1], "to0", 3, test_port(s[0]), "127.0.0.1", on_send, &r[1]));
@@ -824,34 +736,32 @@ static void test_context_free_with_open_sockets(void) {
     wait_readable(c);
     dgram_context_free(c);
     for (int i = 0; i < 4; i++) {
-        check_ebadf_everywhere(s[i]);
+        test_check_all_ebadf(s[i], DGRAM_UDP4);
         dgram_socket_free(s[i]);
     }
     for (int i = 0; i < 5; i++) {
-        CHECK_EQ(r[i].messages, 0);
+        CHECK_EQ(r[i].in.count, 0);
         CHECK_EQ(r[i].sends_ok + r[i].sends_err, 0);
         CHECK_EQ(r[i].closes, 0);
     }
 
     /* I/O-thread mode: datagrams flowing when the context goes; no callback
      * of any kind after dgram_context_free returns. */
-    c = new_ctx(DGRAM_DISPATCH_IO_THREAD, 0);
-    dgram_context *hc = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    c = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
+    dgram_context *hc = test_context(DGRAM_DISPATCH_HOST, 0);
     rec rr, rh;
-    rec_init(&rr, c);
-    rec_init(&rh, hc);
     dgram_socket *recv = make_socket(c, &rr);
     dgram_socket *other = make_socket(c, &rr);
     dgram_socket *sender = make_socket(hc, &rh);
-    bind_lo(recv);
-    bind_lo(other);
-    bind_lo(sender);
+    test_bind(recv, "127.0.0.1");
+    test_bind(other, "127.0.0.1");
+    test_bind(sender, "127.0.0.1");
     uint16_t recv_port = test_port(recv);
     WAIT_UNTIL(rr.listening, 2);
     for (int i = 0; i < 50; i++)
         CHECK_OK(dgram_send(sender, &i, sizeof i, test_port(recv), "127.0.0.1", NULL, NULL));
     CHECK_OK(dgram_send(other, "o", 1, test_port(sender), "127.0.0.1", on_send, &rr));
-    WAIT_UNTIL(rr.messages, 1);
+    WAIT_UNTIL(rr.in.count, 1);
     dgram_context_free(c);
     int seen = test_load(&rr.callbacks);
     for (int i = 0; i < 50; i++)
@@ -859,8 +769,8 @@ static void test_context_free_with_open_sockets(void) {
     test_sleep_ms(100);
     CHECK_EQ(test_load(&rr.callbacks), seen);
     CHECK_EQ(rr.closes, 0);
-    check_ebadf_everywhere(recv);
-    check_ebadf_everywhere(other);
+    test_check_all_ebadf(recv, DGRAM_UDP4);
+    test_check_all_ebadf(other, DGRAM_UDP4);
     /* Freed in the other order: context first, then the sockets. */
     dgram_socket_free(recv);
     dgram_socket_free(other);
@@ -897,13 +807,13 @@ static void free_in_message(dgram_socket *s, const uint8_t *msg, size_t len,
 
 static void test_context_free_in_callback_host(void) {
     puts("test_context_free_in_callback_host");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     free_state f;
     memset(&f, 0, sizeof f);
     f.ctx = c;
     dgram_socket *s[3];
     for (int i = 0; i < 3; i++) {
-        CHECK_OK(dgram_create_socket(c, NULL, NULL, &f, &s[i]));
+        s[i] = test_socket_with(c, NULL, NULL, &f);
         CHECK_OK(dgram_bind(s[i], 0, "127.0.0.1", free_in_listening));
     }
     /* The first listening callback frees the context: the other two never
@@ -912,20 +822,19 @@ static void test_context_free_in_callback_host(void) {
     CHECK_EQ(f.calls, 1);
     CHECK_EQ(f.freed, 1);
     for (int i = 0; i < 3; i++) {
-        check_ebadf_everywhere(s[i]);
+        test_check_all_ebadf(s[i], DGRAM_UDP4);
         dgram_socket_free(s[i]);
     }
     CHECK_EQ(f.after_free, 0);
 
     /* From a message callback reached through dgram_context_run. */
-    c = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    c = test_context(DGRAM_DISPATCH_HOST, 0);
     memset(&f, 0, sizeof f);
     f.ctx = c;
-    dgram_socket *r = NULL, *snd = NULL;
-    CHECK_OK(dgram_create_socket(c, NULL, free_in_message, &f, &r));
-    CHECK_OK(dgram_create_socket(c, NULL, NULL, NULL, &snd));
-    bind_lo(r);
-    bind_lo(snd);
+    dgram_socket *r = test_socket_with(c, NULL, free_in_message, &f);
+    dgram_socket *snd = test_socket_with(c, NULL, NULL, NULL);
+    test_bind(r, "127.0.0.1");
+    test_bind(snd, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
     for (int i = 0; i < 5; i++)
         CHECK_OK(dgram_send(snd, "m", 1, test_port(r), "127.0.0.1", NULL, NULL));
@@ -938,28 +847,26 @@ static void test_context_free_in_callback_host(void) {
     }
     CHECK_EQ(rc, 1);
     CHECK_EQ(f.calls, 1);
-    check_ebadf_everywhere(r);
-    check_ebadf_everywhere(snd);
+    test_check_all_ebadf(r, DGRAM_UDP4);
+    test_check_all_ebadf(snd, DGRAM_UDP4);
     dgram_socket_free(snd);
     dgram_socket_free(r);
 }
 
 static void test_context_free_in_callback_io_thread(void) {
     puts("test_context_free_in_callback_io_thread");
-    dgram_context *c = new_ctx(DGRAM_DISPATCH_IO_THREAD, 0);
-    dgram_context *hc = new_ctx(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
+    dgram_context *hc = test_context(DGRAM_DISPATCH_HOST, 0);
     free_state f;
     memset(&f, 0, sizeof f);
     f.ctx = c;
-    dgram_socket *r = NULL, *r2 = NULL;
-    CHECK_OK(dgram_create_socket(c, NULL, free_in_message, &f, &r));
-    CHECK_OK(dgram_create_socket(c, NULL, free_in_message, &f, &r2));
-    bind_lo(r);
-    bind_lo(r2);
+    dgram_socket *r = test_socket_with(c, NULL, free_in_message, &f);
+    dgram_socket *r2 = test_socket_with(c, NULL, free_in_message, &f);
+    test_bind(r, "127.0.0.1");
+    test_bind(r2, "127.0.0.1");
     rec rh;
-    rec_init(&rh, hc);
     dgram_socket *snd = make_socket(hc, &rh);
-    bind_lo(snd);
+    test_bind(snd, "127.0.0.1");
     uint16_t p1 = test_port(r), p2 = test_port(r2);
     for (int i = 0; i < 20; i++) {
         CHECK_OK(dgram_send(snd, "m", 1, p1, "127.0.0.1", NULL, NULL));
@@ -969,8 +876,8 @@ static void test_context_free_in_callback_io_thread(void) {
     test_sleep_ms(100);
     CHECK_EQ(test_load(&f.calls), 1);
     CHECK_EQ(test_load(&f.after_free), 0);
-    check_ebadf_everywhere(r);
-    check_ebadf_everywhere(r2);
+    test_check_all_ebadf(r, DGRAM_UDP4);
+    test_check_all_ebadf(r2, DGRAM_UDP4);
     dgram_socket_free(r);
     dgram_socket_free(r2);
     dgram_socket_free(snd);
@@ -998,11 +905,10 @@ static void test_completion_backpressure(void) {
      * unconnected socket gets no error for them, so the only events are the
      * completions. */
     dgram_socket *gone = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
-    CHECK_OK(dgram_bind(gone, 0, "127.0.0.1", NULL));
-    uint16_t port = test_port(gone);
+    uint16_t port = test_bind(gone, "127.0.0.1");
     dgram_socket_free(gone);
     dgram_socket *s = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
-    CHECK_OK(dgram_bind(s, 0, "127.0.0.1", NULL));
+    test_bind(s, "127.0.0.1");
     backpressure_done = 0;
     int accepted = 0, rc = 0;
     while ((rc = dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, NULL)) == 0)

@@ -11,7 +11,7 @@
  * Nothing is sent outside these namespaces; the process exits 77 (skip) when
  * it cannot make them.
  */
-#include "test_util.h"
+#include "recorder.h"
 
 #include <net/if.h>
 
@@ -21,96 +21,20 @@ static dgram_context *ctx;
 #define HOST_A 0
 #define HOST_B 1
 
-/* What a socket received. */
-typedef struct {
-    int count;
-    uint8_t data[256];
-    size_t len;
-    dgram_addr rinfo;
-    dgram_socket *socket;
-} inbox;
-
-static void on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                       void *userdata) {
-    inbox *in = userdata;
-    CHECK(in != NULL);
-    CHECK(s == in->socket);
-    CHECK(len <= sizeof in->data);
-    memcpy(in->data, msg, len);
-    in->len = len;
-    in->rinfo = *rinfo;
-    in->count++;
-}
-
-static int listening_count;
-
-static void on_listening(dgram_socket *s, void *userdata) {
-    (void)s;
-    (void)userdata;
-    listening_count++;
-}
-
-static int sent_count;
-
-static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *data) {
-    (void)s;
-    if (err)
-        FAIL("send failed: %s (%s) to %s:%u", dgram_err_name(err->code), err->syscall,
-             err->addr.address, err->addr.port);
-    CHECK_EQ(length, (size_t)(uintptr_t)data);
-    sent_count++;
-}
+/* Send completions (send_and_wait). */
+static send_rec sends;
 
 static void enter_host(int host) { test_netns_enter(host == HOST_B ? hosts.peer_ns : hosts.self_ns); }
 
-/* A socket on `host` (made in that host's namespace), with `in` as userdata. */
+/* A socket on `host` (made in that host's namespace), recording into `in`
+ * (NULL: no message callback). */
 static dgram_socket *make(int host, dgram_type type, bool reuse_addr, inbox *in) {
-    dgram_socket_options opts;
-    memset(&opts, 0, sizeof opts);
-    opts.type = type;
-    opts.reuse_addr = reuse_addr;
-    dgram_socket *s = NULL;
-    enter_host(host);
-    int rc = dgram_create_socket(ctx, &opts, in ? on_message : NULL, in, &s);
-    enter_host(HOST_A);
-    CHECK_OK(rc);
-    CHECK(s != NULL);
-    if (in) {
-        memset(in, 0, sizeof *in);
-        in->socket = s;
-    }
-    return s;
-}
-
-/* Binds to the wildcard address on `port` (0: OS picks) and waits for
- * 'listening'; returns the port. */
-static uint16_t bind_wait(dgram_socket *s, int port, const char *address) {
-    int before = listening_count;
-    CHECK_OK(dgram_bind(s, port, address, on_listening));
-    RUN_UNTIL(ctx, listening_count, before + 1);
-    uint16_t got = test_port(s);
-    CHECK(got != 0);
-    if (port)
-        CHECK_EQ(got, port);
-    return got;
+    return inbox_socket_on_host(ctx, &hosts, host == HOST_B, type, reuse_addr, in);
 }
 
 /* Sends `text` to address:port and waits for the send callback. */
 static void send_wait(dgram_socket *s, const char *text, const char *address, uint16_t port) {
-    size_t len = strlen(text);
-    int before = sent_count;
-    CHECK_OK(dgram_send(s, text, len, port, address, on_sent, (void *)(uintptr_t)len));
-    RUN_UNTIL(ctx, sent_count, before + 1);
-}
-
-static void check_got(const inbox *in, int count, const char *text, const char *from,
-                      uint16_t from_port, dgram_family family) {
-    CHECK_EQ(in->count, count);
-    CHECK_EQ(in->len, strlen(text));
-    CHECK_MEM(in->data, text, strlen(text));
-    CHECK_STR(in->rinfo.address, from);
-    CHECK_EQ(in->rinfo.port, from_port);
-    CHECK_EQ(in->rinfo.family, family);
+    send_and_wait(ctx, s, text, strlen(text), port, address, &sends);
 }
 
 /* Calls add/drop membership with the calling thread in `host`'s namespace
@@ -132,8 +56,8 @@ static void test_sockets_belong_to_their_host(void) {
     dgram_socket *a = make(HOST_A, DGRAM_UDP4, false, NULL);
     CHECK_CODE(dgram_bind(a, 0, "198.51.100.2", NULL), DGRAM_EADDRNOTAVAIL);
     CHECK_CODE(dgram_bind(b, 0, "198.51.100.1", NULL), DGRAM_EADDRNOTAVAIL);
-    bind_wait(b, 0, "198.51.100.2");
-    bind_wait(a, 0, "198.51.100.1");
+    test_bind_wait(ctx, b, 0, "198.51.100.2");
+    test_bind_wait(ctx, a, 0, "198.51.100.1");
     dgram_socket_free(a);
     dgram_socket_free(b);
 }
@@ -144,17 +68,17 @@ static void test_udp4_membership(void) {
     printf("test_udp4_membership\n");
     inbox in;
     dgram_socket *rx = make(HOST_B, DGRAM_UDP4, true, &in);
-    uint16_t port = bind_wait(rx, 0, "0.0.0.0");
+    uint16_t port = test_bind_wait(ctx, rx, 0, "0.0.0.0");
     CHECK_OK(dgram_add_membership(rx, "239.255.0.1", "198.51.100.2"));
 
     dgram_socket *tx = make(HOST_A, DGRAM_UDP4, false, NULL);
     CHECK_OK(dgram_set_multicast_ttl(tx, 1));
-    bind_wait(tx, 0, NULL);
+    test_bind_wait(ctx, tx, 0, NULL);
     uint16_t tx_port = test_port(tx);
 
     send_wait(tx, "hello group", "239.255.0.1", port);
     RUN_UNTIL(ctx, in.count, 1);
-    check_got(&in, 1, "hello group", "198.51.100.1", tx_port, DGRAM_IPV4);
+    check_inbox_text(&in, 1, "hello group", "198.51.100.1", tx_port, DGRAM_IPV4);
 
     /* After the drop, the next datagram does not arrive. */
     CHECK_OK(dgram_drop_membership(rx, "239.255.0.1", "198.51.100.2"));
@@ -167,7 +91,7 @@ static void test_udp4_membership(void) {
     CHECK_OK(dgram_add_membership(rx, "239.255.0.1", "198.51.100.2"));
     send_wait(tx, "joined again", "239.255.0.1", port);
     RUN_UNTIL(ctx, in.count, 2);
-    check_got(&in, 2, "joined again", "198.51.100.1", tx_port, DGRAM_IPV4);
+    check_inbox_text(&in, 2, "joined again", "198.51.100.1", tx_port, DGRAM_IPV4);
     test_run_for(ctx, 50);
     CHECK_EQ(in.count, 2);
 
@@ -193,14 +117,14 @@ static void test_udp4_membership_before_bind_default_iface(void) {
     inbox in;
     dgram_socket *rx = make(HOST_B, DGRAM_UDP4, true, &in);
     CHECK_OK(dgram_add_membership(rx, "239.255.0.4", NULL));
-    uint16_t port = bind_wait(rx, 0, NULL);
+    uint16_t port = test_bind_wait(ctx, rx, 0, NULL);
 
     dgram_socket *tx = make(HOST_A, DGRAM_UDP4, false, NULL);
     CHECK_OK(dgram_set_multicast_ttl(tx, 1));
-    bind_wait(tx, 0, NULL);
+    test_bind_wait(ctx, tx, 0, NULL);
     send_wait(tx, "default iface", "239.255.0.4", port);
     RUN_UNTIL(ctx, in.count, 1);
-    check_got(&in, 1, "default iface", "198.51.100.1", test_port(tx), DGRAM_IPV4);
+    check_inbox_text(&in, 1, "default iface", "198.51.100.1", test_port(tx), DGRAM_IPV4);
 
     CHECK_OK(dgram_drop_membership(rx, "239.255.0.4", NULL));
     CHECK_CODE(dgram_drop_membership(rx, "239.255.0.4", NULL), DGRAM_EADDRNOTAVAIL);
@@ -214,14 +138,14 @@ static void test_multicast_loopback(void) {
     printf("test_multicast_loopback\n");
     inbox in;
     dgram_socket *s = make(HOST_A, DGRAM_UDP4, true, &in);
-    uint16_t port = bind_wait(s, 0, "0.0.0.0");
+    uint16_t port = test_bind_wait(ctx, s, 0, "0.0.0.0");
     CHECK_OK(dgram_add_membership(s, "239.255.0.3", "198.51.100.1"));
     CHECK_OK(dgram_set_multicast_ttl(s, 1));
 
     CHECK_OK(dgram_set_multicast_loopback(s, true));
     send_wait(s, "loop on", "239.255.0.3", port);
     RUN_UNTIL(ctx, in.count, 1);
-    check_got(&in, 1, "loop on", "198.51.100.1", port, DGRAM_IPV4);
+    check_inbox_text(&in, 1, "loop on", "198.51.100.1", port, DGRAM_IPV4);
 
     CHECK_OK(dgram_set_multicast_loopback(s, false));
     send_wait(s, "loop off", "239.255.0.3", port);
@@ -231,7 +155,7 @@ static void test_multicast_loopback(void) {
     CHECK_OK(dgram_set_multicast_loopback(s, true));
     send_wait(s, "loop on again", "239.255.0.3", port);
     RUN_UNTIL(ctx, in.count, 2);
-    check_got(&in, 2, "loop on again", "198.51.100.1", port, DGRAM_IPV4);
+    check_inbox_text(&in, 2, "loop on again", "198.51.100.1", port, DGRAM_IPV4);
     test_run_for(ctx, 50);
     CHECK_EQ(in.count, 2);
 
@@ -245,20 +169,20 @@ static void test_two_receivers_share_port(void) {
     inbox in1, in2;
     dgram_socket *r1 = make(HOST_B, DGRAM_UDP4, true, &in1);
     dgram_socket *r2 = make(HOST_B, DGRAM_UDP4, true, &in2);
-    uint16_t port = bind_wait(r1, 0, "0.0.0.0");
-    bind_wait(r2, port, "0.0.0.0");
+    uint16_t port = test_bind_wait(ctx, r1, 0, "0.0.0.0");
+    test_bind_wait(ctx, r2, port, "0.0.0.0");
     CHECK_OK(dgram_add_membership(r1, "239.255.0.2", "198.51.100.2"));
     CHECK_OK(dgram_add_membership(r2, "239.255.0.2", "198.51.100.2"));
 
     dgram_socket *tx = make(HOST_A, DGRAM_UDP4, false, NULL);
     CHECK_OK(dgram_set_multicast_ttl(tx, 1));
-    bind_wait(tx, 0, NULL);
+    test_bind_wait(ctx, tx, 0, NULL);
     send_wait(tx, "to both", "239.255.0.2", port);
     RUN_UNTIL(ctx, in1.count, 1);
     RUN_UNTIL(ctx, in2.count, 1);
     test_run_for(ctx, 100);
-    check_got(&in1, 1, "to both", "198.51.100.1", test_port(tx), DGRAM_IPV4);
-    check_got(&in2, 1, "to both", "198.51.100.1", test_port(tx), DGRAM_IPV4);
+    check_inbox_text(&in1, 1, "to both", "198.51.100.1", test_port(tx), DGRAM_IPV4);
+    check_inbox_text(&in2, 1, "to both", "198.51.100.1", test_port(tx), DGRAM_IPV4);
 
     dgram_socket_free(r1);
     dgram_socket_free(r2);
@@ -271,18 +195,18 @@ static void udp6_round(dgram_socket *tx, inbox *in, uint16_t port, const char *g
                        const char *text, int want) {
     send_wait(tx, text, group, port);
     RUN_UNTIL(ctx, in->count, want);
-    check_got(in, want, text, "2001:db8::1", test_port(tx), DGRAM_IPV6);
+    check_inbox_text(in, want, text, "2001:db8::1", test_port(tx), DGRAM_IPV6);
 }
 
 static void test_udp6_membership(void) {
     printf("test_udp6_membership\n");
     inbox in;
     dgram_socket *rx = make(HOST_B, DGRAM_UDP6, true, &in);
-    uint16_t port = bind_wait(rx, 0, "::");
+    uint16_t port = test_bind_wait(ctx, rx, 0, "::");
 
     dgram_socket *tx = make(HOST_A, DGRAM_UDP6, false, NULL);
     CHECK_OK(dgram_set_multicast_ttl(tx, 1));
-    bind_wait(tx, 0, NULL);
+    test_bind_wait(ctx, tx, 0, NULL);
 
     /* Interface by name. */
     CHECK_CODE(membership(HOST_B, rx, true, "ff0e::1:2", "dgv1"), 0);

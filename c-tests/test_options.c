@@ -7,7 +7,7 @@
  * and ::1 (to check that the TTL set is the one the packets carry).
  * Multicast memberships are covered in test_multicast.c.
  */
-#include "test_util.h"
+#include "recorder.h"
 
 #include <netinet/in.h>
 #include <sys/time.h>
@@ -16,50 +16,19 @@ static dgram_context *ctx;
 
 static const dgram_type TYPES[2] = {DGRAM_UDP4, DGRAM_UDP6};
 
-static const char *type_name(dgram_type t) { return t == DGRAM_UDP4 ? "udp4" : "udp6"; }
-
-static const char *loopback(dgram_type t) { return t == DGRAM_UDP4 ? "127.0.0.1" : "::1"; }
-
-/* Reads an int socket option from the library socket's fd. */
-static int get_int_opt(dgram_socket *s, int level, int name) {
-    int fd = dgram_fileno(s);
-    CHECK(fd >= 0);
-    int value = -12345;
-    socklen_t len = sizeof value;
-    if (getsockopt(fd, level, name, &value, &len) != 0)
-        FAIL("getsockopt(%d, %d): %s", level, name, strerror(errno));
-    CHECK_EQ(len, sizeof value);
-    return value;
-}
-
-static int counter_listening;
-
-static void on_listening(dgram_socket *s, void *userdata) {
-    (void)s;
-    (void)userdata;
-    counter_listening++;
-}
-
 /* A socket of `type`, bound to the loopback address on an OS-chosen port
  * when `bound`; the fd must stay the same across bind (the OS socket is
  * made by dgram_create_socket). */
 static dgram_socket *make(dgram_type type, bool bound, bool reuse_addr, bool ipv6_only) {
-    dgram_socket_options opts;
-    memset(&opts, 0, sizeof opts);
-    opts.type = type;
+    dgram_socket_options opts = test_opts(type);
     opts.reuse_addr = reuse_addr;
     opts.ipv6_only = ipv6_only;
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(ctx, &opts, NULL, NULL, &s));
-    CHECK(s != NULL);
+    dgram_socket *s = test_socket_with(ctx, &opts, NULL, NULL);
     int fd = dgram_fileno(s);
     CHECK(fd >= 0);
     if (bound) {
-        int before = counter_listening;
-        CHECK_OK(dgram_bind(s, 0, loopback(type), on_listening));
-        RUN_UNTIL(ctx, counter_listening, before + 1);
+        test_bind_wait(ctx, s, 0, test_loopback(type));
         CHECK_EQ(dgram_fileno(s), fd);
-        CHECK(test_port(s) != 0);
     }
     return s;
 }
@@ -68,7 +37,7 @@ static dgram_socket *make(dgram_type type, bool bound, bool reuse_addr, bool ipv
 static void for_each_socket(void (*fn)(dgram_socket *s, dgram_type type, bool bound)) {
     for (int t = 0; t < 2; t++) {
         for (int bound = 0; bound <= 1; bound++) {
-            printf("    %s, %s\n", type_name(TYPES[t]), bound ? "bound" : "not bound");
+            printf("    %s, %s\n", test_type_name(TYPES[t]), bound ? "bound" : "not bound");
             dgram_socket *s = make(TYPES[t], bound, false, false);
             fn(s, TYPES[t], bound);
             dgram_socket_free(s);
@@ -81,13 +50,13 @@ static void for_each_socket(void (*fn)(dgram_socket *s, dgram_type type, bool bo
 static void broadcast_case(dgram_socket *s, dgram_type type, bool bound) {
     (void)type;
     (void)bound;
-    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 0); /* Node default: off */
+    CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_BROADCAST), 0); /* Node default: off */
     CHECK_OK(dgram_set_broadcast(s, true));
-    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 1);
+    CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_BROADCAST), 1);
     CHECK_OK(dgram_set_broadcast(s, true)); /* idempotent */
-    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 1);
+    CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_BROADCAST), 1);
     CHECK_OK(dgram_set_broadcast(s, false));
-    CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 0);
+    CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_BROADCAST), 0);
 }
 
 static void test_set_broadcast(void) {
@@ -97,23 +66,17 @@ static void test_set_broadcast(void) {
 
 /* ---- setTTL ------------------------------------------------------------ */
 
-static int ttl_level(dgram_type t) { return t == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6; }
+/* The protocol level of the IP options of `t`: IPPROTO_IP or IPPROTO_IPV6. */
+static int ip_level(dgram_type t) { return t == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6; }
 static int ttl_name(dgram_type t) { return t == DGRAM_UDP4 ? IP_TTL : IPV6_UNICAST_HOPS; }
 
 static void ttl_case(dgram_socket *s, dgram_type type, bool bound) {
     (void)bound;
-    int level = ttl_level(type), name = ttl_name(type);
-    static const int good[] = {1, 64, 255, 2, 200};
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        CHECK_OK(dgram_set_ttl(s, good[i]));
-        CHECK_EQ(get_int_opt(s, level, name), good[i]);
-    }
+    static const int32_t good[] = {1, 64, 255, 2, 200};
     /* Out of range: DGRAM_EINVAL, and the value stays 200. */
-    static const int bad[] = {0, 256, -1, 1000, INT32_MIN, INT32_MAX};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK_CODE(dgram_set_ttl(s, bad[i]), DGRAM_EINVAL);
-        CHECK_EQ(get_int_opt(s, level, name), 200);
-    }
+    static const int32_t bad[] = {0, 256, -1, 1000, INT32_MIN, INT32_MAX};
+    test_check_int_setter(s, dgram_set_ttl, ip_level(type), ttl_name(type), good,
+                          sizeof good / sizeof good[0], bad, sizeof bad / sizeof bad[0]);
 }
 
 static void test_set_ttl(void) {
@@ -123,28 +86,22 @@ static void test_set_ttl(void) {
 
 /* ---- setMulticastTTL ---------------------------------------------------- */
 
-static int mttl_level(dgram_type t) { return t == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6; }
 static int mttl_name(dgram_type t) { return t == DGRAM_UDP4 ? IP_MULTICAST_TTL : IPV6_MULTICAST_HOPS; }
 
 static void multicast_ttl_case(dgram_socket *s, dgram_type type, bool bound) {
     (void)bound;
-    int level = mttl_level(type), name = mttl_name(type);
-    CHECK_EQ(get_int_opt(s, level, name), 1); /* the system default, as in Node */
-    static const int good[] = {0, 7, 255, 1, 0, 42};
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        CHECK_OK(dgram_set_multicast_ttl(s, good[i]));
-        CHECK_EQ(get_int_opt(s, level, name), good[i]);
-    }
-    static const int bad[] = {-1, 256, -2, 65536, INT32_MIN, INT32_MAX};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK_CODE(dgram_set_multicast_ttl(s, bad[i]), DGRAM_EINVAL);
-        CHECK_EQ(get_int_opt(s, level, name), 42);
-    }
+    int level = ip_level(type), name = mttl_name(type);
+    CHECK_EQ(test_sockopt_int(s, level, name), 1); /* the system default, as in Node */
+    static const int32_t good[] = {0, 7, 255, 1, 0, 42};
+    /* Out of range: DGRAM_EINVAL, and the value stays 42. */
+    static const int32_t bad[] = {-1, 256, -2, 65536, INT32_MIN, INT32_MAX};
+    test_check_int_setter(s, dgram_set_multicast_ttl, level, name, good,
+                          sizeof good / sizeof good[0], bad, sizeof bad / sizeof bad[0]);
     /* Setting the multicast TTL leaves the unicast one alone and vice versa. */
     CHECK_OK(dgram_set_ttl(s, 99));
     CHECK_OK(dgram_set_multicast_ttl(s, 3));
-    CHECK_EQ(get_int_opt(s, ttl_level(type), ttl_name(type)), 99);
-    CHECK_EQ(get_int_opt(s, level, name), 3);
+    CHECK_EQ(test_sockopt_int(s, ip_level(type), ttl_name(type)), 99);
+    CHECK_EQ(test_sockopt_int(s, level, name), 3);
 }
 
 static void test_set_multicast_ttl(void) {
@@ -156,15 +113,15 @@ static void test_set_multicast_ttl(void) {
 
 static void multicast_loop_case(dgram_socket *s, dgram_type type, bool bound) {
     (void)bound;
-    int level = type == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6;
+    int level = ip_level(type);
     int name = type == DGRAM_UDP4 ? IP_MULTICAST_LOOP : IPV6_MULTICAST_LOOP;
-    CHECK_EQ(get_int_opt(s, level, name), 1); /* system default: on */
+    CHECK_EQ(test_sockopt_int(s, level, name), 1); /* system default: on */
     CHECK_OK(dgram_set_multicast_loopback(s, false));
-    CHECK_EQ(get_int_opt(s, level, name), 0);
+    CHECK_EQ(test_sockopt_int(s, level, name), 0);
     CHECK_OK(dgram_set_multicast_loopback(s, false));
-    CHECK_EQ(get_int_opt(s, level, name), 0);
+    CHECK_EQ(test_sockopt_int(s, level, name), 0);
     CHECK_OK(dgram_set_multicast_loopback(s, true));
-    CHECK_EQ(get_int_opt(s, level, name), 1);
+    CHECK_EQ(test_sockopt_int(s, level, name), 1);
 }
 
 static void test_set_multicast_loopback(void) {
@@ -184,15 +141,13 @@ static void test_options_survive_bind(void) {
         CHECK_OK(dgram_set_ttl(s, 17));
         CHECK_OK(dgram_set_multicast_ttl(s, 9));
         CHECK_OK(dgram_set_multicast_loopback(s, false));
-        int before = counter_listening;
-        CHECK_OK(dgram_bind(s, 0, loopback(type), on_listening));
-        RUN_UNTIL(ctx, counter_listening, before + 1);
+        test_bind_wait(ctx, s, 0, test_loopback(type));
         CHECK_EQ(dgram_fileno(s), fd);
-        CHECK_EQ(get_int_opt(s, SOL_SOCKET, SO_BROADCAST), 1);
-        CHECK_EQ(get_int_opt(s, ttl_level(type), ttl_name(type)), 17);
-        CHECK_EQ(get_int_opt(s, mttl_level(type), mttl_name(type)), 9);
-        CHECK_EQ(get_int_opt(s, type == DGRAM_UDP4 ? IPPROTO_IP : IPPROTO_IPV6,
-                             type == DGRAM_UDP4 ? IP_MULTICAST_LOOP : IPV6_MULTICAST_LOOP),
+        CHECK_EQ(test_sockopt_int(s, SOL_SOCKET, SO_BROADCAST), 1);
+        CHECK_EQ(test_sockopt_int(s, ip_level(type), ttl_name(type)), 17);
+        CHECK_EQ(test_sockopt_int(s, ip_level(type), mttl_name(type)), 9);
+        CHECK_EQ(test_sockopt_int(s, ip_level(type),
+                                  type == DGRAM_UDP4 ? IP_MULTICAST_LOOP : IPV6_MULTICAST_LOOP),
                  0);
         dgram_socket_free(s);
     }
@@ -207,8 +162,8 @@ static void test_reuse_addr(void) {
         for (int bound = 0; bound <= 1; bound++) {
             dgram_socket *on = make(type, bound, true, false);
             dgram_socket *off = make(type, bound, false, false);
-            CHECK_EQ(get_int_opt(on, SOL_SOCKET, SO_REUSEADDR), 1);
-            CHECK_EQ(get_int_opt(off, SOL_SOCKET, SO_REUSEADDR), 0);
+            CHECK_EQ(test_sockopt_int(on, SOL_SOCKET, SO_REUSEADDR), 1);
+            CHECK_EQ(test_sockopt_int(off, SOL_SOCKET, SO_REUSEADDR), 0);
             dgram_socket_free(on);
             dgram_socket_free(off);
         }
@@ -217,13 +172,10 @@ static void test_reuse_addr(void) {
         dgram_socket *a = make(type, true, true, false);
         uint16_t port = test_port(a);
         dgram_socket *b = make(type, false, true, false);
-        int before = counter_listening;
-        CHECK_OK(dgram_bind(b, port, loopback(type), on_listening));
-        RUN_UNTIL(ctx, counter_listening, before + 1);
-        CHECK_EQ(test_port(b), port);
+        CHECK_EQ(test_bind_wait(ctx, b, port, test_loopback(type)), port);
         dgram_socket *c = make(type, false, false, false);
-        CHECK_CODE(dgram_bind(c, port, loopback(type), NULL), DGRAM_EADDRINUSE);
-        CHECK_EQ(get_int_opt(c, SOL_SOCKET, SO_REUSEADDR), 0);
+        CHECK_CODE(dgram_bind(c, port, test_loopback(type), NULL), DGRAM_EADDRINUSE);
+        CHECK_EQ(test_sockopt_int(c, SOL_SOCKET, SO_REUSEADDR), 0);
         dgram_socket_free(a);
         dgram_socket_free(b);
         dgram_socket_free(c);
@@ -234,10 +186,10 @@ static void test_reuse_addr(void) {
 
 static dgram_socket *bind_any(dgram_type type, bool ipv6_only, int port, int expect) {
     dgram_socket *s = make(type, false, false, ipv6_only);
-    int before = counter_listening;
-    CHECK_CODE(dgram_bind(s, port, NULL, on_listening), expect);
     if (expect == 0)
-        RUN_UNTIL(ctx, counter_listening, before + 1);
+        test_bind_wait(ctx, s, port, NULL);
+    else
+        CHECK_CODE(dgram_bind(s, port, NULL, test_count_listening), expect);
     return s;
 }
 
@@ -249,14 +201,14 @@ static void test_ipv6_only(void) {
     for (int bound = 0; bound <= 1; bound++) {
         dgram_socket *on = bound ? bind_any(DGRAM_UDP6, true, 0, 0) : make(DGRAM_UDP6, false, false, true);
         dgram_socket *off = bound ? bind_any(DGRAM_UDP6, false, 0, 0) : make(DGRAM_UDP6, false, false, false);
-        CHECK_EQ(get_int_opt(on, IPPROTO_IPV6, IPV6_V6ONLY), 1);
-        CHECK_EQ(get_int_opt(off, IPPROTO_IPV6, IPV6_V6ONLY), 0);
+        CHECK_EQ(test_sockopt_int(on, IPPROTO_IPV6, IPV6_V6ONLY), 1);
+        CHECK_EQ(test_sockopt_int(off, IPPROTO_IPV6, IPV6_V6ONLY), 0);
         dgram_socket_free(on);
         dgram_socket_free(off);
     }
     /* ipv6_only is ignored on udp4: the socket is made and works. */
     dgram_socket *v4 = make(DGRAM_UDP4, true, false, true);
-    CHECK_EQ(get_int_opt(v4, SOL_SOCKET, SO_REUSEADDR), 0);
+    CHECK_EQ(test_sockopt_int(v4, SOL_SOCKET, SO_REUSEADDR), 0);
     dgram_socket_free(v4);
 
     /* Effect (bind only, nothing sent to the wildcard): a v6-only socket on
@@ -277,17 +229,8 @@ static void test_ipv6_only(void) {
 
 /* ---- the TTL set is the one the datagrams carry (loopback only) -------- */
 
-static int sent_count;
-static int sent_errors;
-
-static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *data) {
-    (void)s;
-    (void)data;
-    CHECK_EQ(length, 5);
-    if (err)
-        sent_errors++;
-    sent_count++;
-}
+/* Completions of the sends below (send_and_wait). */
+static send_rec sends;
 
 /* A plain kernel socket on the loopback address asking for the TTL / hop
  * limit of each datagram it receives. */
@@ -366,10 +309,8 @@ static void test_ttl_on_the_wire(void) {
         static const int ttls[] = {7, 1, 255};
         for (int i = 0; i < 3; i++) {
             CHECK_OK(dgram_set_ttl(s, ttls[i]));
-            int before = sent_count;
-            CHECK_OK(dgram_send(s, "hello", 5, port, loopback(type), on_sent, NULL));
-            RUN_UNTIL(ctx, sent_count, before + 1);
-            CHECK_EQ(sent_errors, 0);
+            send_and_wait(ctx, s, "hello", 5, port, test_loopback(type), &sends);
+            CHECK_EQ(sends.errors, 0);
             CHECK_EQ(recv_ttl(rfd, type), ttls[i]);
         }
         dgram_socket_free(s);
@@ -385,13 +326,8 @@ static void test_options_on_closed_socket(void) {
         for (int bound = 0; bound <= 1; bound++) {
             dgram_socket *s = make(TYPES[t], bound, false, false);
             CHECK_OK(dgram_close(s, NULL));
-            CHECK_CODE(dgram_fileno(s), DGRAM_EBADF);
-            CHECK_CODE(dgram_set_broadcast(s, true), DGRAM_EBADF);
-            CHECK_CODE(dgram_set_ttl(s, 64), DGRAM_EBADF);
-            CHECK_CODE(dgram_set_ttl(s, 0), DGRAM_EBADF); /* closed wins over range */
-            CHECK_CODE(dgram_set_multicast_ttl(s, 1), DGRAM_EBADF);
-            CHECK_CODE(dgram_set_multicast_ttl(s, -1), DGRAM_EBADF);
-            CHECK_CODE(dgram_set_multicast_loopback(s, false), DGRAM_EBADF);
+            /* every setter and dgram_fileno among them; closed wins over range */
+            test_check_all_ebadf(s, TYPES[t]);
             dgram_socket_free(s);
         }
     }

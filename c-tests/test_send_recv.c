@@ -9,7 +9,7 @@
  * Unicast only, over 127.0.0.1 and ::1, with ports chosen by the OS. I/O
  * errors are covered elsewhere (inside a network namespace).
  */
-#include "test_util.h"
+#include "recorder.h"
 
 #include <stdint.h>
 
@@ -34,15 +34,7 @@ typedef struct {
 } rx_t;
 
 /* Event log, for order across event kinds of one socket ("LSM"). */
-static char g_log[64];
-
-static void log_event(char c) {
-    size_t n = strlen(g_log);
-    if (n + 1 < sizeof g_log) {
-        g_log[n] = c;
-        g_log[n + 1] = '\0';
-    }
-}
+static event_log g_log;
 
 static void rx_init(rx_t *rx) { memset(rx, 0, sizeof *rx); }
 
@@ -66,7 +58,7 @@ static void rx_on_message(dgram_socket *s, const uint8_t *msg, size_t len, const
     rx->len[i] = len;
     rx->rinfo[i] = *rinfo;
     if (rx->tag)
-        log_event(rx->tag);
+        event_log_add(&g_log, rx->tag);
     if (rx->echo) {
         if (dgram_send(s, msg, len, rinfo->port, rinfo->address, NULL, NULL) != 0)
             rx->echo_errors++;
@@ -76,7 +68,7 @@ static void rx_on_message(dgram_socket *s, const uint8_t *msg, size_t len, const
 
 static void rx_on_listening(dgram_socket *s, void *userdata) {
     rx_t *rx = userdata;
-    log_event('L');
+    event_log_add(&g_log, 'L');
     rx->listen_addr_rc = dgram_address(s, &rx->listen_addr);
     test_add(&rx->listening, 1);
 }
@@ -92,7 +84,7 @@ static struct {
 
 static void sent_reset(void) {
     memset(&g_sent, 0, sizeof g_sent);
-    g_log[0] = '\0';
+    memset(&g_log, 0, sizeof g_log);
 }
 
 static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
@@ -107,46 +99,61 @@ static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void
     g_sent.len[i] = length;
     g_sent.data[i] = send_data;
     g_sent.sock[i] = s;
-    log_event('S');
+    event_log_add(&g_log, 'S');
     test_add(&g_sent.count, 1);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static dgram_context *new_ctx(dgram_dispatch dispatch) {
-    dgram_context_options o;
-    memset(&o, 0, sizeof o);
-    o.dispatch = dispatch;
-    dgram_context *ctx = dgram_context_new(&o);
-    CHECK(ctx != NULL);
-    return ctx;
-}
-
 static dgram_socket *new_sock(dgram_context *ctx, dgram_type type, int32_t bufsize, rx_t *rx) {
-    dgram_socket_options o;
-    memset(&o, 0, sizeof o);
-    o.type = type;
+    dgram_socket_options o = test_opts(type);
     o.recv_buffer_size = bufsize;
     o.send_buffer_size = bufsize;
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(ctx, &o, rx_on_message, rx, &s));
-    CHECK(s != NULL);
-    return s;
+    return test_socket_with(ctx, &o, rx_on_message, rx);
 }
 
 /* A socket bound to `addr` on an OS-chosen port. */
 static dgram_socket *bound_sock(dgram_context *ctx, dgram_type type, const char *addr, int32_t bufsize,
                                 rx_t *rx) {
     dgram_socket *s = new_sock(ctx, type, bufsize, rx);
-    CHECK_OK(dgram_bind(s, 0, addr, NULL));
-    CHECK(test_port(s) != 0);
+    test_bind(s, addr);
     return s;
 }
 
-static void check_rinfo(const dgram_addr *a, const char *addr, uint16_t port, dgram_family family) {
-    CHECK_STR(a->address, addr);
-    CHECK_EQ(a->port, port);
-    CHECK_EQ(a->family, family);
+/* Most tests' cast: a context, and a server and a client of `type` bound to
+ * `loop` (buffer sizes as given, 0: the default), each recording into its
+ * own rx_t; the send and event logs cleared. */
+typedef struct {
+    dgram_context *ctx;
+    rx_t srx, crx;
+    dgram_socket *server, *client;
+    uint16_t sport, cport;
+} pair;
+
+/* The context and the two recorders, for a test that makes its own server
+ * and client (and its ports). */
+static void pair_begin(pair *p, dgram_dispatch dispatch) {
+    p->ctx = test_context(dispatch, 0);
+    rx_init(&p->srx);
+    rx_init(&p->crx);
+    sent_reset();
+}
+
+static void pair_open(pair *p, dgram_dispatch dispatch, dgram_type type, const char *loop,
+                      int32_t server_buf, int32_t client_buf) {
+    pair_begin(p, dispatch);
+    p->server = bound_sock(p->ctx, type, loop, server_buf, &p->srx);
+    p->client = bound_sock(p->ctx, type, loop, client_buf, &p->crx);
+    p->sport = test_port(p->server);
+    p->cport = test_port(p->client);
+}
+
+static void pair_close(pair *p) {
+    dgram_socket_free(p->client);
+    dgram_socket_free(p->server);
+    dgram_context_free(p->ctx);
+    rx_free(&p->srx);
+    rx_free(&p->crx);
 }
 
 static void check_msg(const rx_t *rx, int i, const void *bytes, size_t len) {
@@ -161,43 +168,33 @@ static uint8_t pattern_byte(size_t i) { return (uint8_t)((i * 7u + 3u) ^ (i >> 8
 
 /* udp echo: client -> server -> client, exact bytes and rinfo both ways. */
 static void echo_family(dgram_type type, const char *loop, dgram_family family) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    srx.echo = 1;
-    dgram_socket *server = bound_sock(ctx, type, loop, 0, &srx);
-    dgram_socket *client = bound_sock(ctx, type, loop, 0, &crx);
-    uint16_t sport = test_port(server), cport = test_port(client);
-    CHECK(sport != cport);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, type, loop, 0, 0);
+    p.srx.echo = 1;
+    CHECK(p.sport != p.cport);
 
     static const uint8_t msg[] = {'h', 'e', 'l', 'l', 'o', 0, 0xff, 0x80, '\n', 'x'};
-    CHECK_OK(dgram_send(client, msg, sizeof msg, sport, loop, on_sent, NULL));
-    RUN_UNTIL(ctx, crx.count, 1);
+    CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, loop, on_sent, NULL));
+    RUN_UNTIL(p.ctx, p.crx.count, 1);
 
-    CHECK_EQ(srx.count, 1);
-    check_msg(&srx, 0, msg, sizeof msg);
-    check_rinfo(&srx.rinfo[0], loop, cport, family);
-    CHECK_EQ(srx.echo_errors, 0);
+    CHECK_EQ(p.srx.count, 1);
+    check_msg(&p.srx, 0, msg, sizeof msg);
+    CHECK_ADDR(&p.srx.rinfo[0], loop, p.cport, family);
+    CHECK_EQ(p.srx.echo_errors, 0);
 
-    CHECK_EQ(crx.count, 1);
-    check_msg(&crx, 0, msg, sizeof msg);
-    check_rinfo(&crx.rinfo[0], loop, sport, family);
+    CHECK_EQ(p.crx.count, 1);
+    check_msg(&p.crx, 0, msg, sizeof msg);
+    CHECK_ADDR(&p.crx.rinfo[0], loop, p.sport, family);
 
-    RUN_UNTIL(ctx, g_sent.count, 1);
-    test_run_for(ctx, 100);
-    CHECK_EQ(srx.count, 1);
-    CHECK_EQ(crx.count, 1);
+    RUN_UNTIL(p.ctx, g_sent.count, 1);
+    test_run_for(p.ctx, 100);
+    CHECK_EQ(p.srx.count, 1);
+    CHECK_EQ(p.crx.count, 1);
     CHECK_EQ(g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], sizeof msg);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 static void test_echo_udp4(void) { echo_family(DGRAM_UDP4, "127.0.0.1", DGRAM_IPV4); }
@@ -205,107 +202,81 @@ static void test_echo_udp6(void) { echo_family(DGRAM_UDP6, "::1", DGRAM_IPV6); }
 
 /* The send callback: once, later, err NULL, the message's length, send_data. */
 static void test_send_callback(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    uint16_t sport = test_port(server);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 0, 0);
     int token = 0;
 
-    CHECK_OK(dgram_send(client, "0123456789abc", 13, sport, "127.0.0.1", on_sent, &token));
+    CHECK_OK(dgram_send(p.client, "0123456789abc", 13, p.sport, "127.0.0.1", on_sent, &token));
     CHECK_EQ(test_load(&g_sent.count), 0); /* never inside dgram_send */
-    RUN_UNTIL(ctx, g_sent.count, 1);
+    RUN_UNTIL(p.ctx, g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], 13);
     CHECK(g_sent.data[0] == &token);
-    CHECK(g_sent.sock[0] == client);
+    CHECK(g_sent.sock[0] == p.client);
 
     /* NULL callback: the datagram still goes out. */
-    CHECK_OK(dgram_send(client, "no-callback", 11, sport, "127.0.0.1", NULL, &token));
-    RUN_UNTIL(ctx, srx.count, 2);
-    check_msg(&srx, 0, "0123456789abc", 13);
-    check_msg(&srx, 1, "no-callback", 11);
+    CHECK_OK(dgram_send(p.client, "no-callback", 11, p.sport, "127.0.0.1", NULL, &token));
+    RUN_UNTIL(p.ctx, p.srx.count, 2);
+    check_msg(&p.srx, 0, "0123456789abc", 13);
+    check_msg(&p.srx, 1, "no-callback", 11);
 
-    test_run_for(ctx, 100);
+    test_run_for(p.ctx, 100);
     CHECK_EQ(g_sent.count, 1);
-    CHECK_EQ(srx.count, 2);
+    CHECK_EQ(p.srx.count, 2);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 /* The message buffer may be overwritten as soon as dgram_send returns. */
 static void test_buffer_reuse(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    uint16_t sport = test_port(server);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 0, 0);
 
     char buf[64];
     const char *orig[3] = {"first message", "second one", "third and last"};
     for (int i = 0; i < 3; i++) {
         snprintf(buf, sizeof buf, "%s", orig[i]);
-        CHECK_OK(dgram_send(client, buf, strlen(orig[i]), sport, "127.0.0.1", on_sent, NULL));
+        CHECK_OK(dgram_send(p.client, buf, strlen(orig[i]), p.sport, "127.0.0.1", on_sent, NULL));
         memset(buf, 'Z', sizeof buf);
     }
     char *heap = malloc(32);
     CHECK(heap != NULL);
     memcpy(heap, "heap bytes", 10);
-    CHECK_OK(dgram_send(client, heap, 10, sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, heap, 10, p.sport, "127.0.0.1", on_sent, NULL));
     memset(heap, 0, 32);
     free(heap);
 
-    RUN_UNTIL(ctx, srx.count, 4);
+    RUN_UNTIL(p.ctx, p.srx.count, 4);
     for (int i = 0; i < 3; i++)
-        check_msg(&srx, i, orig[i], strlen(orig[i]));
-    check_msg(&srx, 3, "heap bytes", 10);
-    RUN_UNTIL(ctx, g_sent.count, 4);
+        check_msg(&p.srx, i, orig[i], strlen(orig[i]));
+    check_msg(&p.srx, 3, "heap bytes", 10);
+    RUN_UNTIL(p.ctx, g_sent.count, 4);
     CHECK_EQ(g_sent.errors, 0);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 /* Empty datagrams: send with len 0 and sendv with nbufs 0. */
 static void test_zero_length(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    uint16_t sport = test_port(server), cport = test_port(client);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 0, 0);
     static int d0, d1, d2, d3;
 
-    CHECK_OK(dgram_send(client, NULL, 0, sport, "127.0.0.1", on_sent, &d0));
-    CHECK_OK(dgram_send(client, "ignored", 0, sport, "127.0.0.1", on_sent, &d1));
-    CHECK_OK(dgram_sendv(client, NULL, 0, sport, "127.0.0.1", on_sent, &d2));
+    CHECK_OK(dgram_send(p.client, NULL, 0, p.sport, "127.0.0.1", on_sent, &d0));
+    CHECK_OK(dgram_send(p.client, "ignored", 0, p.sport, "127.0.0.1", on_sent, &d1));
+    CHECK_OK(dgram_sendv(p.client, NULL, 0, p.sport, "127.0.0.1", on_sent, &d2));
     dgram_buf empty = {"x", 0};
-    CHECK_OK(dgram_sendv(client, &empty, 0, sport, "127.0.0.1", on_sent, &d3));
+    CHECK_OK(dgram_sendv(p.client, &empty, 0, p.sport, "127.0.0.1", on_sent, &d3));
     /* A marker after them: the empties came first, in order. */
-    CHECK_OK(dgram_send(client, "end", 3, sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, "end", 3, p.sport, "127.0.0.1", on_sent, NULL));
 
-    RUN_UNTIL(ctx, srx.count, 5);
+    RUN_UNTIL(p.ctx, p.srx.count, 5);
     for (int i = 0; i < 4; i++) {
-        CHECK_EQ(srx.len[i], 0);
-        check_rinfo(&srx.rinfo[i], "127.0.0.1", cport, DGRAM_IPV4);
+        CHECK_EQ(p.srx.len[i], 0);
+        CHECK_ADDR(&p.srx.rinfo[i], "127.0.0.1", p.cport, DGRAM_IPV4);
     }
-    check_msg(&srx, 4, "end", 3);
-    RUN_UNTIL(ctx, g_sent.count, 5);
+    check_msg(&p.srx, 4, "end", 3);
+    RUN_UNTIL(p.ctx, g_sent.count, 5);
     CHECK_EQ(g_sent.errors, 0);
     void *want[4] = {&d0, &d1, &d2, &d3};
     for (int i = 0; i < 4; i++) {
@@ -313,52 +284,42 @@ static void test_zero_length(void) {
         CHECK(g_sent.data[i] == want[i]);
     }
     CHECK_EQ(g_sent.len[4], 3);
-    test_run_for(ctx, 100);
-    CHECK_EQ(srx.count, 5);
+    test_run_for(p.ctx, 100);
+    CHECK_EQ(p.srx.count, 5);
     CHECK_EQ(g_sent.count, 5);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 /* dgram_sendv: pieces make ONE datagram; the pieces are copied at call time. */
 static void test_sendv(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    uint16_t sport = test_port(server), cport = test_port(client);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 0, 0);
 
     /* "ab" + "" + "cdef" -> "abcdef" */
     char p0[2] = {'a', 'b'}, p2[4] = {'c', 'd', 'e', 'f'};
     dgram_buf three[3] = {{p0, 2}, {"", 0}, {p2, 4}};
     static int tok_three;
-    CHECK_OK(dgram_sendv(client, three, 3, sport, "127.0.0.1", on_sent, &tok_three));
+    CHECK_OK(dgram_sendv(p.client, three, 3, p.sport, "127.0.0.1", on_sent, &tok_three));
     CHECK_EQ(test_load(&g_sent.count), 0);
     /* copied at call time: mutate the bytes and the descriptors */
     memset(p0, '!', sizeof p0);
     memset(p2, '?', sizeof p2);
     three[0].len = 0;
     three[2].base = NULL;
-    RUN_UNTIL(ctx, srx.count, 1);
-    check_msg(&srx, 0, "abcdef", 6);
-    check_rinfo(&srx.rinfo[0], "127.0.0.1", cport, DGRAM_IPV4);
-    RUN_UNTIL(ctx, g_sent.count, 1);
+    RUN_UNTIL(p.ctx, p.srx.count, 1);
+    check_msg(&p.srx, 0, "abcdef", 6);
+    CHECK_ADDR(&p.srx.rinfo[0], "127.0.0.1", p.cport, DGRAM_IPV4);
+    RUN_UNTIL(p.ctx, g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], 6);
     CHECK(g_sent.data[0] == &tok_three);
 
     /* a NULL base with len 0 is allowed */
     dgram_buf nulls[3] = {{"xy", 2}, {NULL, 0}, {"z", 1}};
-    CHECK_OK(dgram_sendv(client, nulls, 3, sport, "127.0.0.1", on_sent, NULL));
-    RUN_UNTIL(ctx, srx.count, 2);
-    check_msg(&srx, 1, "xyz", 3);
+    CHECK_OK(dgram_sendv(p.client, nulls, 3, p.sport, "127.0.0.1", on_sent, NULL));
+    RUN_UNTIL(p.ctx, p.srx.count, 2);
+    check_msg(&p.srx, 1, "xyz", 3);
 
     /* 100 pieces of one byte -> one 100-byte datagram */
     uint8_t bytes[100];
@@ -370,40 +331,30 @@ static void test_sendv(void) {
         hundred[i].base = &bytes[i];
         hundred[i].len = 1;
     }
-    CHECK_OK(dgram_sendv(client, hundred, 100, sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_sendv(p.client, hundred, 100, p.sport, "127.0.0.1", on_sent, NULL));
     for (int i = 0; i < 100; i++)
         bytes[i] = 0;
-    RUN_UNTIL(ctx, srx.count, 3);
-    check_msg(&srx, 2, want, 100);
+    RUN_UNTIL(p.ctx, p.srx.count, 3);
+    check_msg(&p.srx, 2, want, 100);
 
-    RUN_UNTIL(ctx, g_sent.count, 3);
+    RUN_UNTIL(p.ctx, g_sent.count, 3);
     CHECK_EQ(g_sent.len[1], 3);
     CHECK_EQ(g_sent.len[2], 100);
-    test_run_for(ctx, 100);
-    CHECK_EQ(srx.count, 3); /* each sendv was one datagram, not several */
+    test_run_for(p.ctx, 100);
+    CHECK_EQ(p.srx.count, 3); /* each sendv was one datagram, not several */
     CHECK_EQ(g_sent.count, 3);
     CHECK_EQ(g_sent.errors, 0);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 /* The largest datagram of a family arrives whole, both ways; one byte more
  * is refused. */
 static void largest_family(dgram_type type, const char *loop, size_t max) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    srx.echo = 1;
+    pair p;
     const int32_t mib = 1 << 20;
-    dgram_socket *server = bound_sock(ctx, type, loop, mib, &srx);
-    dgram_socket *client = bound_sock(ctx, type, loop, mib, &crx);
-    uint16_t sport = test_port(server);
+    pair_open(&p, DGRAM_DISPATCH_HOST, type, loop, mib, mib);
+    p.srx.echo = 1;
 
     uint8_t *big = malloc(max + 1);
     uint8_t *want = malloc(max + 1);
@@ -411,28 +362,24 @@ static void largest_family(dgram_type type, const char *loop, size_t max) {
     for (size_t i = 0; i <= max; i++)
         big[i] = want[i] = pattern_byte(i);
 
-    CHECK_CODE(dgram_send(client, big, max + 1, sport, loop, on_sent, NULL), DGRAM_EMSGSIZE);
-    CHECK_OK(dgram_send(client, big, max, sport, loop, on_sent, NULL));
+    CHECK_CODE(dgram_send(p.client, big, max + 1, p.sport, loop, on_sent, NULL), DGRAM_EMSGSIZE);
+    CHECK_OK(dgram_send(p.client, big, max, p.sport, loop, on_sent, NULL));
     memset(big, 0, max + 1);
-    RUN_UNTIL(ctx, crx.count, 1);
-    CHECK_EQ(srx.count, 1);
-    CHECK_EQ(srx.echo_errors, 0);
-    check_msg(&srx, 0, want, max);
-    check_msg(&crx, 0, want, max);
-    RUN_UNTIL(ctx, g_sent.count, 1);
-    test_run_for(ctx, 100);
+    RUN_UNTIL(p.ctx, p.crx.count, 1);
+    CHECK_EQ(p.srx.count, 1);
+    CHECK_EQ(p.srx.echo_errors, 0);
+    check_msg(&p.srx, 0, want, max);
+    check_msg(&p.crx, 0, want, max);
+    RUN_UNTIL(p.ctx, g_sent.count, 1);
+    test_run_for(p.ctx, 100);
     CHECK_EQ(g_sent.count, 1); /* the refused send has no callback */
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], max);
-    CHECK_EQ(srx.count, 1);
+    CHECK_EQ(p.srx.count, 1);
 
     free(big);
     free(want);
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 static void test_largest_udp4(void) { largest_family(DGRAM_UDP4, "127.0.0.1", 65507); }
@@ -441,64 +388,54 @@ static void test_largest_udp6(void) { largest_family(DGRAM_UDP6, "::1", 65527); 
 /* Sending on an unbound socket binds it: 'listening' first, then the send
  * callback, then the reply. */
 static void implicit_family(dgram_type type, const char *loop, const char *any, dgram_family family) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    srx.echo = 1;
-    crx.tag = 'M';
-    dgram_socket *server = bound_sock(ctx, type, loop, 0, &srx);
-    uint16_t sport = test_port(server);
-    dgram_socket *client = new_sock(ctx, type, 0, &crx);
-    CHECK_OK(dgram_on_listening(client, rx_on_listening));
+    pair p;
+    pair_begin(&p, DGRAM_DISPATCH_HOST);
+    p.srx.echo = 1;
+    p.crx.tag = 'M';
+    p.server = bound_sock(p.ctx, type, loop, 0, &p.srx);
+    p.sport = test_port(p.server);
+    p.client = new_sock(p.ctx, type, 0, &p.crx); /* bound by its first send */
+    CHECK_OK(dgram_on_listening(p.client, rx_on_listening));
     dgram_addr a;
-    CHECK_CODE(dgram_address(client, &a), DGRAM_EBADF);
+    CHECK_CODE(dgram_address(p.client, &a), DGRAM_EBADF);
 
-    CHECK_OK(dgram_send(client, "implicit", 8, sport, loop, on_sent, NULL));
-    CHECK_EQ(test_load(&crx.listening), 0);
+    CHECK_OK(dgram_send(p.client, "implicit", 8, p.sport, loop, on_sent, NULL));
+    CHECK_EQ(test_load(&p.crx.listening), 0);
     CHECK_EQ(test_load(&g_sent.count), 0);
-    RUN_UNTIL(ctx, g_sent.count, 1);
-    CHECK_EQ(crx.listening, 1);
+    RUN_UNTIL(p.ctx, g_sent.count, 1);
+    CHECK_EQ(p.crx.listening, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], 8);
-    if (strncmp(g_log, "LS", 2) != 0) /* the reply may already be in: "LSM" */
-        FAIL("event order \"%s\", expected 'listening' then the send callback", g_log);
+    if (strncmp(g_log.text, "LS", 2) != 0) /* the reply may already be in: "LSM" */
+        FAIL("event order \"%s\", expected 'listening' then the send callback", g_log.text);
 
-    CHECK_OK(dgram_address(client, &a));
-    CHECK_STR(a.address, any);
-    CHECK(a.port != 0);
-    CHECK_EQ(a.family, family);
+    p.cport = test_check_bound(p.client, any, 0, family);
     /* the address seen from inside 'listening' is the same */
-    CHECK_OK(crx.listen_addr_rc);
-    CHECK_STR(crx.listen_addr.address, any);
-    CHECK_EQ(crx.listen_addr.port, a.port);
+    CHECK_OK(p.crx.listen_addr_rc);
+    CHECK_STR(p.crx.listen_addr.address, any);
+    CHECK_EQ(p.crx.listen_addr.port, p.cport);
     /* a second bind is refused after the implicit one */
-    CHECK_CODE(dgram_bind(client, 0, NULL, NULL), DGRAM_EALREADY);
+    CHECK_CODE(dgram_bind(p.client, 0, NULL, NULL), DGRAM_EALREADY);
 
-    RUN_UNTIL(ctx, crx.count, 1);
-    CHECK_EQ(srx.count, 1);
-    check_msg(&srx, 0, "implicit", 8);
-    check_rinfo(&srx.rinfo[0], loop, a.port, family);
-    check_msg(&crx, 0, "implicit", 8);
-    check_rinfo(&crx.rinfo[0], loop, sport, family);
-    CHECK_STR(g_log, "LSM");
+    RUN_UNTIL(p.ctx, p.crx.count, 1);
+    CHECK_EQ(p.srx.count, 1);
+    check_msg(&p.srx, 0, "implicit", 8);
+    CHECK_ADDR(&p.srx.rinfo[0], loop, p.cport, family);
+    check_msg(&p.crx, 0, "implicit", 8);
+    CHECK_ADDR(&p.crx.rinfo[0], loop, p.sport, family);
+    CHECK_STR(g_log.text, "LSM");
 
     /* a second send does not emit 'listening' again */
-    CHECK_OK(dgram_send(client, "again", 5, sport, loop, on_sent, NULL));
-    RUN_UNTIL(ctx, crx.count, 2);
-    RUN_UNTIL(ctx, g_sent.count, 2);
-    test_run_for(ctx, 100);
-    CHECK_EQ(crx.listening, 1);
-    CHECK_STR(g_log, "LSMSM");
-    check_msg(&crx, 1, "again", 5);
-    CHECK_EQ(test_port(client), a.port);
+    CHECK_OK(dgram_send(p.client, "again", 5, p.sport, loop, on_sent, NULL));
+    RUN_UNTIL(p.ctx, p.crx.count, 2);
+    RUN_UNTIL(p.ctx, g_sent.count, 2);
+    test_run_for(p.ctx, 100);
+    CHECK_EQ(p.crx.listening, 1);
+    CHECK_STR(g_log.text, "LSMSM");
+    check_msg(&p.crx, 1, "again", 5);
+    CHECK_EQ(test_port(p.client), p.cport);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 static void test_implicit_bind_udp4(void) { implicit_family(DGRAM_UDP4, "127.0.0.1", "0.0.0.0", DGRAM_IPV4); }
@@ -506,33 +443,23 @@ static void test_implicit_bind_udp6(void) { implicit_family(DGRAM_UDP6, "::1", "
 
 /* address NULL means the loopback of the family; "localhost" works too. */
 static void default_addr_family(dgram_type type, const char *loop, dgram_family family) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, type, loop, 0, &srx);
-    dgram_socket *client = bound_sock(ctx, type, loop, 0, &crx);
-    uint16_t sport = test_port(server), cport = test_port(client);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, type, loop, 0, 0);
 
-    CHECK_OK(dgram_send(client, "default", 7, sport, NULL, on_sent, NULL));
-    CHECK_OK(dgram_send(client, "localhost", 9, sport, "localhost", on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, "default", 7, p.sport, NULL, on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, "localhost", 9, p.sport, "localhost", on_sent, NULL));
     dgram_buf b = {"vec", 3};
-    CHECK_OK(dgram_sendv(client, &b, 1, sport, NULL, on_sent, NULL));
-    RUN_UNTIL(ctx, srx.count, 3);
-    check_msg(&srx, 0, "default", 7);
-    check_msg(&srx, 1, "localhost", 9);
-    check_msg(&srx, 2, "vec", 3);
+    CHECK_OK(dgram_sendv(p.client, &b, 1, p.sport, NULL, on_sent, NULL));
+    RUN_UNTIL(p.ctx, p.srx.count, 3);
+    check_msg(&p.srx, 0, "default", 7);
+    check_msg(&p.srx, 1, "localhost", 9);
+    check_msg(&p.srx, 2, "vec", 3);
     for (int i = 0; i < 3; i++)
-        check_rinfo(&srx.rinfo[i], loop, cport, family);
-    RUN_UNTIL(ctx, g_sent.count, 3);
+        CHECK_ADDR(&p.srx.rinfo[i], loop, p.cport, family);
+    RUN_UNTIL(p.ctx, g_sent.count, 3);
     CHECK_EQ(g_sent.errors, 0);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 static void test_default_address_udp4(void) { default_addr_family(DGRAM_UDP4, "127.0.0.1", DGRAM_IPV4); }
@@ -543,47 +470,37 @@ static void test_default_address_udp6(void) { default_addr_family(DGRAM_UDP6, ":
  * kernel buffer overflow: loopback drops silently when it is full. */
 static void test_order(void) {
     enum { N = 1000, WINDOW = 100 };
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t *srx = malloc(sizeof *srx), *crx = malloc(sizeof *crx);
-    CHECK(srx && crx);
-    rx_init(srx);
-    rx_init(crx);
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 1 << 20, srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 1 << 20, crx);
-    uint16_t sport = test_port(server), cport = test_port(client);
+    pair *p = malloc(sizeof *p); /* large: its rx_t hold 1100 datagrams each */
+    CHECK(p != NULL);
+    pair_open(p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 1 << 20, 1 << 20);
 
     for (int w = 0; w < N; w += WINDOW) {
         for (int i = w; i < w + WINDOW; i++) {
             char m[16];
             int n = snprintf(m, sizeof m, "#%04d", i);
-            CHECK_OK(dgram_send(client, m, (size_t)n, sport, "127.0.0.1", on_sent, (void *)(uintptr_t)i));
+            CHECK_OK(dgram_send(p->client, m, (size_t)n, p->sport, "127.0.0.1", on_sent, (void *)(uintptr_t)i));
         }
-        RUN_UNTIL(ctx, srx->count, w + WINDOW);
+        RUN_UNTIL(p->ctx, p->srx.count, w + WINDOW);
     }
-    RUN_UNTIL(ctx, g_sent.count, N);
-    test_run_for(ctx, 100);
-    CHECK_EQ(srx->count, N);
+    RUN_UNTIL(p->ctx, g_sent.count, N);
+    test_run_for(p->ctx, 100);
+    CHECK_EQ(p->srx.count, N);
     CHECK_EQ(g_sent.count, N);
     CHECK_EQ(g_sent.errors, 0);
     for (int i = 0; i < N; i++) {
         char m[16];
         int n = snprintf(m, sizeof m, "#%04d", i);
-        if (srx->len[i] != (size_t)n || memcmp(srx->data[i], m, (size_t)n) != 0)
-            FAIL("datagram %d is \"%.*s\", expected \"%s\"", i, (int)srx->len[i], (const char *)srx->data[i], m);
-        CHECK_EQ(srx->rinfo[i].port, cport);
+        if (p->srx.len[i] != (size_t)n || memcmp(p->srx.data[i], m, (size_t)n) != 0)
+            FAIL("datagram %d is \"%.*s\", expected \"%s\"", i, (int)p->srx.len[i],
+                 (const char *)p->srx.data[i], m);
+        CHECK_EQ(p->srx.rinfo[i].port, p->cport);
         if (g_sent.data[i] != (void *)(uintptr_t)i)
             FAIL("send callback %d carries send_data %zu", i, (size_t)(uintptr_t)g_sent.data[i]);
         CHECK_EQ(g_sent.len[i], (size_t)n);
     }
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(srx);
-    rx_free(crx);
-    free(srx);
-    free(crx);
+    pair_close(p);
+    free(p);
 }
 
 /* Each send callback sends the next datagram, 100 deep. */
@@ -623,38 +540,30 @@ static void on_recursive_sent(dgram_socket *s, const dgram_error *err, size_t le
 }
 
 static void test_send_from_send_callback(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 1 << 20, 0);
     memset(&g_rec, 0, sizeof g_rec);
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 1 << 20, &srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    g_rec.client = client;
-    g_rec.port = test_port(server);
+    g_rec.client = p.client;
+    g_rec.port = p.sport;
 
-    CHECK_OK(dgram_send(client, "000", 3, g_rec.port, "127.0.0.1", on_recursive_sent, (void *)(uintptr_t)0));
-    RUN_UNTIL(ctx, g_rec.count, RECURSIVE_N);
-    RUN_UNTIL(ctx, srx.count, RECURSIVE_N);
-    test_run_for(ctx, 100);
+    CHECK_OK(dgram_send(p.client, "000", 3, g_rec.port, "127.0.0.1", on_recursive_sent, (void *)(uintptr_t)0));
+    RUN_UNTIL(p.ctx, g_rec.count, RECURSIVE_N);
+    RUN_UNTIL(p.ctx, p.srx.count, RECURSIVE_N);
+    test_run_for(p.ctx, 100);
     CHECK_EQ(g_rec.count, RECURSIVE_N);
     CHECK_EQ(g_rec.send_errors, 0);
     CHECK_EQ(g_rec.reentered, 0);
     CHECK_EQ(g_rec.sync_completion, 0);
     for (int i = 0; i < RECURSIVE_N; i++)
         CHECK_EQ(g_rec.calls[i], 1);
-    CHECK_EQ(srx.count, RECURSIVE_N);
+    CHECK_EQ(p.srx.count, RECURSIVE_N);
     for (int i = 0; i < RECURSIVE_N; i++) {
         char m[4];
         snprintf(m, sizeof m, "%03d", i);
-        check_msg(&srx, i, m, 3);
+        check_msg(&p.srx, i, m, 3);
     }
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 /* One echo server, 5 clients with 200 datagrams each: every client gets
@@ -692,7 +601,7 @@ static void mc_on_message(dgram_socket *s, const uint8_t *msg, size_t len, const
 
 static void test_one_server_many_clients(void) {
     enum { WINDOW = 20 };
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     rx_t *srx = malloc(sizeof *srx);
     CHECK(srx != NULL);
     rx_init(srx);
@@ -708,13 +617,10 @@ static void test_one_server_many_clients(void) {
     for (int k = 0; k < CLIENTS; k++) {
         clients[k].id = k;
         clients[k].server_port = sport;
-        dgram_socket_options o;
-        memset(&o, 0, sizeof o);
-        o.type = DGRAM_UDP4;
+        dgram_socket_options o = test_opts(DGRAM_UDP4);
         o.recv_buffer_size = 1 << 20;
-        CHECK_OK(dgram_create_socket(ctx, &o, mc_on_message, &clients[k], &cs[k]));
-        CHECK_OK(dgram_bind(cs[k], 0, "127.0.0.1", NULL));
-        cports[k] = test_port(cs[k]);
+        cs[k] = test_socket_with(ctx, &o, mc_on_message, &clients[k]);
+        cports[k] = test_bind(cs[k], "127.0.0.1");
     }
 
     for (int w = 0; w < PER_CLIENT; w += WINDOW) {
@@ -768,83 +674,60 @@ static void test_one_server_many_clients(void) {
 
 /* The udp4 echo with callbacks on the I/O thread. */
 static void test_echo_io_thread(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_IO_THREAD);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    srx.echo = 1;
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &srx);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    uint16_t sport = test_port(server), cport = test_port(client);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_IO_THREAD, DGRAM_UDP4, "127.0.0.1", 0, 0);
+    p.srx.echo = 1;
 
     uint8_t msg[300];
     for (size_t i = 0; i < sizeof msg; i++)
         msg[i] = pattern_byte(i + 11);
     static int token;
-    CHECK_OK(dgram_send(client, msg, sizeof msg, sport, "127.0.0.1", on_sent, &token));
-    WAIT_UNTIL(crx.count, 1);
+    CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, "127.0.0.1", on_sent, &token));
+    WAIT_UNTIL(p.crx.count, 1);
     WAIT_UNTIL(g_sent.count, 1);
-    CHECK_EQ(test_load(&srx.count), 1);
-    check_msg(&srx, 0, msg, sizeof msg);
-    check_rinfo(&srx.rinfo[0], "127.0.0.1", cport, DGRAM_IPV4);
-    CHECK_EQ(srx.echo_errors, 0);
-    check_msg(&crx, 0, msg, sizeof msg);
-    check_rinfo(&crx.rinfo[0], "127.0.0.1", sport, DGRAM_IPV4);
+    CHECK_EQ(test_load(&p.srx.count), 1);
+    check_msg(&p.srx, 0, msg, sizeof msg);
+    CHECK_ADDR(&p.srx.rinfo[0], "127.0.0.1", p.cport, DGRAM_IPV4);
+    CHECK_EQ(p.srx.echo_errors, 0);
+    check_msg(&p.crx, 0, msg, sizeof msg);
+    CHECK_ADDR(&p.crx.rinfo[0], "127.0.0.1", p.sport, DGRAM_IPV4);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], sizeof msg);
     CHECK(g_sent.data[0] == &token);
     /* dispatch has nothing to do in this mode */
-    CHECK_EQ(dgram_context_dispatch(ctx, 0), 0);
+    CHECK_EQ(dgram_context_dispatch(p.ctx, 0), 0);
     test_sleep_ms(100);
-    CHECK_EQ(test_load(&srx.count), 1);
-    CHECK_EQ(test_load(&crx.count), 1);
+    CHECK_EQ(test_load(&p.srx.count), 1);
+    CHECK_EQ(test_load(&p.crx.count), 1);
     CHECK_EQ(test_load(&g_sent.count), 1);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 /* A udp6 socket with ipv6_only off, bound to "::", receives IPv4 traffic,
  * with the sender as an IPv4-mapped address. */
 static void test_dual_stack(void) {
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    rx_t srx, crx;
-    rx_init(&srx);
-    rx_init(&crx);
-    sent_reset();
-    srx.echo = 1;
-    dgram_socket_options o;
-    memset(&o, 0, sizeof o);
-    o.type = DGRAM_UDP6;
-    o.ipv6_only = false;
-    dgram_socket *server = NULL;
-    CHECK_OK(dgram_create_socket(ctx, &o, rx_on_message, &srx, &server));
-    CHECK_OK(dgram_bind(server, 0, "::", NULL));
-    uint16_t sport = test_port(server);
-    dgram_socket *client = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 0, &crx);
-    uint16_t cport = test_port(client);
+    pair p;
+    pair_begin(&p, DGRAM_DISPATCH_HOST);
+    p.srx.echo = 1;
+    p.server = bound_sock(p.ctx, DGRAM_UDP6, "::", 0, &p.srx); /* ipv6_only off */
+    p.sport = test_port(p.server);
+    p.client = bound_sock(p.ctx, DGRAM_UDP4, "127.0.0.1", 0, &p.crx);
+    p.cport = test_port(p.client);
 
-    CHECK_OK(dgram_send(client, "mapped", 6, sport, "127.0.0.1", on_sent, NULL));
-    RUN_UNTIL(ctx, crx.count, 1);
-    CHECK_EQ(srx.count, 1);
-    check_msg(&srx, 0, "mapped", 6);
-    check_rinfo(&srx.rinfo[0], "::ffff:127.0.0.1", cport, DGRAM_IPV6);
-    /* the reply to the mapped address reaches the udp4 client */
-    CHECK_EQ(srx.echo_errors, 0);
-    check_msg(&crx, 0, "mapped", 6);
-    check_rinfo(&crx.rinfo[0], "127.0.0.1", sport, DGRAM_IPV4);
-    RUN_UNTIL(ctx, g_sent.count, 1);
+    CHECK_OK(dgram_send(p.client, "mapped", 6, p.sport, "127.0.0.1", on_sent, NULL));
+    RUN_UNTIL(p.ctx, p.crx.count, 1);
+    CHECK_EQ(p.srx.count, 1);
+    check_msg(&p.srx, 0, "mapped", 6);
+    CHECK_ADDR(&p.srx.rinfo[0], "::ffff:127.0.0.1", p.cport, DGRAM_IPV6);
+    /* the reply to the mapped address reaches the udp4 p.client */
+    CHECK_EQ(p.srx.echo_errors, 0);
+    check_msg(&p.crx, 0, "mapped", 6);
+    CHECK_ADDR(&p.crx.rinfo[0], "127.0.0.1", p.sport, DGRAM_IPV4);
+    RUN_UNTIL(p.ctx, g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
 
-    dgram_socket_free(client);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(&srx);
-    rx_free(&crx);
+    pair_close(&p);
 }
 
 int main(void) {

@@ -8,7 +8,7 @@
  *
  * Only 127.0.0.1 is used, on ports the OS picks.
  */
-#include "test_util.h"
+#include "recorder.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -71,31 +71,6 @@ static long long udp_rcvbuf_errors(void) {
     return result;
 }
 
-/* A thread that runs callbacks must be the one that should: `owner` is the
- * first thread seen; later callbacks on another thread count as mismatches. */
-typedef struct {
-    pthread_mutex_t lock;
-    int seen;
-    pthread_t owner;
-    int mismatch;
-} thread_check;
-
-static void thread_check_init(thread_check *t) {
-    memset(t, 0, sizeof *t);
-    CHECK(pthread_mutex_init(&t->lock, NULL) == 0);
-}
-
-static void thread_check_note(thread_check *t) {
-    pthread_mutex_lock(&t->lock);
-    if (!t->seen) {
-        t->seen = 1;
-        t->owner = pthread_self();
-    } else if (!pthread_equal(t->owner, pthread_self())) {
-        t->mismatch++;
-    }
-    pthread_mutex_unlock(&t->lock);
-}
-
 /* Set in the test's own sender threads: no callback may run there. */
 static __thread int tl_sender_thread;
 
@@ -155,14 +130,12 @@ static void check_receiver(const receiver_state *r, int per_thread, long long dr
     CHECK_EQ(r->on_sender_thread, 0);
 }
 
+/* A udp4 socket with a 4 MiB receive buffer, bound to 127.0.0.1. */
 static dgram_socket *make_receiver(dgram_context *ctx, dgram_message_cb cb, void *ud) {
-    dgram_socket_options o;
-    memset(&o, 0, sizeof o);
-    o.type = DGRAM_UDP4;
+    dgram_socket_options o = test_opts(DGRAM_UDP4);
     o.recv_buffer_size = 4 << 20;
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(ctx, &o, cb, ud, &s));
-    CHECK_OK(dgram_bind(s, 0, "127.0.0.1", NULL));
+    dgram_socket *s = test_socket_with(ctx, &o, cb, ud);
+    test_bind(s, "127.0.0.1");
     return s;
 }
 
@@ -172,23 +145,11 @@ static dgram_socket *make_receiver(dgram_context *ctx, dgram_message_cb cb, void
  * asked for is granted; where net.core.rmem_max is lower, the window shrinks
  * instead of the check weakening. */
 static int flow_window(dgram_socket *s) {
-    int size = 0;
-    socklen_t len = sizeof size;
-    CHECK(getsockopt(dgram_fileno(s), SOL_SOCKET, SO_RCVBUF, &size, &len) == 0);
-    int window = size / 2048;
+    int window = test_sockopt_int(s, SOL_SOCKET, SO_RCVBUF) / 2048;
     if (window > 512)
         window = 512;
     CHECK(window >= 16);
     return window;
-}
-
-static dgram_context *new_ctx(dgram_dispatch mode) {
-    dgram_context_options o;
-    memset(&o, 0, sizeof o);
-    o.dispatch = mode;
-    dgram_context *c = dgram_context_new(&o);
-    CHECK(c != NULL);
-    return c;
 }
 
 /* ---- four threads, one socket ---------------------------------------------- */
@@ -200,24 +161,30 @@ typedef struct {
 } send_tally;
 
 typedef struct {
+    send_tally *tally;
+    uint32_t seq;
+} send_token;
+
+/* One sender thread: sends `count` numbered datagrams (thread number `id`)
+ * on `sock` to 127.0.0.1:port, the i-th with callback `cb` and send_data
+ * &tokens[i]. */
+typedef struct {
     int id;
     dgram_socket *sock;
     uint16_t port;
+    int count;
+    dgram_send_cb cb;
+    send_token *tokens; /* `count` of them, this thread's */
+    send_tally *tally;  /* this thread's */
     int first_error;
     int sent;
-    send_tally *tally;
     /* Flow control, when set: at most `window` datagrams in flight. */
     const int *received;
     int *sent_total;
     int window;
 } sender_arg;
 
-typedef struct {
-    send_tally *tally;
-    uint32_t seq;
-} send_token;
-
-static send_token tokens[NTHREADS][PER_THREAD];
+static send_token tokens[NTHREADS * PER_THREAD];
 static int listening_seen, send_cb_before_listening;
 static thread_check sender_cb_threads;
 
@@ -244,7 +211,7 @@ static void shared_on_listening(dgram_socket *s, void *ud) {
 static void *sender_main(void *p) {
     sender_arg *a = p;
     tl_sender_thread = 1;
-    for (uint32_t i = 0; i < PER_THREAD; i++) {
+    for (uint32_t i = 0; i < (uint32_t)a->count; i++) {
         if (a->window) {
             long long deadline = test_now_ms() + TEST_WAIT_MS;
             while (test_load(a->sent_total) - test_load(a->received) >= a->window) {
@@ -255,10 +222,9 @@ static void *sender_main(void *p) {
         }
         numbered m;
         fill(&m, (uint32_t)a->id, i);
-        tokens[a->id][i].tally = a->tally;
-        tokens[a->id][i].seq = i;
-        int rc = dgram_send(a->sock, &m, sizeof m, a->port, "127.0.0.1", shared_on_send,
-                            &tokens[a->id][i]);
+        a->tokens[i].tally = a->tally;
+        a->tokens[i].seq = i;
+        int rc = dgram_send(a->sock, &m, sizeof m, a->port, "127.0.0.1", a->cb, &a->tokens[i]);
         if (rc != 0) {
             a->first_error = rc;
             return NULL;
@@ -267,6 +233,19 @@ static void *sender_main(void *p) {
         test_add(a->sent_total, 1);
     }
     return NULL;
+}
+
+/* Starts NTHREADS sender threads: thread t gets a copy of `common` with id
+ * t, tally &tallies[t] and the tokens from all_tokens[t * common->count]. */
+static void start_senders(sender_arg args[NTHREADS], pthread_t th[NTHREADS],
+                          const sender_arg *common, send_tally *tallies, send_token *all_tokens) {
+    for (int t = 0; t < NTHREADS; t++) {
+        args[t] = *common;
+        args[t].id = t;
+        args[t].tally = &tallies[t];
+        args[t].tokens = &all_tokens[t * common->count];
+        CHECK(pthread_create(&th[t], NULL, sender_main, &args[t]) == 0);
+    }
 }
 
 static void shared_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
@@ -279,7 +258,7 @@ static void shared_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
 static void test_four_threads_one_socket(void) {
     puts("test_four_threads_one_socket");
     long long drops_before = udp_rcvbuf_errors();
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     static receiver_state recv;
     receiver_init(&recv);
     thread_check_init(&sender_cb_threads);
@@ -288,8 +267,7 @@ static void test_four_threads_one_socket(void) {
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
 
     /* The shared socket is bound implicitly by whichever thread sends first. */
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(ctx, NULL, NULL, NULL, &s));
+    dgram_socket *s = test_socket_with(ctx, NULL, NULL, NULL);
     CHECK_OK(dgram_on_listening(s, shared_on_listening));
 
     static send_tally tally[NTHREADS];
@@ -297,19 +275,10 @@ static void test_four_threads_one_socket(void) {
     sender_arg args[NTHREADS];
     pthread_t th[NTHREADS];
     int sent_total = 0;
-    int window = flow_window(r);
-    for (int t = 0; t < NTHREADS; t++) {
-        memset(&args[t], 0, sizeof args[t]);
-        args[t].id = t;
-        args[t].sock = s;
-        args[t].port = port;
-        args[t].tally = &tally[t];
-        args[t].received = &recv.total;
-        args[t].sent_total = &sent_total;
-        args[t].window = window;
-    }
-    for (int t = 0; t < NTHREADS; t++)
-        CHECK(pthread_create(&th[t], NULL, sender_main, &args[t]) == 0);
+    sender_arg common = {.sock = s, .port = port, .count = PER_THREAD, .cb = shared_on_send,
+                         .received = &recv.total, .sent_total = &sent_total,
+                         .window = flow_window(r)};
+    start_senders(args, th, &common, tally, tokens);
     /* Dispatch on this thread while they send. */
     long long deadline = test_now_ms() + 4 * TEST_WAIT_MS;
     int sends_done = 0;
@@ -429,11 +398,10 @@ static void *flood_main(void *p) {
 
 static void test_close_from_thread_while_dispatching(void) {
     puts("test_close_from_thread_while_dispatching");
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_HOST);
-    dgram_context *fctx = new_ctx(DGRAM_DISPATCH_HOST); /* the flooder's, never dispatched */
-    dgram_socket *fs = NULL;
-    CHECK_OK(dgram_create_socket(fctx, NULL, NULL, NULL, &fs));
-    CHECK_OK(dgram_bind(fs, 0, "127.0.0.1", NULL));
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_context *fctx = test_context(DGRAM_DISPATCH_HOST, 0); /* the flooder's, never dispatched */
+    dgram_socket *fs = test_socket_with(fctx, NULL, NULL, NULL);
+    test_bind(fs, "127.0.0.1");
     for (int round = 0; round < 5; round++) {
         close_race c;
         memset(&c, 0, sizeof c);
@@ -530,7 +498,7 @@ static void io_client_message(dgram_socket *s, const uint8_t *msg, size_t len,
 }
 
 static send_tally io_tally[NTHREADS];
-static send_token io_tokens[NTHREADS][IO_PER_THREAD];
+static send_token io_tokens[NTHREADS * IO_PER_THREAD];
 
 static void io_client_sent(dgram_socket *s, const dgram_error *err, size_t len, void *data) {
     io_note_thread();
@@ -550,43 +518,6 @@ static void io_chain_sent(dgram_socket *s, const dgram_error *err, size_t len, v
     }
 }
 
-typedef struct {
-    int id;
-    dgram_socket *sock;
-    uint16_t port;
-    int first_error;
-    int sent;
-    int *sent_total;
-    int window;
-} io_sender_arg;
-
-static void *io_sender_main(void *p) {
-    io_sender_arg *a = p;
-    tl_sender_thread = 1;
-    for (uint32_t i = 0; i < IO_PER_THREAD; i++) {
-        /* Flow control: echoes outstanding stay far below the buffers. */
-        long long deadline = test_now_ms() + TEST_WAIT_MS;
-        while (test_load(a->sent_total) - test_load(&io_client.total) >= a->window) {
-            if (test_now_ms() > deadline)
-                return NULL;
-            test_sleep_ms(1);
-        }
-        numbered m;
-        fill(&m, (uint32_t)a->id, i);
-        io_tokens[a->id][i].tally = &io_tally[a->id];
-        io_tokens[a->id][i].seq = i;
-        int rc = dgram_send(a->sock, &m, sizeof m, a->port, "127.0.0.1", io_client_sent,
-                            &io_tokens[a->id][i]);
-        if (rc != 0) {
-            a->first_error = rc;
-            return NULL;
-        }
-        a->sent++;
-        test_add(a->sent_total, 1);
-    }
-    return NULL;
-}
-
 static void test_io_thread_sends_from_threads_and_callbacks(void) {
     puts("test_io_thread_sends_from_threads_and_callbacks");
     long long drops_before = udp_rcvbuf_errors();
@@ -599,24 +530,20 @@ static void test_io_thread_sends_from_threads_and_callbacks(void) {
     listening_seen = 1; /* shared_on_send's listening check does not apply here */
     send_cb_before_listening = 0;
 
-    dgram_context *ctx = new_ctx(DGRAM_DISPATCH_IO_THREAD);
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
     dgram_socket *server = make_receiver(ctx, io_server_message, NULL);
     dgram_socket *client = make_receiver(ctx, io_client_message, NULL);
     uint16_t sport = test_port(server);
     int window = flow_window(server) < flow_window(client) ? flow_window(server) : flow_window(client);
 
-    io_sender_arg args[NTHREADS];
+    /* Flow control: echoes outstanding stay far below the buffers. */
+    sender_arg args[NTHREADS];
     pthread_t th[NTHREADS];
     int sent_total = 0;
-    for (int t = 0; t < NTHREADS; t++) {
-        memset(&args[t], 0, sizeof args[t]);
-        args[t].id = t;
-        args[t].sock = client;
-        args[t].port = sport;
-        args[t].sent_total = &sent_total;
-        args[t].window = window;
-        CHECK(pthread_create(&th[t], NULL, io_sender_main, &args[t]) == 0);
-    }
+    sender_arg common = {.sock = client, .port = sport, .count = IO_PER_THREAD,
+                         .cb = io_client_sent, .received = &io_client.total,
+                         .sent_total = &sent_total, .window = window};
+    start_senders(args, th, &common, io_tally, io_tokens);
     /* And a chain of sends from send callbacks, on the server socket, to a
      * third socket. */
     dgram_socket *sink = make_receiver(ctx, NULL, NULL);
@@ -702,14 +629,13 @@ static void *freer_main(void *p) {
 
 static void test_context_free_from_thread_while_delivering(void) {
     puts("test_context_free_from_thread_while_delivering");
-    dgram_context *fctx = new_ctx(DGRAM_DISPATCH_HOST);
-    dgram_socket *fs = NULL;
-    CHECK_OK(dgram_create_socket(fctx, NULL, NULL, NULL, &fs));
-    CHECK_OK(dgram_bind(fs, 0, "127.0.0.1", NULL));
+    dgram_context *fctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_socket *fs = test_socket_with(fctx, NULL, NULL, NULL);
+    test_bind(fs, "127.0.0.1");
     for (int round = 0; round < 5; round++) {
         free_race f;
         memset(&f, 0, sizeof f);
-        f.ctx = new_ctx(DGRAM_DISPATCH_IO_THREAD);
+        f.ctx = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
         dgram_socket *r = make_receiver(f.ctx, free_race_message, &f);
         dgram_socket *r2 = make_receiver(f.ctx, free_race_message, &f);
         flooder fl, fl2;
@@ -797,8 +723,7 @@ static void test_no_lost_wakeups(void) {
     dgram_context *ctx = dgram_context_new(NULL);
     CHECK(ctx != NULL);
     dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, lockstep_on_message, NULL);
-    CHECK_OK(dgram_bind(rx, 0, "127.0.0.1", NULL));
-    lockstep_port = test_port(rx);
+    lockstep_port = test_bind(rx, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* 'listening' */
     pthread_t sender;
     CHECK_EQ(pthread_create(&sender, NULL, lockstep_sender, NULL), 0);

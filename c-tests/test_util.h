@@ -1,7 +1,9 @@
 /*
  * Shared helpers for libdgram's C tests: assertions that print where and
- * what, a watchdog, event-loop helpers, and network namespaces that clean
- * themselves up.
+ * what, a watchdog, event-loop helpers, contexts and sockets made and bound
+ * in one call, checks of addresses, socket options and closed sockets, and
+ * network namespaces that clean themselves up. The recorders that callbacks
+ * fill in are in recorder.h.
  *
  * Every test program is one process; a failed assertion exits 1, a test that
  * cannot run here exits TEST_SKIP (77, CTest's SKIP_RETURN_CODE) after saying
@@ -86,6 +88,16 @@
                  (size_t)(len));                                               \
     } while (0)
 
+/* Checks a dgram_addr (a local address, an rinfo, an error's address):
+ * its text, port and family. */
+#define CHECK_ADDR(actual, want_text, want_port, want_family)                 \
+    do {                                                                       \
+        const dgram_addr *addr_ = (actual);                                    \
+        CHECK_STR(addr_->address, (want_text));                                \
+        CHECK_EQ(addr_->port, (want_port));                                    \
+        CHECK_EQ(addr_->family, (want_family));                                \
+    } while (0)
+
 /* Reports the test skipped (CTest's SKIP_RETURN_CODE), or failed when
  * DGRAM_TESTS_NO_SKIP is set: CI runs as root and must run every test. */
 static inline void test_skip(const char *fmt, ...) {
@@ -159,17 +171,54 @@ static inline void test_run_for(dgram_context *ctx, int ms) {
     }
 }
 
+/* Creates a context with `dispatch` mode and `max_pending_events` (0: the
+ * default). */
+static inline dgram_context *test_context(dgram_dispatch dispatch,
+                                          uint32_t max_pending_events) {
+    dgram_context_options o;
+    memset(&o, 0, sizeof o);
+    o.dispatch = dispatch;
+    o.max_pending_events = max_pending_events;
+    dgram_context *ctx = dgram_context_new(&o);
+    CHECK(ctx != NULL);
+    return ctx;
+}
+
+/* Default socket options of `type`, to adjust before test_socket_with. */
+static inline dgram_socket_options test_opts(dgram_type type) {
+    dgram_socket_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.type = type;
+    return opts;
+}
+
+/* Creates a socket with `opts` (passed as is: NULL means udp4 defaults). */
+static inline dgram_socket *test_socket_with(dgram_context *ctx,
+                                             const dgram_socket_options *opts,
+                                             dgram_message_cb on_message,
+                                             void *userdata) {
+    dgram_socket *s = NULL;
+    CHECK_OK(dgram_create_socket(ctx, opts, on_message, userdata, &s));
+    CHECK(s != NULL);
+    return s;
+}
+
 /* Creates a socket of `type` with default options. */
 static inline dgram_socket *test_socket(dgram_context *ctx, dgram_type type,
                                         dgram_message_cb on_message,
                                         void *userdata) {
-    dgram_socket_options opts;
-    memset(&opts, 0, sizeof opts);
-    opts.type = type;
-    dgram_socket *s = NULL;
-    CHECK_OK(dgram_create_socket(ctx, &opts, on_message, userdata, &s));
-    CHECK(s != NULL);
-    return s;
+    dgram_socket_options opts = test_opts(type);
+    return test_socket_with(ctx, &opts, on_message, userdata);
+}
+
+/* The loopback address of `type`: "127.0.0.1" or "::1". */
+static inline const char *test_loopback(dgram_type type) {
+    return type == DGRAM_UDP4 ? "127.0.0.1" : "::1";
+}
+
+/* The name of `type`: "udp4" or "udp6". */
+static inline const char *test_type_name(dgram_type type) {
+    return type == DGRAM_UDP4 ? "udp4" : "udp6";
 }
 
 /* The port a bound socket got. */
@@ -177,6 +226,180 @@ static inline uint16_t test_port(dgram_socket *s) {
     dgram_addr a;
     CHECK_OK(dgram_address(s, &a));
     return a.port;
+}
+
+/* Binds `s` to `address` on a port the OS picks, with no callback and
+ * without waiting for 'listening'; returns the port (never 0). */
+static inline uint16_t test_bind(dgram_socket *s, const char *address) {
+    CHECK_OK(dgram_bind(s, 0, address, NULL));
+    uint16_t port = test_port(s);
+    CHECK(port != 0);
+    return port;
+}
+
+/* Checks the local address of a bound socket (dgram_address): `address`,
+ * `family`, and `port`, where 0 means "any port but 0". Returns the port. */
+static inline uint16_t test_check_bound(dgram_socket *s, const char *address,
+                                        uint16_t port, dgram_family family) {
+    dgram_addr a;
+    memset(&a, 0x5a, sizeof a); /* dgram_address must write every field */
+    CHECK_OK(dgram_address(s, &a));
+    CHECK(a.port != 0);
+    CHECK_ADDR(&a, address, port ? port : a.port, family);
+    return a.port;
+}
+
+/* Reads an int socket option from the library socket's fd (getsockopt on
+ * dgram_fileno), failing the test if it cannot. */
+static inline int test_sockopt_int(dgram_socket *s, int level, int name) {
+    int fd = dgram_fileno(s);
+    CHECK(fd >= 0);
+    int value = -12345;
+    socklen_t len = sizeof value;
+    if (getsockopt(fd, level, name, &value, &len) != 0)
+        FAIL("getsockopt(%d, %d): %s", level, name, strerror(errno));
+    CHECK_EQ(len, sizeof value);
+    return value;
+}
+
+/* Checks an integer option setter (dgram_set_ttl, dgram_set_multicast_ttl)
+ * against the option it sets: each of `good`, in turn, is accepted and read
+ * back with getsockopt(level, name); then each of `bad` is DGRAM_EINVAL and
+ * leaves the last good value in place. */
+static inline void test_check_int_setter(dgram_socket *s,
+                                         int (*set)(dgram_socket *, int32_t),
+                                         int level, int name,
+                                         const int32_t *good, size_t ngood,
+                                         const int32_t *bad, size_t nbad) {
+    for (size_t i = 0; i < ngood; i++) {
+        int rc = set(s, good[i]);
+        if (rc != 0)
+            FAIL("setting %d returned %s", (int)good[i], dgram_err_name(rc));
+        CHECK_EQ(test_sockopt_int(s, level, name), good[i]);
+    }
+    for (size_t i = 0; i < nbad; i++) {
+        int rc = set(s, bad[i]);
+        if (rc != DGRAM_EINVAL)
+            FAIL("setting %d returned %s, expected EINVAL", (int)bad[i],
+                 dgram_err_name(rc));
+        CHECK(ngood > 0);
+        CHECK_EQ(test_sockopt_int(s, level, name), good[ngood - 1]);
+    }
+}
+
+/* Waits (without dispatching) until dgram_context_active(ctx) is `want`
+ * (datagrams read by the I/O thread count as undelivered events), then
+ * checks that it stays there for 20 ms. */
+static inline void test_wait_active(dgram_context *ctx, uint32_t want) {
+    long long deadline = test_now_ms() + TEST_WAIT_MS;
+    while (dgram_context_active(ctx) != want) {
+        if (test_now_ms() > deadline)
+            FAIL("timed out waiting for dgram_context_active == %u (now %u)",
+                 want, dgram_context_active(ctx));
+        test_sleep_ms(1);
+    }
+    test_sleep_ms(20);
+    CHECK_EQ(dgram_context_active(ctx), want);
+}
+
+/* Callbacks that do nothing, for calls that must be refused before any
+ * callback could run. */
+static inline void test_ignore_message(dgram_socket *s, const uint8_t *msg,
+                                       size_t len, const dgram_addr *rinfo,
+                                       void *userdata) {
+    (void)s, (void)msg, (void)len, (void)rinfo, (void)userdata;
+}
+static inline void test_ignore_event(dgram_socket *s, void *userdata) {
+    (void)s, (void)userdata;
+}
+static inline void test_ignore_error(dgram_socket *s, const dgram_error *err,
+                                     void *userdata) {
+    (void)s, (void)err, (void)userdata;
+}
+static inline void test_ignore_sent(dgram_socket *s, const dgram_error *err,
+                                    size_t length, void *send_data) {
+    (void)s, (void)err, (void)length, (void)send_data;
+}
+
+/* Every call on `s`, a socket of `type` that is closed or whose context was
+ * freed, answers DGRAM_EBADF: with good arguments and with bad ones (a
+ * closed socket wins over bad arguments), with and without callbacks. */
+static inline void test_check_all_ebadf(dgram_socket *s, dgram_type type) {
+    static uint8_t big[70000]; /* over the largest datagram */
+    const char *lo = test_loopback(type);
+    const char *group = type == DGRAM_UDP4 ? "239.255.0.1" : "ff05::1:3";
+    dgram_addr a;
+    dgram_buf one = {"x", 1}, null_base = {NULL, 7};
+    dgram_buf two[2] = {{"ab", 2}, {"cd", 2}};
+
+    CHECK_CODE(dgram_bind(s, 0, lo, test_ignore_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, 0, "127.0.0.1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, 0, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, 0, NULL, test_ignore_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, -1, "not an address", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, -1, "garbage", test_ignore_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_bind(s, 65536, "::1", NULL), DGRAM_EBADF);
+
+    CHECK_CODE(dgram_send(s, "x", 1, 9, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, "x", 1, 9, "127.0.0.1", NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, "x", 1, 9, "127.0.0.1", test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, "x", 1, 9, NULL, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 0, 9, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 0, 9, NULL, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, "x", 1, 0, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, "x", 1, 70000, "garbage", test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, big, sizeof big, 9, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 5, 9, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 5, -1, "garbage", test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_send(s, NULL, 100000, 0, NULL, NULL, NULL), DGRAM_EBADF);
+
+    CHECK_CODE(dgram_sendv(s, two, 2, 9, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, &one, 1, 9, "127.0.0.1", NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, &null_base, 1, 9, NULL, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, NULL, 0, 9, lo, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, NULL, 0, 9, NULL, test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, NULL, 3, 0, "garbage", test_ignore_sent, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_sendv(s, NULL, 3, -1, "garbage", test_ignore_sent, NULL), DGRAM_EBADF);
+
+    memset(&a, 0x5a, sizeof a);
+    CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+    CHECK_CODE(dgram_address(s, NULL), DGRAM_EBADF);
+
+    CHECK_CODE(dgram_set_broadcast(s, true), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_broadcast(s, false), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, 64), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, 0), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, 256), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_ttl(s, INT32_MIN), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_ttl(s, 1), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_ttl(s, -1), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_ttl(s, 300), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_loopback(s, true), DGRAM_EBADF);
+    CHECK_CODE(dgram_set_multicast_loopback(s, false), DGRAM_EBADF);
+
+    CHECK_CODE(dgram_add_membership(s, group, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, "239.255.0.1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, NULL, "eth0"), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, "garbage", "garbage"), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, lo, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_add_membership(s, "127.0.0.1", NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_drop_membership(s, group, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_drop_membership(s, NULL, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_drop_membership(s, "garbage", "garbage"), DGRAM_EBADF);
+
+    CHECK_CODE(dgram_on_message(s, test_ignore_message), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_message(s, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_listening(s, test_ignore_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_listening(s, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_close(s, test_ignore_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_close(s, NULL), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_error(s, test_ignore_error), DGRAM_EBADF);
+    CHECK_CODE(dgram_on_error(s, NULL), DGRAM_EBADF);
+
+    CHECK_CODE(dgram_fileno(s), DGRAM_EBADF);
+    CHECK_CODE(dgram_close(s, test_ignore_event), DGRAM_EBADF);
+    CHECK_CODE(dgram_close(s, NULL), DGRAM_EBADF);
 }
 
 /* ---- network namespaces -------------------------------------------------

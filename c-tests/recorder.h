@@ -1,0 +1,220 @@
+/*
+ * Recorders shared by libdgram's C tests: what callbacks saw, kept for the
+ * test to assert on afterwards.
+ *
+ *   event_log       the order of events, one letter each ("lLM", "LSSC")
+ *   inbox           how many datagrams a socket received, and the last one;
+ *                   inbox_socket / inbox_socket_on_host make a socket
+ *                   recording into one, check_inbox checks it
+ *   send_rec        send completions (send_data points to it);
+ *                   send_and_wait sends and waits for the completion
+ *   thread_check    whether every callback ran on one and the same thread
+ *   test_bind_wait  bind, then dispatch until 'listening' (host dispatch)
+ *
+ * Callbacks may run on the context's I/O thread: every recorder stores its
+ * data first and publishes its count last, with test_add, so a thread that
+ * sees the count (test_load, RUN_UNTIL, WAIT_UNTIL) also sees the data.
+ */
+#ifndef DGRAM_TEST_RECORDER_H
+#define DGRAM_TEST_RECORDER_H
+
+#include "test_util.h" /* first: it defines _GNU_SOURCE */
+
+#include <pthread.h>
+
+/* ---- event_log --------------------------------------------------------------
+ * The order of events across kinds, one letter per event, compared whole:
+ * CHECK_STR(log.text, "lLMcC"). Letters past the end of the buffer are
+ * dropped (a whole-string comparison then fails). */
+typedef struct {
+    char text[1024];
+    int len;
+} event_log;
+
+static inline void event_log_add(event_log *log, char c) {
+    if (log->len < (int)sizeof log->text - 1) {
+        log->text[log->len++] = c;
+        log->text[log->len] = '\0';
+    }
+}
+
+/* ---- inbox ------------------------------------------------------------------
+ * What one socket received: the count, and a whole copy of the last
+ * datagram and its sender (the library's `msg` and `rinfo` are valid only
+ * during the callback). Make it the socket's userdata with inbox_on_message
+ * as its message callback, or call inbox_store from a callback of your own. */
+typedef struct {
+    dgram_socket *socket; /* when set, each datagram must come with this handle */
+    int count;            /* datagrams received (published last) */
+    size_t len;           /* the last one's length */
+    uint8_t data[65536];  /* the last one's bytes (any UDP payload fits) */
+    dgram_addr rinfo;     /* the last one's sender */
+} inbox;
+
+static inline void inbox_store(inbox *in, dgram_socket *s, const uint8_t *msg,
+                               size_t len, const dgram_addr *rinfo) {
+    CHECK(in != NULL);
+    if (in->socket != NULL && s != in->socket)
+        FAIL("datagram delivered with handle %p, expected %p", (void *)s,
+             (void *)in->socket);
+    CHECK(len <= sizeof in->data);
+    if (len)
+        memcpy(in->data, msg, len);
+    in->len = len;
+    in->rinfo = *rinfo;
+    test_add(&in->count, 1);
+}
+
+static inline void inbox_on_message(dgram_socket *s, const uint8_t *msg,
+                                    size_t len, const dgram_addr *rinfo,
+                                    void *userdata) {
+    inbox_store(userdata, s, msg, len, rinfo);
+}
+
+/* Creates a socket with `opts` (NULL: udp4 defaults) whose datagrams go to
+ * `in`, cleared and tied to the new handle; with `in` NULL the socket has no
+ * message callback. */
+static inline dgram_socket *inbox_socket(dgram_context *ctx,
+                                         const dgram_socket_options *opts,
+                                         inbox *in) {
+    if (in)
+        memset(in, 0, sizeof *in);
+    dgram_socket *s = test_socket_with(ctx, opts, in ? inbox_on_message : NULL, in);
+    if (in)
+        in->socket = s;
+    return s;
+}
+
+/* Creates a socket of `type`, with reuse_addr as given, on one of the two
+ * hosts of test_two_hosts_or_skip (host B when `on_b`, else host A), whose
+ * datagrams go to `in` as with inbox_socket. The calling thread makes it in
+ * that host's namespace (a socket belongs to the namespace of the thread
+ * that creates it), then returns to host A's. */
+static inline dgram_socket *inbox_socket_on_host(dgram_context *ctx,
+                                                 const test_two_hosts *hosts,
+                                                 bool on_b, dgram_type type,
+                                                 bool reuse_addr, inbox *in) {
+    dgram_socket_options opts = test_opts(type);
+    opts.reuse_addr = reuse_addr;
+    test_netns_enter(on_b ? hosts->peer_ns : hosts->self_ns);
+    dgram_socket *s = inbox_socket(ctx, &opts, in);
+    test_netns_enter(hosts->self_ns);
+    return s;
+}
+
+/* Checks that `in` got exactly `count` datagrams, the last one being the
+ * `len` bytes at `bytes`, from `from`:`port` of `family`. */
+static inline void check_inbox(const inbox *in, int count, const void *bytes,
+                               size_t len, const char *from, uint16_t port,
+                               dgram_family family) {
+    CHECK_EQ(test_load(&in->count), count);
+    CHECK_EQ(in->len, len);
+    CHECK_MEM(in->data, bytes, len);
+    CHECK_ADDR(&in->rinfo, from, port, family);
+}
+
+/* check_inbox for a datagram that is the text `text` (no NUL). */
+static inline void check_inbox_text(const inbox *in, int count, const char *text,
+                                    const char *from, uint16_t port,
+                                    dgram_family family) {
+    check_inbox(in, count, text, strlen(text), from, port, family);
+}
+
+/* ---- send_rec ---------------------------------------------------------------
+ * Completions of the sends given it as send_data, with send_rec_on_sent as
+ * their callback: how many, how many failed, and the last one's details. */
+typedef struct {
+    int count;       /* completions (published last) */
+    int errors;      /* completions with an error */
+    int code;        /* the last one: 0 when sent, else its error code */
+    size_t length;   /* the last one's length */
+    void *send_data; /* the last one's send_data (this record) */
+    dgram_error err; /* the last one's error, zeroed when it was sent */
+} send_rec;
+
+static inline void send_rec_on_sent(dgram_socket *s, const dgram_error *err,
+                                    size_t length, void *send_data) {
+    (void)s;
+    send_rec *sr = send_data;
+    CHECK(sr != NULL);
+    sr->length = length;
+    sr->send_data = send_data;
+    sr->code = err ? err->code : 0;
+    if (err) {
+        sr->errors++;
+        sr->err = *err;
+    } else {
+        memset(&sr->err, 0, sizeof sr->err);
+    }
+    test_add(&sr->count, 1);
+}
+
+/* Host dispatch: sends the `len` bytes of `msg` from `s` to address:port
+ * with `sr` as send_data, runs `ctx` until that send's callback came, and
+ * checks that it reports success and the length `len`. */
+static inline void send_and_wait(dgram_context *ctx, dgram_socket *s,
+                                 const void *msg, size_t len, uint16_t port,
+                                 const char *address, send_rec *sr) {
+    int before = test_load(&sr->count);
+    CHECK_OK(dgram_send(s, msg, len, port, address, send_rec_on_sent, sr));
+    RUN_UNTIL(ctx, sr->count, before + 1);
+    if (sr->code != 0)
+        FAIL("send to %s:%u failed: %s (%s)", address ? address : "(default)",
+             (unsigned)port, dgram_err_name(sr->code),
+             sr->err.syscall ? sr->err.syscall : "?");
+    CHECK_EQ(sr->length, len);
+}
+
+/* ---- thread_check -----------------------------------------------------------
+ * Callbacks that must all run on one thread: the first call records its
+ * thread as `owner`; a later one on another thread counts as a mismatch. */
+typedef struct {
+    pthread_mutex_t lock;
+    int seen;
+    pthread_t owner;
+    int mismatch;
+} thread_check;
+
+static inline void thread_check_init(thread_check *t) {
+    memset(t, 0, sizeof *t);
+    CHECK(pthread_mutex_init(&t->lock, NULL) == 0);
+}
+
+static inline void thread_check_note(thread_check *t) {
+    pthread_mutex_lock(&t->lock);
+    if (!t->seen) {
+        t->seen = 1;
+        t->owner = pthread_self();
+    } else if (!pthread_equal(t->owner, pthread_self())) {
+        t->mismatch++;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- bind and wait for 'listening' --------------------------------------- */
+
+/* 'listening' events seen by test_count_listening. */
+static int test_listenings;
+
+static inline void test_count_listening(dgram_socket *s, void *userdata) {
+    (void)s;
+    (void)userdata;
+    test_add(&test_listenings, 1);
+}
+
+/* Host dispatch: binds `s` to address:port (port 0: the OS picks) with
+ * test_count_listening as the one-shot callback, runs `ctx` until it came,
+ * and returns the port bound (never 0; `port` itself when one was asked). */
+static inline uint16_t test_bind_wait(dgram_context *ctx, dgram_socket *s,
+                                      int32_t port, const char *address) {
+    int before = test_load(&test_listenings);
+    CHECK_OK(dgram_bind(s, port, address, test_count_listening));
+    RUN_UNTIL(ctx, test_listenings, before + 1);
+    uint16_t got = test_port(s);
+    CHECK(got != 0);
+    if (port)
+        CHECK_EQ(got, port);
+    return got;
+}
+
+#endif /* DGRAM_TEST_RECORDER_H */
