@@ -43,6 +43,15 @@ unsafe fn borrow_handle<T>(ptr: *const c_void) -> Result<ManuallyDrop<Arc<T>>> {
     Ok(ManuallyDrop::new(Arc::from_raw(ptr.cast::<T>())))
 }
 
+/// Takes back the host's reference behind a handle (the `_free` functions);
+/// `None` for NULL.
+///
+/// SAFETY: as for [`borrow_handle`], and the host gives the handle up: it is
+/// not used again.
+unsafe fn take_handle<T>(ptr: *const c_void) -> Option<Arc<T>> {
+    (!ptr.is_null()).then(|| Arc::from_raw(ptr.cast::<T>()))
+}
+
 unsafe fn context(ctx: *const dgram_context) -> Result<ManuallyDrop<Arc<Context>>> {
     borrow_handle::<Context>(ctx.cast())
 }
@@ -170,12 +179,9 @@ pub unsafe extern "C" fn dgram_context_active(ctx: *const dgram_context) -> u32 
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_free(ctx: *mut dgram_context) {
     guard((), || {
-        if ctx.is_null() {
-            return;
+        if let Some(ctx) = take_handle::<Context>(ctx.cast()) {
+            ctx.shut_down();
         }
-        // SAFETY: a live handle from dgram_context_new; the host gives it up here.
-        let ctx = Arc::from_raw(ctx.cast_const().cast::<Context>());
-        ctx.shut_down();
     })
 }
 
@@ -395,12 +401,9 @@ pub unsafe extern "C" fn dgram_close(s: *mut dgram_socket, on_close: dgram_event
 #[no_mangle]
 pub unsafe extern "C" fn dgram_socket_free(s: *mut dgram_socket) {
     guard((), || {
-        if s.is_null() {
-            return;
+        if let Some(socket) = take_handle::<Socket>(s.cast()) {
+            socket.release();
         }
-        // SAFETY: a live handle from dgram_create_socket; the host gives it up here.
-        let socket = Arc::from_raw(s.cast_const().cast::<Socket>());
-        socket.release();
     })
 }
 
