@@ -280,6 +280,13 @@ impl Socket {
                 }
             }
         }
+        // Armed before queueing: if epoll refuses, the send fails whole
+        // instead of sitting in a queue nobody flushes.
+        if !st.writable_armed {
+            let fd = st.fd()?;
+            ctx.rewatch(fd.as_raw_fd(), self.token, true)?;
+            st.writable_armed = true;
+        }
         let mut data = Vec::with_capacity(length);
         for buf in bufs {
             data.extend_from_slice(buf);
@@ -292,11 +299,6 @@ impl Socket {
             send_data,
         });
         ctx.add_pending(1);
-        if !st.writable_armed {
-            let fd = st.fd()?;
-            ctx.rewatch(fd.as_raw_fd(), self.token, true)?;
-            st.writable_armed = true;
-        }
         Ok(())
     }
 
