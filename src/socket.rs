@@ -251,7 +251,8 @@ impl Socket {
         let ctx = self.context()?;
         let mut st = self.state.lock();
         st.check_open()?;
-        let dest = addr::send_target(address, port, self.family, st.fd()?.as_raw_fd())?;
+        let fd = st.fd()?;
+        let dest = addr::send_target(address, port, self.family, fd.as_raw_fd())?;
         // Saturating: lengths come from the host, and a wrapped sum must not
         // slip under the size check.
         let length = bufs.iter().fold(0usize, |sum, b| sum.saturating_add(b.len()));
@@ -266,7 +267,6 @@ impl Socket {
             self.push(&ctx, &mut st, EventKind::Listening { once: None });
         }
         if st.send_queue.is_empty() {
-            let fd = st.fd()?;
             match send_datagram(&fd, bufs, dest) {
                 Ok(()) => {
                     self.complete_send(&ctx, &mut st, cb, send_data, length, dest, None);
@@ -283,7 +283,6 @@ impl Socket {
         // Armed before queueing: if epoll refuses, the send fails whole
         // instead of sitting in a queue nobody flushes.
         if !st.writable_armed {
-            let fd = st.fd()?;
             ctx.rewatch(fd.as_raw_fd(), self.token, true)?;
             st.writable_armed = true;
         }
