@@ -588,6 +588,15 @@ fn send_queue_full(count: usize, bytes: usize) -> bool {
 /// One non-blocking sendmsg; EINTR is retried here.
 fn send_datagram(fd: &UdpSocket, bufs: &[IoSlice<'_>], dest: SocketAddr) -> io::Result<()> {
     let dest = SockAddr::from(dest);
+    // An empty datagram goes out as one empty piece, never as zero pieces:
+    // qemu-user (our Raspberry Pi test bed, and some emulated firmware
+    // targets) answers sendmsg with msg_iovlen 0 by reporting success
+    // without sending anything.
+    let bufs = if bufs.is_empty() {
+        &[IoSlice::new(&[])][..]
+    } else {
+        bufs
+    };
     loop {
         match SockRef::from(fd).send_to_vectored(bufs, &dest) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
