@@ -311,9 +311,22 @@ typedef struct {
    */
   dgram_dispatch dispatch;
   /**
-   * How many received datagrams may wait for dispatch before further ones
-   * are dropped; 0 means the default, 8192. Other events (listening, send
-   * completions, errors, close) are never dropped.
+   * How many received datagrams may wait for dispatch in the library; 0
+   * means the default, 8192. At that mark the I/O thread stops reading the
+   * sockets until dispatch has brought the queue down to half: further
+   * datagrams wait in each socket's kernel receive buffer (size it with
+   * `dgram_socket_options.recv_buffer_size`), and the kernel drops what
+   * overflows that. The library itself never drops a datagram it has read.
+   * Other events (listening, send completions, errors, close) do not
+   * count against this bound.
+   *
+   * Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
+   * of address space each (2 MiB per batch), of which only the pages the
+   * datagrams touch become resident; a batch that has to wait is packed.
+   * At most max_pending_events / 32 + 2 batches exist per context (about
+   * 516 MiB of address space at the default, resident only as far as
+   * datagrams fill it: about 8192 x size rounded to 8 bytes, plus a page
+   * per slot of the batches in use).
    */
   uint32_t max_pending_events;
 } dgram_context_options;

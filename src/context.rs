@@ -6,20 +6,22 @@
 //! the callback lock held, which is reentrant, so they may call anything.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, ReentrantMutex};
 
+use crate::batch::{BatchPool, RecvBatch, BATCH_SLOTS, SLOT_SIZE};
 use crate::error::{Errno, Result, DGRAM_EBUSY};
-use crate::event::{run_callbacks, Event};
+use crate::event::{deliver_message, run_callbacks, Event, RinfoCache};
 use crate::socket::Socket;
-use crate::sys::{self, Epoll, EventFd, EPOLLERR, EPOLLIN, EPOLLOUT};
+use crate::sys::{self, Epoll, EventFd, RecvMmsg, EPOLLERR, EPOLLIN, EPOLLOUT};
 
 /// Where callbacks run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,9 +36,31 @@ pub(crate) const DEFAULT_MAX_PENDING_MESSAGES: u32 = 8192;
 /// The epoll token of the I/O thread's wake-up eventfd; sockets count from 1.
 const WAKE_TOKEN: u64 = 0;
 
-/// Datagrams read from one socket per wake-up, so that one busy socket cannot
-/// starve the others or the host's events.
-const RECV_PER_WAKEUP: usize = 64;
+/// Batched reads (of up to `BATCH_SLOTS` datagrams each) from one socket per
+/// wake-up, so that one busy socket cannot starve the others or the host's
+/// events; epoll is level-triggered, so the rest waits for the next round.
+const READS_PER_WAKEUP: usize = 4;
+
+/// Events in the queue that need no allocation to queue: the queue keeps
+/// whatever capacity it once grew to.
+const INITIAL_QUEUE_CAPACITY: usize = 1024;
+
+/// What waits for dispatch, in order: received datagrams travel a batch at a
+/// time, everything else one event at a time.
+enum Item {
+    Batch(Box<RecvBatch>),
+    Event(Event),
+}
+
+/// The I/O thread's reading gear, reused for every read.
+struct Reader {
+    mmsg: Box<RecvMmsg>,
+    /// The empty batch the next read goes into; `None` while the pool is dry.
+    batch: Option<Box<RecvBatch>>,
+    /// Sockets not read while the queue is full: their datagrams wait in
+    /// the kernel's buffer, which drops (and counts) what overflows it.
+    paused: Vec<Arc<Socket>>,
+}
 
 thread_local! {
     /// The context whose I/O thread this is (its address), or 0.
@@ -53,8 +77,10 @@ pub struct Context {
     /// Readable while events wait for the host (host mode).
     host: EventFd,
     host_signaled: AtomicBool,
-    events_tx: Sender<Event>,
-    events_rx: Receiver<Event>,
+    queue: Mutex<VecDeque<Item>>,
+    pool: BatchPool,
+    /// Sockets the I/O thread stopped reading because the queue was full.
+    paused_readers: AtomicUsize,
     /// Datagrams in the queue, against `max_pending_messages`.
     queued_messages: AtomicU32,
     sockets: Mutex<HashMap<u64, Arc<Socket>>>,
@@ -77,21 +103,29 @@ impl Context {
         let epoll = Epoll::new()?;
         let wake = EventFd::new()?;
         epoll.add(wake.raw(), EPOLLIN, WAKE_TOKEN)?;
-        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let max_pending_messages = if max_pending_messages == 0 {
+            DEFAULT_MAX_PENDING_MESSAGES
+        } else {
+            max_pending_messages
+        };
+        // Enough batches to queue `max_pending_messages` datagrams, plus the
+        // one being read into and one being dispatched. Callbacks on the I/O
+        // thread run right after each read, so a few batches do there.
+        let batch_limit = match mode {
+            Mode::Host => (max_pending_messages as usize).div_ceil(BATCH_SLOTS) + 2,
+            Mode::IoThread => 4,
+        };
         let ctx = Arc::new(Context {
             mode,
-            max_pending_messages: if max_pending_messages == 0 {
-                DEFAULT_MAX_PENDING_MESSAGES
-            } else {
-                max_pending_messages
-            },
+            max_pending_messages,
             epoll,
             wake,
             wake_pending: AtomicBool::new(false),
             host: EventFd::new()?,
             host_signaled: AtomicBool::new(false),
-            events_tx,
-            events_rx,
+            queue: Mutex::new(VecDeque::with_capacity(INITIAL_QUEUE_CAPACITY)),
+            pool: BatchPool::new(batch_limit),
+            paused_readers: AtomicUsize::new(0),
             queued_messages: AtomicU32::new(0),
             sockets: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(WAKE_TOKEN + 1),
@@ -140,12 +174,12 @@ impl Context {
         drop(removed);
     }
 
-    pub fn watch(&self, fd: i32, token: u64, writable: bool) -> io::Result<()> {
-        self.epoll.add(fd, interest(writable), token)
+    pub fn watch(&self, fd: i32, token: u64) -> io::Result<()> {
+        self.epoll.add(fd, interest(true, false), token)
     }
 
-    pub fn rewatch(&self, fd: i32, token: u64, writable: bool) -> io::Result<()> {
-        self.epoll.modify(fd, interest(writable), token)
+    pub fn rewatch(&self, fd: i32, token: u64, readable: bool, writable: bool) -> io::Result<()> {
+        self.epoll.modify(fd, interest(readable, writable), token)
     }
 
     pub fn unwatch(&self, fd: i32) {
@@ -177,22 +211,36 @@ impl Context {
 
     // ---- the event queue -------------------------------------------------
 
-    /// Whether a received datagram still fits under `max_pending_events`.
-    pub fn has_room_for_message(&self) -> bool {
-        self.queued_messages.load(SeqCst) < self.max_pending_messages
-    }
-
     /// Queues an event; the socket has already counted it. Pushes from the
     /// I/O thread are signalled once per round, not once per event.
     pub fn enqueue(&self, event: Event) {
-        if event.kind.is_message() {
-            self.queued_messages.fetch_add(1, SeqCst);
-        }
-        // The receiver lives as long as `self`, so sending cannot fail.
-        let _ = self.events_tx.send(event);
+        self.queue.lock().push_back(Item::Event(event));
         if !self.is_io_thread() {
             self.notify();
         }
+    }
+
+    /// Queues the `count` datagrams just read into `*slot` (the socket has
+    /// counted them), and leaves an empty batch in `*slot`, or `None` if the
+    /// pool is dry. I/O thread only.
+    pub fn publish_batch(&self, slot: &mut Option<Box<RecvBatch>>, count: usize) {
+        let Some(mut batch) = slot.take() else { return };
+        self.queued_messages.fetch_add(count as u32, SeqCst);
+        let mut queue = self.queue.lock();
+        if let Some(Item::Batch(tail)) = queue.back_mut() {
+            if tail.absorb(&mut batch) {
+                drop(queue);
+                *slot = Some(batch);
+                return;
+            }
+        }
+        if !queue.is_empty() {
+            // The host is behind: this batch waits, so make it dense.
+            batch.compact();
+        }
+        queue.push_back(Item::Batch(batch));
+        drop(queue);
+        *slot = self.pool.take();
     }
 
     fn notify(&self) {
@@ -210,14 +258,27 @@ impl Context {
         }
     }
 
-    /// Runs callbacks for queued events: up to `max` delivered events, or,
-    /// with `max == 0`, the events queued at entry. Returns how many events
-    /// were delivered (with or without a callback set).
+    /// Whether reading paused sockets again makes sense: the queue is at
+    /// most half full, so a resumed socket does not pause again at once.
+    fn has_room_to_resume(&self) -> bool {
+        self.queued_messages.load(SeqCst) <= self.max_pending_messages / 2
+    }
+
+    fn queue_is_empty(&self) -> bool {
+        self.queue.lock().is_empty()
+    }
+
+    /// Runs callbacks for queued events: up to `max` delivered events (each
+    /// datagram counts as one), or, with `max == 0`, the queue's entries at
+    /// entry. Returns how many events were delivered (with or without a
+    /// callback set).
+    ///
+    /// In host mode the host fd stays signalled while this runs, so that
+    /// producers (the I/O thread above all) do not write to it again for
+    /// what this call or the next will find anyway; it is lowered at the
+    /// end, and raised again if anything is left.
     fn drain(&self, max: u32) -> u32 {
-        if self.mode == Mode::Host {
-            self.host.clear_then_rearm(&self.host_signaled);
-        }
-        let snapshot = self.events_rx.len();
+        let snapshot = self.queue.lock().len();
         let _callbacks = self.callback_lock.lock();
         let mut delivered = 0u32;
         let mut taken = 0usize;
@@ -225,21 +286,83 @@ impl Context {
             if max == 0 && taken >= snapshot || max != 0 && delivered >= max {
                 break;
             }
-            let Ok(event) = self.events_rx.try_recv() else {
+            let Some(item) = self.queue.lock().pop_front() else {
                 break;
             };
             taken += 1;
-            if event.kind.is_message() {
-                self.queued_messages.fetch_sub(1, SeqCst);
-            }
-            if let Some(handlers) = event.socket.admit(&event.kind, self) {
-                delivered += 1;
-                run_callbacks(&event.socket, &event.kind, handlers);
+            match item {
+                Item::Event(event) => {
+                    if let Some(handlers) = event.socket.admit(&event.kind, self) {
+                        delivered += 1;
+                        run_callbacks(&event.socket, &event.kind, handlers);
+                    }
+                }
+                Item::Batch(mut batch) => {
+                    self.queued_messages.fetch_sub(batch.remaining() as u32, SeqCst);
+                    let budget = if max == 0 { u32::MAX } else { max - delivered };
+                    delivered += self.deliver_batch(&mut batch, budget);
+                    if batch.remaining() > 0 && !self.freed.load(SeqCst) {
+                        // Stopped by `max`: the rest goes first next time.
+                        self.queued_messages.fetch_add(batch.remaining() as u32, SeqCst);
+                        self.queue.lock().push_front(Item::Batch(batch));
+                        break;
+                    }
+                    self.pool.give(batch);
+                }
             }
         }
-        if self.mode == Mode::Host && !self.events_rx.is_empty() && !self.freed.load(SeqCst) {
-            self.host_signaled.store(true, SeqCst);
-            self.host.signal();
+        if self.paused_readers.load(SeqCst) > 0 && self.has_room_to_resume() && !self.wake_pending.swap(true, SeqCst) {
+            // The I/O thread stopped reading some sockets: there is room again.
+            self.wake.signal();
+        }
+        if self.mode == Mode::Host && !self.freed.load(SeqCst) {
+            // The flag goes down only after the fd is read (see
+            // `clear_then_rearm`); a producer that finds it up has queued
+            // its event before, and the check below sees the event.
+            if self.host_signaled.load(SeqCst) {
+                self.host.clear_then_rearm(&self.host_signaled);
+            }
+            if !self.queue_is_empty() && !self.host_signaled.swap(true, SeqCst) {
+                self.host.signal();
+            }
+        }
+        delivered
+    }
+
+    /// Delivers up to `budget` datagrams of `batch`, run by run. A run's
+    /// socket is admitted once; a handler change or a close from inside a
+    /// callback shows in the socket's epoch, and only then is it asked again.
+    fn deliver_batch(&self, batch: &mut RecvBatch, budget: u32) -> u32 {
+        let mut delivered = 0u32;
+        let mut rinfo = RinfoCache::default();
+        while let Some((socket, in_run)) = batch.current_run() {
+            let socket = Arc::clone(socket);
+            let Some(mut admitted) = socket.admit_run(in_run, self) else {
+                batch.advance(in_run);
+                continue;
+            };
+            let mut left = in_run;
+            while left > 0 {
+                if delivered >= budget || self.freed.load(SeqCst) {
+                    // Those not delivered count again as waiting.
+                    socket.recount(left, self);
+                    return delivered;
+                }
+                if socket.epoch() != admitted.epoch {
+                    match socket.current_handlers() {
+                        Some(fresh) => admitted = fresh,
+                        None => {
+                            batch.advance(left);
+                            break;
+                        }
+                    }
+                }
+                let (data, from): (&[u8], &SocketAddr) = batch.peek();
+                deliver_message(&socket, &admitted.handlers, data, from, &mut rinfo);
+                batch.advance(1);
+                left -= 1;
+                delivered += 1;
+            }
         }
         delivered
     }
@@ -324,7 +447,7 @@ impl Context {
                 let _ = handle.join();
             }
         }
-        let leftover: Vec<Event> = self.events_rx.try_iter().collect();
+        let leftover = std::mem::take(&mut *self.queue.lock());
         drop(leftover);
         self.sockets.lock().clear();
     }
@@ -333,12 +456,22 @@ impl Context {
 
     fn io_thread_main(self: Arc<Self>) {
         IO_THREAD_OF.with(|c| c.set(Arc::as_ptr(&self) as usize));
-        let mut buf = vec![0u8; 1 << 16];
         let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut reader = Reader {
+            mmsg: RecvMmsg::new(),
+            batch: None,
+            paused: Vec::with_capacity(ready.len()),
+        };
         while !self.shutdown.load(SeqCst) {
+            if !reader.paused.is_empty() && self.has_room_to_resume() {
+                for socket in reader.paused.drain(..) {
+                    socket.resume_reading(&self);
+                }
+                self.paused_readers.store(0, SeqCst);
+            }
             // In I/O-thread mode, callbacks may have queued more events (a
             // send from a send callback): run them before sleeping.
-            let timeout = if self.mode == Mode::IoThread && !self.events_rx.is_empty() {
+            let timeout = if self.mode == Mode::IoThread && !self.queue_is_empty() {
                 0
             } else {
                 -1
@@ -364,7 +497,7 @@ impl Context {
                 // I/O thread; the socket's event is simply skipped.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     if flags & (EPOLLIN | EPOLLERR) != 0 {
-                        socket.receive(&self, &mut buf, RECV_PER_WAKEUP);
+                        self.read(&socket, &mut reader);
                     }
                     if flags & (EPOLLOUT | EPOLLERR) != 0 {
                         socket.flush(&self);
@@ -380,21 +513,74 @@ impl Context {
                 }
                 Mode::Host => {
                     // One wake-up for the whole round's events.
-                    if !self.events_rx.is_empty() && !self.host_signaled.swap(true, SeqCst) {
+                    if !self.queue_is_empty() && !self.host_signaled.swap(true, SeqCst) {
                         self.host.signal();
                     }
                 }
             }
         }
     }
+
+    /// Reads what `socket` has, a batch per recvmmsg, into the queue. At
+    /// `max_pending_messages` (or with every batch in use) it stops reading
+    /// the socket until dispatch has made room: the datagrams wait in the
+    /// kernel's buffer instead, and what overflows that is dropped and
+    /// counted by the kernel.
+    fn read(&self, socket: &Arc<Socket>, reader: &mut Reader) {
+        let Some(fd) = socket.reader_fd() else { return };
+        for _ in 0..READS_PER_WAKEUP {
+            if reader.batch.is_none() {
+                reader.batch = self.pool.take();
+                if reader.batch.is_none() && self.mode == Mode::IoThread {
+                    // Callbacks run on this thread: deliver, then read on.
+                    self.drain(0);
+                    reader.batch = self.pool.take();
+                }
+            }
+            let queued = self.queued_messages.load(SeqCst);
+            let room = self.max_pending_messages.saturating_sub(queued) as usize;
+            let Some(batch) = reader.batch.as_mut().filter(|_| room > 0) else {
+                // The queue is full (or no memory for a batch): leave the rest
+                // in the kernel's buffer until dispatch makes room.
+                if socket.pause_reading(self) {
+                    reader.paused.push(Arc::clone(socket));
+                    self.paused_readers.fetch_add(1, SeqCst);
+                }
+                return;
+            };
+            // As many slots as the socket's recent reads suggest: reads cost
+            // the same natively either way, but tools that check every
+            // iovec byte (valgrind) pay for each offered slot.
+            let slots = room.min(socket.read_hint());
+            let region = &mut batch.slots_mut()[..slots * SLOT_SIZE];
+            match reader.mmsg.recv(fd.as_raw_fd(), region, SLOT_SIZE) {
+                Ok(n) => {
+                    socket.update_read_hint(n, slots);
+                    let mmsg = &reader.mmsg;
+                    let received = (0..n).map(|i| mmsg.received(i));
+                    batch.fill(socket, received.map(|r| (r.len, r.from.unwrap_or(UNKNOWN_SOURCE))));
+                    socket.accept_batch(self, &mut reader.batch, n);
+                    if n < slots {
+                        return; // The socket is drained.
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) => {
+                    socket.report_receive_error(self, &err);
+                    return;
+                }
+            }
+        }
+    }
 }
 
-fn interest(writable: bool) -> u32 {
-    if writable {
-        EPOLLIN | EPOLLOUT
-    } else {
-        EPOLLIN
-    }
+/// The source of a datagram whose address the kernel did not give (never
+/// seen on UDP/IP, but the field must hold something).
+const UNKNOWN_SOURCE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// The epoll events to watch; none at all is fine (errors still come).
+fn interest(readable: bool, writable: bool) -> u32 {
+    (if readable { EPOLLIN } else { 0 }) | (if writable { EPOLLOUT } else { 0 })
 }
 
 struct DispatchGuard<'a>(&'a AtomicBool);

@@ -1,4 +1,5 @@
-//! Events on their way from where they happen (the I/O thread, or a host
+//! Events (all but received datagrams, which travel in batches: see
+//! `batch`) on their way from where they happen (the I/O thread, or a host
 //! thread calling bind/send/close) to the thread that runs callbacks, and the
 //! one function that calls into the host's code.
 
@@ -56,10 +57,6 @@ pub enum EventKind {
     Listening {
         once: dgram_event_cb,
     },
-    Message {
-        data: Vec<u8>,
-        from: SocketAddr,
-    },
     SendDone {
         cb: dgram_send_cb,
         send_data: UserPtr,
@@ -82,15 +79,43 @@ impl EventKind {
             EventKind::SendDone { .. } | EventKind::Error(_) | EventKind::Close { .. }
         )
     }
-
-    pub fn is_message(&self) -> bool {
-        matches!(self, EventKind::Message { .. })
-    }
 }
 
 pub struct Event {
     pub socket: Arc<Socket>,
     pub kind: EventKind,
+}
+
+/// The last source address given to the host, in both forms: datagrams of a
+/// batch mostly come from one sender, and formatting the address is the
+/// dearest part of delivering a small datagram.
+#[derive(Default)]
+pub struct RinfoCache(Option<(SocketAddr, dgram_addr)>);
+
+impl RinfoCache {
+    fn get(&mut self, from: &SocketAddr) -> &dgram_addr {
+        if !matches!(&self.0, Some((cached, _)) if cached == from) {
+            self.0 = Some((*from, addr::to_c(from)));
+        }
+        &self.0.as_ref().expect("just filled").1
+    }
+}
+
+/// Calls the message callback, if set, for one received datagram, straight
+/// from the batch slot that holds it. Same rules as `run_callbacks`.
+pub fn deliver_message(
+    socket: &Arc<Socket>,
+    handlers: &Handlers,
+    data: &[u8],
+    from: &SocketAddr,
+    rinfo: &mut RinfoCache,
+) {
+    if let Some(cb) = handlers.on_message {
+        let handle = Arc::as_ptr(socket) as *mut dgram_socket;
+        let rinfo = rinfo.get(from);
+        // SAFETY: as in `run_callbacks`; `data` and `rinfo` outlive the call.
+        unsafe { cb(handle, data.as_ptr(), data.len(), rinfo, handlers.userdata.0) };
+    }
 }
 
 /// Calls the host's callbacks for one event. The caller holds no lock but the
@@ -113,12 +138,6 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                 // The persistent handler may have freed the socket.
                 if let (Some(cb), false) = (once, socket.is_silenced()) {
                     cb(handle, userdata);
-                }
-            }
-            EventKind::Message { data, from } => {
-                if let Some(cb) = handlers.on_message {
-                    let rinfo = addr::to_c(from);
-                    cb(handle, data.as_ptr(), data.len(), &rinfo, userdata);
                 }
             }
             EventKind::SendDone {

@@ -13,6 +13,7 @@
 //! - [`sys`]: the few raw system calls socket2 does not cover.
 
 pub mod addr;
+mod batch;
 pub mod context;
 pub mod error;
 pub mod event;

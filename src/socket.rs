@@ -7,15 +7,18 @@ use std::ffi::CStr;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
 use crate::addr::{self, Family};
+use crate::batch::{RecvBatch, BATCH_SLOTS};
 use crate::context::Context;
 use crate::error::{Errno, Result, DGRAM_EALREADY, DGRAM_ECANCELED, DGRAM_EMSGSIZE, DGRAM_ENOBUFS};
 use crate::event::{ErrorInfo, Event, EventKind, Handlers, UserPtr};
+use crate::sys::{self, MMSG_BATCH};
 use crate::types::{dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb};
 
 /// A socket accepts at least this many datagrams waiting to be written...
@@ -29,6 +32,16 @@ const SEND_QUEUE_MAX_COUNT: usize = 65536;
 /// dispatch: a host that sends without ever dispatching gets `DGRAM_ENOBUFS`
 /// instead of growing memory without bound.
 const MAX_UNDELIVERED_COMPLETIONS: i64 = 65536;
+
+/// The fewest slots a read offers.
+const MIN_READ_SLOTS: usize = 8;
+
+/// Send buffers a socket keeps for reuse, and the largest it keeps.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_BUFFER_MAX_BYTES: usize = 2048;
+
+/// A placeholder address, for array slots that are never sent.
+const UNSPECIFIED_V4: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// How the host asked for the socket to be made.
 #[derive(Clone, Copy, Debug)]
@@ -56,8 +69,14 @@ struct State {
     /// Freed by the host, or its context freed: no callback of any kind.
     silenced: bool,
     writable_armed: bool,
+    /// Not watched for datagrams while the context's queue is full.
+    read_paused: bool,
     send_queue: VecDeque<QueuedSend>,
     queued_bytes: usize,
+    /// Buffers of datagrams that were queued and are sent, kept for the next
+    /// ones so that a socket that often meets a full kernel buffer does not
+    /// allocate per datagram.
+    spare_buffers: Vec<Vec<u8>>,
     /// Queued 'message' and 'listening' events that still count as activity.
     pending_data: i64,
     /// Queued completions (send callbacks, 'error', 'close') that still count.
@@ -70,6 +89,20 @@ pub struct Socket {
     token: u64,
     family: Family,
     state: Mutex<State>,
+    /// Changes whenever the handlers change or the socket closes, so that
+    /// delivering a run of datagrams needs the state lock only once.
+    epoch: AtomicU32,
+    /// How many slots the next read offers (I/O thread only): see
+    /// `update_read_hint`.
+    read_hint: AtomicUsize,
+}
+
+/// A socket's handlers as admitted for a run of datagrams, and the epoch
+/// they are valid for.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted {
+    pub handlers: Handlers,
+    pub epoch: u32,
 }
 
 impl Socket {
@@ -111,8 +144,10 @@ impl Socket {
                 closed: false,
                 silenced: false,
                 writable_armed: false,
+                read_paused: false,
                 send_queue: VecDeque::new(),
                 queued_bytes: 0,
+                spare_buffers: Vec::new(),
                 pending_data: 0,
                 pending_completions: 0,
                 handlers: Handlers {
@@ -123,6 +158,8 @@ impl Socket {
                     userdata,
                 },
             }),
+            epoch: AtomicU32::new(0),
+            read_hint: AtomicUsize::new(BATCH_SLOTS),
         });
         ctx.register(token, Arc::clone(&socket));
         Ok(socket)
@@ -139,6 +176,7 @@ impl Socket {
         let mut st = self.state.lock();
         st.check_open()?;
         set(&mut st.handlers);
+        self.bump_epoch();
         Ok(())
     }
 
@@ -196,6 +234,49 @@ impl Socket {
         Some(st.handlers)
     }
 
+    /// Admits a run of `count` datagrams for delivery and uncounts them, or
+    /// `None` if the socket is closed or freed (they were uncounted then).
+    pub fn admit_run(&self, count: usize, ctx: &Context) -> Option<Admitted> {
+        let mut st = self.state.lock();
+        if st.silenced || st.closed {
+            return None;
+        }
+        st.pending_data -= count as i64;
+        ctx.add_pending(-(count as i64));
+        Some(Admitted {
+            handlers: st.handlers,
+            epoch: self.epoch(),
+        })
+    }
+
+    /// Counts again `count` admitted datagrams that were not delivered after
+    /// all (dispatch stopped at its `max`).
+    pub fn recount(&self, count: usize, ctx: &Context) {
+        let mut st = self.state.lock();
+        if !st.closed {
+            st.pending_data += count as i64;
+            ctx.add_pending(count as i64);
+        }
+    }
+
+    /// The handlers now, or `None` once closed or freed.
+    pub fn current_handlers(&self) -> Option<Admitted> {
+        let st = self.state.lock();
+        (!st.silenced && !st.closed).then(|| Admitted {
+            handlers: st.handlers,
+            epoch: self.epoch(),
+        })
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Called with the state lock held.
+    fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
     // ---- bind ----------------------------------------------------------------
 
     pub fn bind(self: &Arc<Self>, port: i32, address: Option<&CStr>, once: dgram_event_cb) -> Result<()> {
@@ -214,7 +295,7 @@ impl Socket {
     fn bind_locked(&self, ctx: &Context, st: &mut State, target: SocketAddr) -> Result<()> {
         let fd = st.fd()?;
         SockRef::from(&*fd).bind(&SockAddr::from(target))?;
-        ctx.watch(fd.as_raw_fd(), self.token, false)?;
+        ctx.watch(fd.as_raw_fd(), self.token)?;
         st.bound = true;
         ctx.add_bound(1);
         Ok(())
@@ -283,10 +364,11 @@ impl Socket {
         // Armed before queueing: if epoll refuses, the send fails whole
         // instead of sitting in a queue nobody flushes.
         if !st.writable_armed {
-            ctx.rewatch(fd.as_raw_fd(), self.token, true)?;
+            ctx.rewatch(fd.as_raw_fd(), self.token, !st.read_paused, true)?;
             st.writable_armed = true;
         }
-        let mut data = Vec::with_capacity(length);
+        let mut data = st.spare_buffers.pop().unwrap_or_default();
+        data.reserve(length);
         for buf in bufs {
             data.extend_from_slice(buf);
         }
@@ -335,70 +417,123 @@ impl Socket {
         }
     }
 
-    /// Writes queued datagrams while the kernel takes them (I/O thread, on EPOLLOUT).
+    /// Writes queued datagrams while the kernel takes them, up to
+    /// `MMSG_BATCH` per sendmmsg (I/O thread, on EPOLLOUT).
     pub fn flush(self: &Arc<Self>, ctx: &Context) {
         let mut st = self.state.lock();
         if st.closed {
             return;
         }
         let Ok(fd) = st.fd() else { return };
-        while let Some(next) = st.send_queue.front() {
-            let result = send_datagram(&fd, &[IoSlice::new(&next.data)], next.dest);
-            if matches!(&result, Err(err) if is_transient(err)) {
-                return; // Still armed for EPOLLOUT: the rest goes when the kernel has room.
+        while !st.send_queue.is_empty() {
+            let mut batch: [(&[u8], SocketAddr); MMSG_BATCH] = [(&[], UNSPECIFIED_V4); MMSG_BATCH];
+            let count = st.send_queue.len().min(MMSG_BATCH);
+            for (slot, send) in batch.iter_mut().zip(st.send_queue.iter()) {
+                *slot = (&send.data, send.dest);
             }
-            let sent = st.send_queue.pop_front().expect("front() was Some");
-            st.queued_bytes -= sent.data.len();
-            ctx.add_pending(-1);
-            let error = result.err().map(|err| Errno::from_io(&err).0);
-            self.complete_send(ctx, &mut st, sent.cb, sent.send_data, sent.data.len(), sent.dest, error);
+            let result = sys::send_mmsg(fd.as_raw_fd(), &batch[..count]);
+            let (sent, error) = match result {
+                Ok(sent) => (sent, None),
+                Err(err) if is_transient(&err) => return, // Still armed for EPOLLOUT.
+                // The first one was refused: it completes with the error.
+                Err(err) => (1, Some(Errno::from_io(&err).0)),
+            };
+            for _ in 0..sent {
+                let done = st.send_queue.pop_front().expect("sent only what was queued");
+                st.queued_bytes -= done.data.len();
+                ctx.add_pending(-1);
+                self.complete_send(ctx, &mut st, done.cb, done.send_data, done.data.len(), done.dest, error);
+                st.recycle(done.data);
+            }
         }
-        if st.writable_armed && ctx.rewatch(fd.as_raw_fd(), self.token, false).is_ok() {
+        if st.writable_armed && ctx.rewatch(fd.as_raw_fd(), self.token, !st.read_paused, false).is_ok() {
             st.writable_armed = false;
         }
     }
 
     // ---- receive -------------------------------------------------------------
 
-    /// Reads up to `budget` datagrams (I/O thread, on EPOLLIN).
-    pub fn receive(self: &Arc<Self>, ctx: &Context, buf: &mut [u8], budget: usize) {
-        let fd = {
-            let st = self.state.lock();
-            match (&st.fd, st.closed) {
-                (Some(fd), false) => Arc::clone(fd),
-                _ => return,
+    /// The fd to read from (I/O thread, on EPOLLIN), or `None` once closed.
+    /// The I/O thread's clone keeps the fd open through a read that races a
+    /// close.
+    pub fn reader_fd(&self) -> Option<Arc<UdpSocket>> {
+        let st = self.state.lock();
+        if st.closed {
+            return None;
+        }
+        st.fd.clone()
+    }
+
+    /// Counts and queues the `count` datagrams just read into `*batch`, or
+    /// empties it if the socket closed meanwhile (they are then nobody's).
+    pub fn accept_batch(&self, ctx: &Context, batch: &mut Option<Box<RecvBatch>>, count: usize) {
+        let mut st = self.state.lock();
+        if st.closed {
+            if let Some(batch) = batch.as_mut() {
+                drop(st);
+                batch.clear();
             }
+            return;
+        }
+        st.pending_data += count as i64;
+        ctx.add_pending(count as i64);
+        // Under the state lock, like `push`: a close cannot slip between the
+        // count and the queueing.
+        ctx.publish_batch(batch, count);
+    }
+
+    pub fn read_hint(&self) -> usize {
+        self.read_hint.load(Ordering::Relaxed)
+    }
+
+    /// After a read that got `got` datagrams of the `offered` slots: all
+    /// slots after a full read (traffic is heavy: one syscall per read
+    /// matters most), else twice what came, at least `MIN_READ_SLOTS`.
+    pub fn update_read_hint(&self, got: usize, offered: usize) {
+        let next = if got >= offered { BATCH_SLOTS } else { got * 2 };
+        self.read_hint
+            .store(next.clamp(MIN_READ_SLOTS, BATCH_SLOTS), Ordering::Relaxed);
+    }
+
+    /// Stops watching for datagrams (I/O thread, the queue being full);
+    /// false if already stopped or closed.
+    pub fn pause_reading(&self, ctx: &Context) -> bool {
+        let mut st = self.state.lock();
+        let Some(fd) = st.fd.as_ref().filter(|_| !st.closed && !st.read_paused) else {
+            return false;
         };
-        for _ in 0..budget {
-            match fd.recv_from(buf) {
-                // An IPv4 sender on a dual-stack udp6 socket arrives as
-                // ::ffff:a.b.c.d, as in Node.
-                Ok((len, from)) => {
-                    let mut st = self.state.lock();
-                    if st.closed {
-                        return;
-                    }
-                    if !ctx.has_room_for_message() {
-                        continue; // Dropped: the host is not keeping up.
-                    }
-                    let data = buf[..len].to_vec();
-                    self.push(ctx, &mut st, EventKind::Message { data, from });
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    let mut st = self.state.lock();
-                    if !st.closed {
-                        let info = ErrorInfo {
-                            code: Errno::from_io(&err).0,
-                            syscall: c"recvmsg",
-                            addr: None,
-                        };
-                        self.push(ctx, &mut st, EventKind::Error(info));
-                    }
-                    return;
-                }
-            }
+        if ctx
+            .rewatch(fd.as_raw_fd(), self.token, false, st.writable_armed)
+            .is_err()
+        {
+            return false;
+        }
+        st.read_paused = true;
+        true
+    }
+
+    /// Watches for datagrams again (I/O thread, once there is room).
+    pub fn resume_reading(&self, ctx: &Context) {
+        let mut st = self.state.lock();
+        let Some(fd) = st.fd.as_ref().filter(|_| !st.closed && st.read_paused) else {
+            return;
+        };
+        if ctx.rewatch(fd.as_raw_fd(), self.token, true, st.writable_armed).is_ok() {
+            st.read_paused = false;
+        }
+    }
+
+    /// A read failed with something other than EAGAIN: the host hears of it
+    /// as an 'error' event.
+    pub fn report_receive_error(self: &Arc<Self>, ctx: &Context, err: &io::Error) {
+        let mut st = self.state.lock();
+        if !st.closed {
+            let info = ErrorInfo {
+                code: Errno::from_io(err).0,
+                syscall: c"recvmsg",
+                addr: None,
+            };
+            self.push(ctx, &mut st, EventKind::Error(info));
         }
     }
 
@@ -420,6 +555,7 @@ impl Socket {
 
     fn close_locked(self: &Arc<Self>, ctx: &Context, st: &mut State, report: bool) {
         st.closed = true;
+        self.bump_epoch();
         if let Some(fd) = st.fd.take() {
             if st.bound {
                 ctx.unwatch(fd.as_raw_fd());
@@ -465,6 +601,7 @@ impl Socket {
         }
         if !st.silenced {
             st.silenced = true;
+            self.bump_epoch();
             ctx.add_pending(-st.pending_completions);
             st.pending_completions = 0;
         }
@@ -571,6 +708,15 @@ impl State {
 
     fn fd(&self) -> Result<Arc<UdpSocket>> {
         self.fd.clone().ok_or(Errno::BADF)
+    }
+
+    fn recycle(&mut self, mut buffer: Vec<u8>) {
+        // Only buffers of ordinary size, and not too many: what a socket
+        // keeps in reserve must stay small next to its queue bound.
+        if self.spare_buffers.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES {
+            buffer.clear();
+            self.spare_buffers.push(buffer);
+        }
     }
 
     fn send_queue_full(&self) -> bool {

@@ -1,10 +1,14 @@
 //! Thin, safe wrappers over the few system calls that socket2 does not cover:
-//! epoll, eventfd, poll and interface names. All of this module's `unsafe`
+//! epoll, eventfd, poll, interface names, and batched reads and writes
+//! (recvmmsg, sendmmsg). All of this module's `unsafe`
 //! is plain libc calls on file descriptors this crate owns, with buffers whose
 //! sizes are passed alongside.
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use socket2::SockAddr;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -151,4 +155,210 @@ pub fn if_indextoname(index: u32, buf: &mut [u8; libc::IF_NAMESIZE]) -> Option<&
     }
     let len = buf.iter().position(|&b| b == 0)?;
     std::str::from_utf8(&buf[..len]).ok()
+}
+
+/// Most datagrams one recvmmsg/sendmmsg call moves.
+pub(crate) const MMSG_BATCH: usize = 32;
+
+/// The kernel-facing side of `recvmmsg`: message headers, iovecs and
+/// source-address storage for up to `MMSG_BATCH` datagrams, kept by the I/O
+/// thread and reused for every call, so a read allocates nothing.
+pub struct RecvMmsg {
+    hdrs: [libc::mmsghdr; MMSG_BATCH],
+    iovs: [libc::iovec; MMSG_BATCH],
+    names: [libc::sockaddr_storage; MMSG_BATCH],
+}
+
+/// One datagram as `RecvMmsg::recv` found it.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub len: usize,
+    pub from: Option<SocketAddr>,
+}
+
+impl RecvMmsg {
+    pub fn new() -> Box<RecvMmsg> {
+        // SAFETY: the three arrays are plain C data (integers and raw
+        // pointers); all zeroes is a valid value for each of them.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    /// Receives up to `MMSG_BATCH` datagrams without blocking, datagram `i`
+    /// into `region[i * slot .. (i + 1) * slot]`; at most as many as whole
+    /// slots fit in `region`. Returns how many arrived (EINTR is retried;
+    /// EAGAIN is an error of kind WouldBlock).
+    pub fn recv(&mut self, fd: RawFd, region: &mut [u8], slot: usize) -> io::Result<usize> {
+        let count = region.len().checked_div(slot).unwrap_or(0).min(MMSG_BATCH);
+        if count == 0 {
+            return Ok(0);
+        }
+        let base = region.as_mut_ptr();
+        for i in 0..count {
+            // SAFETY: i * slot + slot <= region.len(), checked by `count`.
+            self.iovs[i] = libc::iovec {
+                iov_base: unsafe { base.add(i * slot) }.cast(),
+                iov_len: slot,
+            };
+            let hdr = &mut self.hdrs[i];
+            hdr.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = std::ptr::null_mut();
+            hdr.msg_hdr.msg_controllen = 0;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
+        }
+        loop {
+            // SAFETY: `count` headers, each pointing at its own iovec (into
+            // `region`, borrowed mutably for this call) and its own address
+            // storage, all alive until the call returns.
+            let ret = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    count as _,
+                    libc::MSG_DONTWAIT as _,
+                    std::ptr::null_mut(),
+                )
+            };
+            if ret >= 0 {
+                return Ok(ret as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Datagram `i` of the last successful `recv`.
+    pub fn received(&self, i: usize) -> Received {
+        let hdr = &self.hdrs[i];
+        Received {
+            len: hdr.msg_len as usize,
+            from: sockaddr_to_std(&self.names[i], hdr.msg_hdr.msg_namelen),
+        }
+    }
+}
+
+/// The address in `storage`, if it is an IPv4 or IPv6 one of `len` bytes.
+fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which
+            // it is large and aligned enough for.
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                u32::from_be(sin6.sin6_flowinfo),
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Sends each `(payload, destination)` as one datagram with `sendmmsg`,
+/// without blocking. Returns how many the kernel took, counting from the
+/// first (EINTR is retried; an error means the first one was refused).
+pub fn send_mmsg(fd: RawFd, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    let count = datagrams.len().min(MMSG_BATCH);
+    if count == 0 {
+        return Ok(0);
+    }
+    let names: [Option<SockAddr>; MMSG_BATCH] = std::array::from_fn(|i| datagrams.get(i).map(|d| SockAddr::from(d.1)));
+    // SAFETY: plain C data; zeroes are valid.
+    let mut iovs: [libc::iovec; MMSG_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; MMSG_BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..count {
+        let (payload, _) = datagrams[i];
+        let name = names[i].as_ref().expect("one address per datagram");
+        iovs[i] = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        hdrs[i].msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+        hdrs[i].msg_hdr.msg_namelen = name.len();
+        // Always one iovec, also for an empty datagram: see `send_datagram`.
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    loop {
+        // SAFETY: `count` headers pointing at live payloads (read only, as
+        // the kernel does for sends), iovecs and addresses on this stack frame.
+        let ret = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as _, libc::MSG_DONTWAIT as _) };
+        if ret >= 0 {
+            return Ok(ret as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Anonymous memory straight from mmap: address space reserved up front,
+/// pages made resident only when first written. Used for receive slots, so
+/// that a batch of large slots costs only what its datagrams touch, whatever
+/// the allocator would do with a large zeroed allocation.
+pub struct Region {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Region is plain memory owned by exactly one value; it is only
+// reached through `&self`/`&mut self`, so the usual borrow rules apply.
+unsafe impl Send for Region {}
+unsafe impl Sync for Region {}
+
+impl Region {
+    pub fn new(len: usize) -> io::Result<Region> {
+        let len = len.max(1);
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(Region { ptr, len })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes mapped readable (zero-filled until written) for
+        // as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; nothing borrows it
+        // any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }

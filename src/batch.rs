@@ -1,0 +1,361 @@
+//! Received datagrams travel in batches. The I/O thread reads up to
+//! `BATCH_SLOTS` datagrams with one recvmmsg into a batch's slots and queues
+//! the whole batch; the dispatching thread calls the message callback
+//! straight from the slots and then gives the batch back to the pool. Batches
+//! are allocated on first need and reused for the context's lifetime, so the
+//! steady state allocates nothing per datagram.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::socket::Socket;
+use crate::sys::{Region, MMSG_BATCH};
+
+/// Datagrams per batch: as many as one recvmmsg reads.
+pub(crate) const BATCH_SLOTS: usize = MMSG_BATCH;
+
+/// One slot holds the largest UDP payload (65,527 bytes over IPv6), so no
+/// datagram is ever truncated. The memory is reserved, not touched: a slot
+/// costs resident memory only for the pages its datagrams have written, so
+/// a batch that only ever carries small datagrams stays at a page per slot.
+pub(crate) const SLOT_SIZE: usize = 1 << 16;
+
+/// Most datagrams one batch carries: a read fills at most `BATCH_SLOTS`;
+/// the rest of the room is for later reads copied in behind (`absorb`).
+pub(crate) const BATCH_ENTRIES: usize = 256;
+
+/// Consecutive datagrams of one socket within a batch.
+pub struct Run {
+    pub socket: Arc<Socket>,
+    /// One past the run's last datagram.
+    pub end: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    offset: usize,
+    len: usize,
+    from: SocketAddr,
+}
+
+pub struct RecvBatch {
+    data: Region,
+    entries: [Entry; BATCH_ENTRIES],
+    runs: Vec<Run>,
+    len: usize,
+    /// The first datagram not yet delivered.
+    next: usize,
+    /// Where the next absorbed datagram's bytes go: behind the slots the
+    /// batch's own read used.
+    packed_end: usize,
+}
+
+impl RecvBatch {
+    /// A new, empty batch, or `None` if the system has no memory to map.
+    pub fn new() -> Option<Box<RecvBatch>> {
+        let empty = Entry {
+            offset: 0,
+            len: 0,
+            from: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        Some(Box::new(RecvBatch {
+            data: Region::new(BATCH_SLOTS * SLOT_SIZE).ok()?,
+            entries: [empty; BATCH_ENTRIES],
+            runs: Vec::with_capacity(BATCH_ENTRIES),
+            len: 0,
+            next: 0,
+            packed_end: 0,
+        }))
+    }
+
+    /// Datagrams not yet delivered.
+    pub fn remaining(&self) -> usize {
+        self.len - self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole slot area, for a read into an empty batch.
+    pub fn slots_mut(&mut self) -> &mut [u8] {
+        debug_assert!(self.is_empty());
+        self.data.as_mut_slice()
+    }
+
+    /// Records that the read into the empty batch filled slots `0..n`, all
+    /// from `socket`.
+    pub fn fill(&mut self, socket: &Arc<Socket>, datagrams: impl Iterator<Item = (usize, SocketAddr)>) {
+        debug_assert!(self.is_empty());
+        for (i, (len, from)) in datagrams.enumerate().take(BATCH_SLOTS) {
+            self.entries[i] = Entry {
+                offset: i * SLOT_SIZE,
+                len: len.min(SLOT_SIZE),
+                from,
+            };
+            self.len = i + 1;
+        }
+        self.packed_end = self.len * SLOT_SIZE;
+        if self.len > 0 {
+            self.runs.push(Run {
+                socket: Arc::clone(socket),
+                end: self.len,
+            });
+        }
+    }
+
+    /// Copies the datagrams of `other` (one read, not yet queued) behind
+    /// this batch's own, packed, if they all fit. A host that falls behind
+    /// then holds a few well-filled batches instead of one per read, and
+    /// small datagrams share pages instead of each touching its own.
+    pub fn absorb(&mut self, other: &mut RecvBatch) -> bool {
+        let bytes: usize = other.entries[..other.len]
+            .iter()
+            .map(|e| e.len.next_multiple_of(8))
+            .sum();
+        if other.len > BATCH_ENTRIES - self.len || bytes > self.data.as_slice().len() - self.packed_end {
+            return false;
+        }
+        for i in 0..other.len {
+            let entry = other.entries[i];
+            let offset = self.packed_end;
+            self.data.as_mut_slice()[offset..offset + entry.len]
+                .copy_from_slice(&other.data.as_slice()[entry.offset..entry.offset + entry.len]);
+            self.entries[self.len + i] = Entry { offset, ..entry };
+            // Aligned as malloc would be enough for most host structs.
+            self.packed_end += entry.len.next_multiple_of(8);
+        }
+        self.len += other.len;
+        for run in other.runs.drain(..) {
+            match self.runs.last_mut() {
+                Some(last) if Arc::ptr_eq(&last.socket, &run.socket) => last.end = self.len,
+                _ => self.runs.push(Run {
+                    socket: run.socket,
+                    end: self.len,
+                }),
+            }
+        }
+        other.clear();
+        true
+    }
+
+    /// Packs the datagrams of the batch's own read together at the start
+    /// of its memory, so that the rest is free for `absorb`. For a batch
+    /// that is going to wait in the queue: a host that falls behind then
+    /// holds its backlog in a few dense batches, not a sparse one per read.
+    pub fn compact(&mut self) {
+        let mut packed = 0;
+        for entry in &mut self.entries[self.next..self.len] {
+            // Never moves data forwards: each slot holds less than a slot
+            // and starts at least a slot after the previous entry.
+            debug_assert!(packed <= entry.offset);
+            self.data
+                .as_mut_slice()
+                .copy_within(entry.offset..entry.offset + entry.len, packed);
+            entry.offset = packed;
+            packed += entry.len.next_multiple_of(8);
+        }
+        self.packed_end = packed;
+    }
+
+    /// The run holding the next datagram: its socket, and how many of its
+    /// datagrams are left from there on.
+    pub fn current_run(&self) -> Option<(&Arc<Socket>, usize)> {
+        self.runs
+            .iter()
+            .find(|run| run.end > self.next)
+            .map(|run| (&run.socket, run.end - self.next))
+    }
+
+    /// The next datagram, which the caller then delivers and `advance`s past.
+    pub fn peek(&self) -> (&[u8], &SocketAddr) {
+        let entry = &self.entries[self.next];
+        (
+            &self.data.as_slice()[entry.offset..entry.offset + entry.len],
+            &entry.from,
+        )
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.next = (self.next + n).min(self.len);
+    }
+
+    /// Empties the batch for reuse. Drops its socket references: the caller
+    /// must hold no lock a socket's drop could need.
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.len = 0;
+        self.next = 0;
+        self.packed_end = 0;
+    }
+}
+
+/// The batches of one context: at most `limit` ever exist, on the queue, in
+/// the I/O thread's hands or in this free list.
+pub struct BatchPool {
+    // Boxed so that a batch (its entry table is about 12 KiB) moves between
+    // the I/O thread, the queue and this list as one pointer.
+    #[allow(clippy::vec_box)]
+    free: Mutex<Vec<Box<RecvBatch>>>,
+    allocated: Mutex<usize>,
+    limit: usize,
+}
+
+impl BatchPool {
+    pub fn new(limit: usize) -> BatchPool {
+        let limit = limit.max(2);
+        BatchPool {
+            free: Mutex::new(Vec::with_capacity(limit)),
+            allocated: Mutex::new(0),
+            limit,
+        }
+    }
+
+    /// A free batch, or a new one while under the limit.
+    pub fn take(&self) -> Option<Box<RecvBatch>> {
+        if let Some(batch) = self.free.lock().pop() {
+            return Some(batch);
+        }
+        let mut allocated = self.allocated.lock();
+        if *allocated >= self.limit {
+            return None;
+        }
+        let batch = RecvBatch::new()?;
+        *allocated += 1;
+        Some(batch)
+    }
+
+    pub fn give(&self, mut batch: Box<RecvBatch>) {
+        batch.clear();
+        self.free.lock().push(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Family;
+    use crate::context::{Context, Mode};
+    use crate::event::UserPtr;
+    use crate::socket::SocketConfig;
+
+    fn socket(ctx: &Arc<Context>) -> Arc<Socket> {
+        let config = SocketConfig {
+            family: Family::V4,
+            reuse_addr: false,
+            ipv6_only: false,
+            recv_buffer_size: 0,
+            send_buffer_size: 0,
+        };
+        Socket::create(ctx, config, None, UserPtr(std::ptr::null_mut())).unwrap()
+    }
+
+    /// Writes `payloads` into the empty `batch` as one read from `socket` would.
+    fn read_into(batch: &mut RecvBatch, socket: &Arc<Socket>, payloads: &[&[u8]], port: u16) {
+        for (i, payload) in payloads.iter().enumerate() {
+            batch.slots_mut()[i * SLOT_SIZE..i * SLOT_SIZE + payload.len()].copy_from_slice(payload);
+        }
+        let from = SocketAddr::from(([127, 0, 0, 1], port));
+        batch.fill(socket, payloads.iter().map(|p| (p.len(), from)));
+    }
+
+    fn drain(batch: &mut RecvBatch) -> Vec<(Vec<u8>, u16)> {
+        let mut out = Vec::new();
+        while batch.remaining() > 0 {
+            let (data, from) = batch.peek();
+            out.push((data.to_vec(), from.port()));
+            batch.advance(1);
+        }
+        out
+    }
+
+    #[test]
+    fn absorb_packs_behind_and_keeps_order_and_runs() {
+        let ctx = Context::new(Mode::Host, 0).unwrap();
+        let (a, b) = (socket(&ctx), socket(&ctx));
+        let mut first = RecvBatch::new().unwrap();
+        let mut second = RecvBatch::new().unwrap();
+        let mut third = RecvBatch::new().unwrap();
+        read_into(&mut first, &a, &[b"one", b""], 1);
+        read_into(&mut second, &a, &[b"three"], 2);
+        read_into(&mut third, &b, &[b"four", b"five!"], 3);
+        assert!(first.absorb(&mut second));
+        assert!(first.absorb(&mut third));
+        assert!(second.is_empty() && third.is_empty());
+        assert_eq!(first.runs.len(), 2, "a's two reads share one run");
+        assert!(Arc::ptr_eq(first.current_run().unwrap().0, &a));
+        assert_eq!(first.current_run().unwrap().1, 3);
+        // Packed: the absorbed bytes share the space behind the own slots.
+        assert_eq!(first.entries[2].offset, 2 * SLOT_SIZE);
+        assert_eq!(first.entries[3].offset, 2 * SLOT_SIZE + 8);
+        let got = drain(&mut first);
+        let want: Vec<(Vec<u8>, u16)> = vec![
+            (b"one".to_vec(), 1),
+            (b"".to_vec(), 1),
+            (b"three".to_vec(), 2),
+            (b"four".to_vec(), 3),
+            (b"five!".to_vec(), 3),
+        ];
+        assert_eq!(got, want);
+        assert!(first.current_run().is_none());
+        first.clear();
+        ctx.shut_down();
+    }
+
+    #[test]
+    fn compact_packs_then_absorbs_a_full_read() {
+        let ctx = Context::new(Mode::Host, 0).unwrap();
+        let a = socket(&ctx);
+        let payloads: Vec<Vec<u8>> = (0..BATCH_SLOTS).map(|i| vec![i as u8; i * 3]).collect();
+        let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let mut first = RecvBatch::new().unwrap();
+        let mut second = RecvBatch::new().unwrap();
+        read_into(&mut first, &a, &slices, 1);
+        read_into(&mut second, &a, &slices, 2);
+        assert!(!first.absorb(&mut second), "every slot used: no room yet");
+        first.compact();
+        assert!(first.packed_end < SLOT_SIZE);
+        assert!(first.absorb(&mut second));
+        let got = drain(&mut first);
+        assert_eq!(got.len(), 2 * BATCH_SLOTS);
+        for (i, (data, port)) in got.iter().enumerate() {
+            let k = i % BATCH_SLOTS;
+            assert_eq!(data, &payloads[k], "datagram {i}");
+            assert_eq!(*port, if i < BATCH_SLOTS { 1 } else { 2 });
+        }
+        first.clear();
+        ctx.shut_down();
+    }
+
+    #[test]
+    fn absorb_refuses_what_does_not_fit() {
+        let ctx = Context::new(Mode::Host, 0).unwrap();
+        let a = socket(&ctx);
+        let mut full = RecvBatch::new().unwrap();
+        let payloads: Vec<&[u8]> = vec![b"x"; BATCH_SLOTS];
+        read_into(&mut full, &a, &payloads, 1);
+        let mut more = RecvBatch::new().unwrap();
+        read_into(&mut more, &a, &[b"y"], 1);
+        // The own read used every slot: no room for bytes behind it.
+        assert!(!full.absorb(&mut more));
+        assert_eq!(more.remaining(), 1);
+        full.clear();
+        more.clear();
+        ctx.shut_down();
+    }
+
+    #[test]
+    fn pool_is_bounded_and_reuses() {
+        let pool = BatchPool::new(2);
+        let a = pool.take().unwrap();
+        let b = pool.take().unwrap();
+        assert!(pool.take().is_none());
+        let a_ptr = &*a as *const RecvBatch;
+        pool.give(a);
+        let again = pool.take().unwrap();
+        assert_eq!(&*again as *const RecvBatch, a_ptr);
+        drop((b, again));
+    }
+}
