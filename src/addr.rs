@@ -184,7 +184,9 @@ pub fn to_c(addr: &SocketAddr) -> dgram_addr {
     match addr {
         SocketAddr::V4(v4) => {
             out.family = dgram_family::DGRAM_IPV4;
-            let _ = std::fmt::write(&mut writer, format_args!("{}", v4.ip()));
+            // By hand rather than through fmt: this runs for every datagram
+            // whose source differs from the one before, and fmt costs ~10x.
+            write_ipv4(writer.buf, v4.ip().octets());
         }
         SocketAddr::V6(v6) => {
             out.family = dgram_family::DGRAM_IPV6;
@@ -204,6 +206,29 @@ pub fn to_c(addr: &SocketAddr) -> dgram_addr {
         }
     }
     out
+}
+
+/// Writes `a.b.c.d` and a NUL at the start of `buf` (large enough for
+/// INET6_ADDRSTRLEN, so always for this).
+fn write_ipv4(buf: &mut [c_char; DGRAM_ADDRSTRLEN], octets: [u8; 4]) {
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.' as c_char;
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = (b'0' + octet / 100) as c_char;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = (b'0' + octet / 10 % 10) as c_char;
+            len += 1;
+        }
+        buf[len] = (b'0' + octet % 10) as c_char;
+        len += 1;
+    }
+    buf[len] = 0;
 }
 
 /// Writes text into a fixed C buffer, always leaving room for the NUL;
@@ -369,5 +394,19 @@ mod tests {
             4000,
         )));
         assert_eq!(text(&numbered), "fe80::1%4000");
+    }
+
+    #[test]
+    fn ipv4_by_hand_matches_std() {
+        for octets in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [255, 255, 255, 255],
+            [9, 10, 99, 100],
+            [198, 51, 100, 7],
+        ] {
+            let addr = SocketAddr::from((octets, 1));
+            assert_eq!(text(&to_c(&addr)), std::net::Ipv4Addr::from(octets).to_string());
+        }
     }
 }

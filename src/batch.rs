@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::socket::Socket;
-use crate::sys::{Region, MMSG_BATCH};
+use crate::sys::{RecvMmsg, Region, MMSG_BATCH};
 
 /// Datagrams per batch: as many as one recvmmsg reads.
 pub(crate) const BATCH_SLOTS: usize = MMSG_BATCH;
@@ -25,6 +25,10 @@ pub(crate) const SLOT_SIZE: usize = 1 << 16;
 /// Most datagrams one batch carries: a read fills at most `BATCH_SLOTS`;
 /// the rest of the room is for later reads copied in behind (`absorb`).
 pub(crate) const BATCH_ENTRIES: usize = 256;
+
+/// The source of a datagram whose address the kernel did not give (never
+/// seen on UDP/IP, but the entry must hold something).
+const UNKNOWN_SOURCE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Consecutive datagrams of one socket within a batch.
 pub struct Run {
@@ -85,23 +89,24 @@ impl RecvBatch {
         self.data.as_mut_slice()
     }
 
-    /// Records that the read into the empty batch filled slots `0..n`, all
-    /// from `socket`.
-    pub fn fill(&mut self, socket: &Arc<Socket>, datagrams: impl Iterator<Item = (usize, SocketAddr)>) {
+    /// Records that the read into the empty batch filled slots `0..count`,
+    /// all from `socket`, as `mmsg` reports them.
+    pub fn fill(&mut self, socket: &Arc<Socket>, mmsg: &RecvMmsg, count: usize) {
         debug_assert!(self.is_empty());
-        for (i, (len, from)) in datagrams.enumerate().take(BATCH_SLOTS) {
-            self.entries[i] = Entry {
+        let count = count.min(BATCH_SLOTS);
+        for (i, entry) in self.entries[..count].iter_mut().enumerate() {
+            *entry = Entry {
                 offset: i * SLOT_SIZE,
-                len: len.min(SLOT_SIZE),
-                from,
+                len: mmsg.len(i).min(SLOT_SIZE),
+                from: mmsg.source(i).unwrap_or(UNKNOWN_SOURCE),
             };
-            self.len = i + 1;
         }
-        self.packed_end = self.len * SLOT_SIZE;
-        if self.len > 0 {
+        self.len = count;
+        self.packed_end = count * SLOT_SIZE;
+        if count > 0 {
             self.runs.push(Run {
                 socket: Arc::clone(socket),
-                end: self.len,
+                end: count,
             });
         }
     }
@@ -169,9 +174,10 @@ impl RecvBatch {
             .map(|run| (&run.socket, run.end - self.next))
     }
 
-    /// The next datagram, which the caller then delivers and `advance`s past.
-    pub fn peek(&self) -> (&[u8], &SocketAddr) {
-        let entry = &self.entries[self.next];
+    /// The datagram `k` places after the next one; the caller delivers and
+    /// then `advance`s past those it delivered.
+    pub fn peek_at(&self, k: usize) -> (&[u8], &SocketAddr) {
+        let entry = &self.entries[self.next + k];
         (
             &self.data.as_slice()[entry.offset..entry.offset + entry.len],
             &entry.from,
@@ -258,13 +264,32 @@ mod tests {
             batch.slots_mut()[i * SLOT_SIZE..i * SLOT_SIZE + payload.len()].copy_from_slice(payload);
         }
         let from = SocketAddr::from(([127, 0, 0, 1], port));
-        batch.fill(socket, payloads.iter().map(|p| (p.len(), from)));
+        batch.fill_with(socket, payloads.iter().map(|p| (p.len(), from)));
+    }
+
+    impl RecvBatch {
+        /// `fill` from a list instead of a recvmmsg.
+        fn fill_with(&mut self, socket: &Arc<Socket>, datagrams: impl Iterator<Item = (usize, SocketAddr)>) {
+            for (i, (len, from)) in datagrams.enumerate() {
+                self.entries[i] = Entry {
+                    offset: i * SLOT_SIZE,
+                    len,
+                    from,
+                };
+                self.len = i + 1;
+            }
+            self.packed_end = self.len * SLOT_SIZE;
+            self.runs.push(Run {
+                socket: Arc::clone(socket),
+                end: self.len,
+            });
+        }
     }
 
     fn drain(batch: &mut RecvBatch) -> Vec<(Vec<u8>, u16)> {
         let mut out = Vec::new();
         while batch.remaining() > 0 {
-            let (data, from) = batch.peek();
+            let (data, from) = batch.peek_at(0);
             out.push((data.to_vec(), from.port()));
             batch.advance(1);
         }

@@ -8,7 +8,6 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -81,6 +80,8 @@ pub struct Context {
     pool: BatchPool,
     /// Sockets the I/O thread stopped reading because the queue was full.
     paused_readers: AtomicUsize,
+    /// The last datagram source given to the host, formatted.
+    rinfo: Mutex<RinfoCache>,
     /// Datagrams in the queue, against `max_pending_messages`.
     queued_messages: AtomicU32,
     sockets: Mutex<HashMap<u64, Arc<Socket>>>,
@@ -126,6 +127,7 @@ impl Context {
             queue: Mutex::new(VecDeque::with_capacity(INITIAL_QUEUE_CAPACITY)),
             pool: BatchPool::new(batch_limit),
             paused_readers: AtomicUsize::new(0),
+            rinfo: Mutex::new(RinfoCache::default()),
             queued_messages: AtomicU32::new(0),
             sockets: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(WAKE_TOKEN + 1),
@@ -334,34 +336,50 @@ impl Context {
     /// callback shows in the socket's epoch, and only then is it asked again.
     fn deliver_batch(&self, batch: &mut RecvBatch, budget: u32) -> u32 {
         let mut delivered = 0u32;
-        let mut rinfo = RinfoCache::default();
+        // Only the one dispatching thread delivers, so this never waits.
+        let mut spare = RinfoCache::default();
+        let mut cached = self.rinfo.try_lock();
+        let rinfo = cached.as_deref_mut().unwrap_or(&mut spare);
         while let Some((socket, in_run)) = batch.current_run() {
+            if self.freed.load(SeqCst) {
+                break;
+            }
             let socket = Arc::clone(socket);
             let Some(mut admitted) = socket.admit_run(in_run, self) else {
                 batch.advance(in_run);
                 continue;
             };
-            let mut left = in_run;
-            while left > 0 {
-                if delivered >= budget || self.freed.load(SeqCst) {
-                    // Those not delivered count again as waiting.
-                    socket.recount(left, self);
-                    return delivered;
-                }
+            let now = in_run.min((budget - delivered) as usize);
+            let mut done = 0;
+            let mut open = true;
+            while done < now {
+                // A handler change, a close, a free of the socket or of the
+                // context (which closes every socket) from inside a callback
+                // all show here.
                 if socket.epoch() != admitted.epoch {
                     match socket.current_handlers() {
                         Some(fresh) => admitted = fresh,
                         None => {
-                            batch.advance(left);
+                            open = false;
                             break;
                         }
                     }
                 }
-                let (data, from): (&[u8], &SocketAddr) = batch.peek();
-                deliver_message(&socket, &admitted.handlers, data, from, &mut rinfo);
-                batch.advance(1);
-                left -= 1;
-                delivered += 1;
+                let (data, from) = batch.peek_at(done);
+                deliver_message(&socket, &admitted.handlers, data, from, rinfo);
+                done += 1;
+            }
+            delivered += done as u32;
+            if !open {
+                // The rest of the run is nobody's: uncounted when it closed.
+                batch.advance(in_run);
+                continue;
+            }
+            batch.advance(done);
+            if done < in_run {
+                // Stopped by the budget: those not delivered count again as waiting.
+                socket.recount(in_run - done, self);
+                return delivered;
             }
         }
         delivered
@@ -556,9 +574,7 @@ impl Context {
             match reader.mmsg.recv(fd.as_raw_fd(), region, SLOT_SIZE) {
                 Ok(n) => {
                     socket.update_read_hint(n, slots);
-                    let mmsg = &reader.mmsg;
-                    let received = (0..n).map(|i| mmsg.received(i));
-                    batch.fill(socket, received.map(|r| (r.len, r.from.unwrap_or(UNKNOWN_SOURCE))));
+                    batch.fill(socket, &reader.mmsg, n);
                     socket.accept_batch(self, &mut reader.batch, n);
                     if n < slots {
                         return; // The socket is drained.
@@ -573,10 +589,6 @@ impl Context {
         }
     }
 }
-
-/// The source of a datagram whose address the kernel did not give (never
-/// seen on UDP/IP, but the field must hold something).
-const UNKNOWN_SOURCE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// The epoll events to watch; none at all is fine (errors still come).
 fn interest(readable: bool, writable: bool) -> u32 {

@@ -103,6 +103,7 @@ impl RinfoCache {
 
 /// Calls the message callback, if set, for one received datagram, straight
 /// from the batch slot that holds it. Same rules as `run_callbacks`.
+#[inline]
 pub fn deliver_message(
     socket: &Arc<Socket>,
     handlers: &Handlers,

@@ -169,18 +169,16 @@ pub struct RecvMmsg {
     names: [libc::sockaddr_storage; MMSG_BATCH],
 }
 
-/// One datagram as `RecvMmsg::recv` found it.
-#[derive(Clone, Copy, Debug)]
-pub struct Received {
-    pub len: usize,
-    pub from: Option<SocketAddr>,
-}
-
 impl RecvMmsg {
     pub fn new() -> Box<RecvMmsg> {
         // SAFETY: the three arrays are plain C data (integers and raw
         // pointers); all zeroes is a valid value for each of them.
-        Box::new(unsafe { std::mem::zeroed() })
+        let mut mmsg: Box<RecvMmsg> = Box::new(unsafe { std::mem::zeroed() });
+        // What stays the same from call to call: one iovec, no control data.
+        for hdr in &mut mmsg.hdrs {
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        mmsg
     }
 
     /// Receives up to `MMSG_BATCH` datagrams without blocking, datagram `i`
@@ -193,21 +191,18 @@ impl RecvMmsg {
             return Ok(0);
         }
         let base = region.as_mut_ptr();
-        for i in 0..count {
+        let (hdrs, iovs, names) = (
+            &mut self.hdrs[..count],
+            &mut self.iovs[..count],
+            &mut self.names[..count],
+        );
+        for (i, ((hdr, iov), name)) in hdrs.iter_mut().zip(iovs).zip(names).enumerate() {
             // SAFETY: i * slot + slot <= region.len(), checked by `count`.
-            self.iovs[i] = libc::iovec {
-                iov_base: unsafe { base.add(i * slot) }.cast(),
-                iov_len: slot,
-            };
-            let hdr = &mut self.hdrs[i];
-            hdr.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            iov.iov_base = unsafe { base.add(i * slot) }.cast();
+            iov.iov_len = slot;
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_hdr.msg_iov = &mut self.iovs[i];
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
         }
         loop {
             // SAFETY: `count` headers, each pointing at its own iovec (into
@@ -232,13 +227,14 @@ impl RecvMmsg {
         }
     }
 
-    /// Datagram `i` of the last successful `recv`.
-    pub fn received(&self, i: usize) -> Received {
-        let hdr = &self.hdrs[i];
-        Received {
-            len: hdr.msg_len as usize,
-            from: sockaddr_to_std(&self.names[i], hdr.msg_hdr.msg_namelen),
-        }
+    /// The length of datagram `i` of the last successful `recv`.
+    pub fn len(&self, i: usize) -> usize {
+        self.hdrs[i].msg_len as usize
+    }
+
+    /// The source of datagram `i` of the last successful `recv`.
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
+        sockaddr_to_std(&self.names[i], self.hdrs[i].msg_hdr.msg_namelen)
     }
 }
 
