@@ -73,6 +73,10 @@ struct State {
     read_paused: bool,
     send_queue: VecDeque<QueuedSend>,
     queued_bytes: usize,
+    /// The destination of the last send, parsed: a socket mostly sends to
+    /// one peer, and parsing the address text costs more than the send's
+    /// own user-space work.
+    last_destination: DestinationCache,
     /// Buffers of datagrams that were queued and are sent, kept for the next
     /// ones so that a socket that often meets a full kernel buffer does not
     /// allocate per datagram.
@@ -148,6 +152,7 @@ impl Socket {
                 send_queue: VecDeque::new(),
                 queued_bytes: 0,
                 spare_buffers: Vec::new(),
+                last_destination: DestinationCache::default(),
                 pending_data: 0,
                 pending_completions: 0,
                 handlers: Handlers {
@@ -329,11 +334,21 @@ impl Socket {
         cb: dgram_send_cb,
         send_data: UserPtr,
     ) -> Result<()> {
-        let ctx = self.context()?;
+        // The common path (bound, queue empty, no callback) touches no
+        // reference count: the context is looked up only when needed, and
+        // the fd is borrowed under the lock. A closed socket is EBADF here
+        // whether or not its context is still there.
         let mut st = self.state.lock();
         st.check_open()?;
-        let fd = st.fd()?;
-        let dest = addr::send_target(address, port, self.family, fd.as_raw_fd())?;
+        let raw_fd = st.fd.as_ref().ok_or(Errno::BADF)?.as_raw_fd();
+        let dest = match st.last_destination.lookup(address, port) {
+            Some(dest) => dest,
+            None => {
+                let dest = addr::send_target(address, port, self.family, raw_fd)?;
+                st.last_destination.remember(address, port, dest);
+                dest
+            }
+        };
         // Saturating: lengths come from the host, and a wrapped sum must not
         // slip under the size check.
         let length = bufs.iter().fold(0usize, |sum, b| sum.saturating_add(b.len()));
@@ -344,27 +359,34 @@ impl Socket {
             return Err(Errno(DGRAM_ENOBUFS));
         }
         if !st.bound {
+            let ctx = self.context()?;
             self.bind_locked(&ctx, &mut st, self.family.unspecified(0))?;
             self.push(&ctx, &mut st, EventKind::Listening { once: None });
         }
         if st.send_queue.is_empty() {
-            match send_datagram(&fd, bufs, dest) {
+            let fd = st.fd.as_deref().ok_or(Errno::BADF)?;
+            match send_datagram(fd, bufs, dest) {
                 Ok(()) => {
-                    self.complete_send(&ctx, &mut st, cb, send_data, length, dest, None);
+                    if cb.is_some() {
+                        let ctx = self.context()?;
+                        self.complete_send(&ctx, &mut st, cb, send_data, length, dest, None);
+                    }
                     return Ok(());
                 }
                 Err(err) if is_transient(&err) => {}
                 Err(err) => {
                     let code = Errno::from_io(&err).0;
+                    let ctx = self.context()?;
                     self.complete_send(&ctx, &mut st, cb, send_data, length, dest, Some(code));
                     return Ok(());
                 }
             }
         }
+        let ctx = self.context()?;
         // Armed before queueing: if epoll refuses, the send fails whole
         // instead of sitting in a queue nobody flushes.
         if !st.writable_armed {
-            ctx.rewatch(fd.as_raw_fd(), self.token, !st.read_paused, true)?;
+            ctx.rewatch(raw_fd, self.token, !st.read_paused, true)?;
             st.writable_armed = true;
         }
         let mut data = st.spare_buffers.pop().unwrap_or_default();
@@ -724,6 +746,50 @@ impl State {
     }
 }
 
+/// The last destination text and port a socket sent to, and what they
+/// parsed to. Only zone-free addresses are kept: a zone names an interface,
+/// whose index can change from one send to the next.
+struct DestinationCache {
+    text: [u8; DESTINATION_CACHE_BYTES],
+    /// Length of `text`; 0 when nothing is cached.
+    len: usize,
+    port: i32,
+    dest: Option<SocketAddr>,
+}
+
+const DESTINATION_CACHE_BYTES: usize = 48;
+
+impl Default for DestinationCache {
+    fn default() -> Self {
+        DestinationCache {
+            text: [0; DESTINATION_CACHE_BYTES],
+            len: 0,
+            port: 0,
+            dest: None,
+        }
+    }
+}
+
+impl DestinationCache {
+    fn lookup(&self, address: Option<&CStr>, port: i32) -> Option<SocketAddr> {
+        let text = address?.to_bytes();
+        (self.len > 0 && port == self.port && text == &self.text[..self.len]).then_some(self.dest?)
+    }
+
+    fn remember(&mut self, address: Option<&CStr>, port: i32, dest: SocketAddr) {
+        let Some(text) = address.map(CStr::to_bytes) else {
+            return;
+        };
+        if text.is_empty() || text.len() > self.text.len() || text.contains(&b'%') {
+            return;
+        }
+        self.text[..text.len()].copy_from_slice(text);
+        self.len = text.len();
+        self.port = port;
+        self.dest = Some(dest);
+    }
+}
+
 /// Whether a send queue holding `count` datagrams of `bytes` in all takes no
 /// more: it always takes 1024 datagrams whatever their size, and any number
 /// while under 1 MiB, up to a hard cap on the count.
@@ -759,6 +825,23 @@ fn is_transient(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_cache_keeps_only_the_last_zone_free_text() {
+        let mut cache = DestinationCache::default();
+        let dest: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(cache.lookup(Some(c"127.0.0.1"), 9), None);
+        cache.remember(Some(c"127.0.0.1"), 9, dest);
+        assert_eq!(cache.lookup(Some(c"127.0.0.1"), 9), Some(dest));
+        assert_eq!(cache.lookup(Some(c"127.0.0.1"), 10), None);
+        assert_eq!(cache.lookup(Some(c"127.0.0.10"), 9), None);
+        assert_eq!(cache.lookup(Some(c"127.0.0."), 9), None);
+        assert_eq!(cache.lookup(None, 9), None);
+        let zoned: SocketAddr = "[fe80::1%1]:9".parse().unwrap();
+        cache.remember(Some(c"fe80::1%lo"), 9, zoned);
+        assert_eq!(cache.lookup(Some(c"fe80::1%lo"), 9), None);
+        assert_eq!(cache.lookup(Some(c"127.0.0.1"), 9), Some(dest));
+    }
 
     #[test]
     fn send_queue_bounds() {
