@@ -324,44 +324,6 @@ static int check_written_then_cancelled(const rec *r, const slot *slots, int n, 
     return written;
 }
 
-/* ---- a private namespace whose loopback holds datagrams back ---------------
- *
- * Moves the calling thread into a new network namespace with `lo` up and a
- * token-bucket qdisc on it (8 kbit/s after a 70000-byte burst): a datagram
- * that waits in the qdisc keeps its bytes charged to the sending socket, so
- * with a small SO_SNDBUF the next send gets EAGAIN and the library queues
- * it. Sockets created before slow_lo_leave() live in that namespace (and keep
- * it alive). Returns the fd of the original namespace, or -1 (nothing
- * changed) when this is not possible here. */
-static int slow_lo_enter(void) {
-    if (geteuid() != 0)
-        return -1;
-    if (system("command -v tc >/dev/null 2>&1") != 0)
-        return -1;
-    int orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (orig < 0)
-        return -1;
-    if (unshare(CLONE_NEWNET) != 0) {
-        close(orig);
-        return -1;
-    }
-    test_link_up("lo");
-    if (system("tc qdisc add dev lo root tbf rate 8kbit burst 70000 limit 20000000"
-               " >/dev/null 2>&1") != 0) {
-        test_netns_enter(orig);
-        close(orig);
-        return -1;
-    }
-    return orig;
-}
-
-static void slow_lo_leave(int orig) {
-    if (orig >= 0) {
-        test_netns_enter(orig);
-        close(orig);
-    }
-}
-
 /* ---- tests ---------------------------------------------------------------- */
 
 /* 'close' comes once, later (not inside dgram_close), persistent handler
@@ -656,7 +618,7 @@ static void test_queued_sends_cancelled(void) {
     printf("test_queued_sends_cancelled\n");
     enum { N = 200, LEN = 60000 };
     static slot slots[N];
-    int orig = slow_lo_enter();
+    int orig = test_slow_lo_enter();
     printf("  (%s)\n", orig >= 0 ? "private namespace, slow lo: sends queue"
                                  : "machine loopback: sends may all be written at once");
     sink rx = sink_open();
@@ -665,7 +627,7 @@ static void test_queued_sends_cancelled(void) {
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     rec r;
     dgram_socket *s = rec_socket(ctx, DGRAM_UDP4, &r, 4096);
-    slow_lo_leave(orig);
+    test_slow_lo_leave(orig);
     bind_listen(ctx, s, &r);
 
     for (int i = 0; i < N; i++) {
@@ -704,13 +666,13 @@ static void test_free_with_pending_sends(void) {
     printf("test_free_with_pending_sends\n");
     enum { N = 50, LEN = 60000 };
     static slot slots[N];
-    int orig = slow_lo_enter();
+    int orig = test_slow_lo_enter();
     sink rx = sink_open();
     uint16_t port = rx.port;
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     rec r;
     dgram_socket *s = rec_socket(ctx, DGRAM_UDP4, &r, 4096);
-    slow_lo_leave(orig);
+    test_slow_lo_leave(orig);
     uint16_t self = bind_listen(ctx, s, &r);
 
     for (int i = 0; i < N; i++) {
@@ -996,7 +958,7 @@ static void test_implicit_bind_close(void) {
     sink_close(&rx);
 
     /* The same with sends that really queue. */
-    int orig = slow_lo_enter();
+    int orig = test_slow_lo_enter();
     if (orig < 0) {
         printf("  (no private namespace with a slow lo here: queued variant skipped)\n");
         return;
@@ -1005,7 +967,7 @@ static void test_implicit_bind_close(void) {
     port = rx.port;
     ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     s = rec_socket(ctx, DGRAM_UDP4, &r, 4096);
-    slow_lo_leave(orig);
+    test_slow_lo_leave(orig);
     for (int i = 0; i < 3; i++) {
         CHECK_OK(dgram_send(s, g_big, sizeof g_big, port, "127.0.0.1", send_cb,
                             slot_init(&slots[i], &r, i)));

@@ -495,4 +495,42 @@ static inline test_two_hosts test_two_hosts_or_skip(void) {
     return hosts;
 }
 
+/* ---- a private namespace whose loopback holds datagrams back ---------------
+ *
+ * Moves the calling thread into a new network namespace with `lo` up and a
+ * token-bucket qdisc on it (8 kbit/s after a 70000-byte burst): a datagram
+ * that waits in the qdisc keeps its bytes charged to the sending socket, so
+ * with a small SO_SNDBUF the next send gets EAGAIN and the library queues
+ * it. Sockets created before test_slow_lo_leave() live in that namespace (and keep
+ * it alive). Returns the fd of the original namespace, or -1 (nothing
+ * changed) when this is not possible here. */
+static inline int test_slow_lo_enter(void) {
+    if (geteuid() != 0)
+        return -1;
+    if (system("command -v tc >/dev/null 2>&1") != 0)
+        return -1;
+    int orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (orig < 0)
+        return -1;
+    if (unshare(CLONE_NEWNET) != 0) {
+        close(orig);
+        return -1;
+    }
+    test_link_up("lo");
+    if (system("tc qdisc add dev lo root tbf rate 8kbit burst 70000 limit 20000000"
+               " >/dev/null 2>&1") != 0) {
+        test_netns_enter(orig);
+        close(orig);
+        return -1;
+    }
+    return orig;
+}
+
+static inline void test_slow_lo_leave(int orig) {
+    if (orig >= 0) {
+        test_netns_enter(orig);
+        close(orig);
+    }
+}
+
 #endif /* DGRAM_TEST_UTIL_H */

@@ -323,7 +323,9 @@ typedef struct {
    * Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
    * of address space each (2 MiB per batch), of which only the pages the
    * datagrams touch become resident; a batch that has to wait is packed.
-   * At most max_pending_events / 32 + 2 batches exist per context (about
+   * At most max_pending_events / 32 + 2 batches exist per context (for a
+   * bound of 64 or less, one per datagram plus one), and when they all
+   * wait, reading stops as at the bound (about
    * 516 MiB of address space at the default, resident only as far as
    * datagrams fill it: about 8192 x size rounded to 8 bytes, plus a page
    * per slot of the batches in use).
@@ -443,6 +445,51 @@ typedef struct {
    */
   size_t len;
 } dgram_buf;
+
+/**
+ * A socket's counters (`dgram_socket_stats`). Counted from the socket's
+ * creation; they keep their final values once it is closed.
+ */
+typedef struct {
+  /**
+   * Datagrams handed to the message callback, or read while no message
+   * callback was set. Datagrams discarded because the socket was closed
+   * before dispatch are counted nowhere.
+   */
+  uint64_t datagrams_received;
+  /**
+   * Their payload bytes.
+   */
+  uint64_t bytes_received;
+  /**
+   * Sends the kernel took (completed without error).
+   */
+  uint64_t datagrams_sent;
+  /**
+   * Their payload bytes.
+   */
+  uint64_t bytes_sent;
+  /**
+   * Datagrams libdgram read and then discarded because the host's queue
+   * was full. Always 0: at `max_pending_events` libdgram stops reading
+   * instead, and what the socket's kernel buffer cannot hold meanwhile is
+   * counted in `dropped_by_kernel`. Kept for API compatibility.
+   */
+  uint64_t dropped_queue_full;
+  /**
+   * The kernel's drop counter for this socket: datagrams that arrived
+   * while its receive buffer was full (the counter Linux reports with
+   * SO_RXQ_OVFL, read here with SO_MEMINFO). 0 where the system does not
+   * report it. Drops before the datagram reached a socket (for instance
+   * in the per-CPU backlog, /proc/net/softnet_stat) are not in it.
+   */
+  uint64_t dropped_by_kernel;
+  /**
+   * Sends that ended with an error, including those cancelled by close
+   * (`DGRAM_ECANCELED`) or by freeing the socket or its context.
+   */
+  uint64_t send_errors;
+} dgram_stats;
 
 
 
@@ -635,6 +682,13 @@ void dgram_socket_free(dgram_socket *s);
  * `DGRAM_EBADF` when closed or not bound yet; `DGRAM_EINVAL` for NULL `out`.
  */
 int dgram_address(const dgram_socket *s, dgram_addr *out);
+
+/**
+ * Writes the socket's counters into `*out` (see `dgram_stats`). Works on a
+ * closed socket too, giving the final figures. `DGRAM_EINVAL` for NULL `s`
+ * or `out`. May be called from any thread, inside callbacks included.
+ */
+int dgram_socket_stats(const dgram_socket *s, dgram_stats *out);
 
 /**
  * Sets or clears SO_BROADCAST (`socket.setBroadcast`).

@@ -233,6 +233,11 @@ impl BatchPool {
         Some(batch)
     }
 
+    /// Whether `take` would give a batch now.
+    pub fn has_free(&self) -> bool {
+        !self.free.lock().is_empty() || *self.allocated.lock() < self.limit
+    }
+
     pub fn give(&self, mut batch: Box<RecvBatch>) {
         batch.clear();
         self.free.lock().push(batch);

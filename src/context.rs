@@ -109,11 +109,14 @@ impl Context {
         } else {
             max_pending_messages
         };
-        // Enough batches to queue `max_pending_messages` datagrams, plus the
-        // one being read into and one being dispatched. Callbacks on the I/O
+        // Enough batches to queue `max_pending_messages` datagrams in full
+        // batches, plus the one being read into and one being dispatched;
+        // and for a small bound, one per datagram, because reads that come
+        // between other events cannot share a batch. Callbacks on the I/O
         // thread run right after each read, so a few batches do there.
+        let max = max_pending_messages as usize;
         let batch_limit = match mode {
-            Mode::Host => (max_pending_messages as usize).div_ceil(BATCH_SLOTS) + 2,
+            Mode::Host => (max.div_ceil(BATCH_SLOTS) + 2).max(max.min(64) + 1),
             Mode::IoThread => 4,
         };
         let ctx = Arc::new(Context {
@@ -261,9 +264,11 @@ impl Context {
     }
 
     /// Whether reading paused sockets again makes sense: the queue is at
-    /// most half full, so a resumed socket does not pause again at once.
+    /// most half full (so a resumed socket does not pause again at once), or
+    /// it has room and a batch is free again (a pause for want of batches).
     fn has_room_to_resume(&self) -> bool {
-        self.queued_messages.load(SeqCst) <= self.max_pending_messages / 2
+        let queued = self.queued_messages.load(SeqCst);
+        queued <= self.max_pending_messages / 2 || queued < self.max_pending_messages && self.pool.has_free()
     }
 
     fn queue_is_empty(&self) -> bool {
@@ -366,6 +371,8 @@ impl Context {
                     }
                 }
                 let (data, from) = batch.peek_at(done);
+                // Counted before the callback, so that stats read inside it include it.
+                socket.count_received(data.len());
                 deliver_message(&socket, &admitted.handlers, data, from, rinfo);
                 done += 1;
             }

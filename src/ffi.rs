@@ -422,6 +422,21 @@ pub unsafe extern "C" fn dgram_address(s: *const dgram_socket, out: *mut dgram_a
     })
 }
 
+/// Writes the socket's counters into `*out` (see `dgram_stats`). Works on a
+/// closed socket too, giving the final figures. `DGRAM_EINVAL` for NULL `s`
+/// or `out`. May be called from any thread, inside callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_socket_stats(s: *const dgram_socket, out: *mut dgram_stats) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        if out.is_null() {
+            return Err(Errno::INVAL);
+        }
+        out.write(socket.stats());
+        Ok(())
+    })
+}
+
 /// Sets or clears SO_BROADCAST (`socket.setBroadcast`).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_broadcast(s: *mut dgram_socket, flag: bool) -> c_int {

@@ -7,7 +7,7 @@ use std::ffi::CStr;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::error::{Errno, Result, DGRAM_EALREADY, DGRAM_ECANCELED, DGRAM_EMSGSIZE, DGRAM_ENOBUFS};
 use crate::event::{ErrorInfo, Event, EventKind, Handlers, UserPtr};
 use crate::sys::{self, MMSG_BATCH};
-use crate::types::{dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb};
+use crate::types::{dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb, dgram_stats};
 
 /// A socket accepts at least this many datagrams waiting to be written...
 const SEND_QUEUE_MIN_COUNT: usize = 1024;
@@ -99,6 +99,19 @@ pub struct Socket {
     /// How many slots the next read offers (I/O thread only): see
     /// `update_read_hint`.
     read_hint: AtomicUsize,
+    counters: Counters,
+}
+
+/// What `dgram_socket_stats` reports, kept as it happens.
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    bytes_received: AtomicU64,
+    sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    send_errors: AtomicU64,
+    /// The kernel's drop count, read when the socket closed.
+    final_kernel_drops: AtomicU64,
 }
 
 /// A socket's handlers as admitted for a run of datagrams, and the epoch
@@ -165,6 +178,7 @@ impl Socket {
             }),
             epoch: AtomicU32::new(0),
             read_hint: AtomicUsize::new(BATCH_SLOTS),
+            counters: Counters::default(),
         });
         ctx.register(token, Arc::clone(&socket));
         Ok(socket)
@@ -370,6 +384,8 @@ impl Socket {
                     if cb.is_some() {
                         let ctx = self.context()?;
                         self.complete_send(&ctx, &mut st, cb, send_data, length, dest, None);
+                    } else {
+                        self.count_send(length, None);
                     }
                     return Ok(());
                 }
@@ -418,6 +434,7 @@ impl Socket {
         dest: SocketAddr,
         error: Option<i32>,
     ) {
+        self.count_send(length, error);
         let error = error.map(|code| ErrorInfo {
             code,
             syscall: c"send",
@@ -504,6 +521,50 @@ impl Socket {
         ctx.publish_batch(batch, count);
     }
 
+    /// Counts a datagram handed to the host. Only the one thread that
+    /// dispatches writes these (dispatch does not nest or overlap, and the
+    /// hand-over between dispatching threads is ordered), so a plain store
+    /// does, without a locked read-modify-write per datagram.
+    pub fn count_received(&self, bytes: usize) {
+        let c = &self.counters;
+        c.received
+            .store(c.received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        c.bytes_received.store(
+            c.bytes_received.load(Ordering::Relaxed) + bytes as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn count_send(&self, length: usize, error: Option<i32>) {
+        if error.is_some() {
+            self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes_sent.fetch_add(length as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// `dgram_socket_stats`: valid open or closed.
+    pub fn stats(&self) -> dgram_stats {
+        let kernel_drops = {
+            let st = self.state.lock();
+            match &st.fd {
+                Some(fd) => u64::from(sys::socket_drops(fd.as_raw_fd())),
+                None => self.counters.final_kernel_drops.load(Ordering::Relaxed),
+            }
+        };
+        let c = &self.counters;
+        dgram_stats {
+            datagrams_received: c.received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            datagrams_sent: c.sent.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            dropped_queue_full: 0,
+            dropped_by_kernel: kernel_drops,
+            send_errors: c.send_errors.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn read_hint(&self) -> usize {
         self.read_hint.load(Ordering::Relaxed)
     }
@@ -579,6 +640,10 @@ impl Socket {
         st.closed = true;
         self.bump_epoch();
         if let Some(fd) = st.fd.take() {
+            let drops = sys::socket_drops(fd.as_raw_fd());
+            self.counters
+                .final_kernel_drops
+                .store(u64::from(drops), Ordering::Relaxed);
             if st.bound {
                 ctx.unwatch(fd.as_raw_fd());
                 ctx.add_bound(-1);
@@ -592,6 +657,9 @@ impl Socket {
         let cancelled = std::mem::take(&mut st.send_queue);
         st.queued_bytes = 0;
         ctx.add_pending(-(cancelled.len() as i64));
+        self.counters
+            .send_errors
+            .fetch_add(cancelled.len() as u64, Ordering::Relaxed);
         if report {
             for send in cancelled {
                 if send.cb.is_some() {

@@ -79,7 +79,9 @@ pub struct dgram_context_options {
     /// Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
     /// of address space each (2 MiB per batch), of which only the pages the
     /// datagrams touch become resident; a batch that has to wait is packed.
-    /// At most max_pending_events / 32 + 2 batches exist per context (about
+    /// At most max_pending_events / 32 + 2 batches exist per context (for a
+    /// bound of 64 or less, one per datagram plus one), and when they all
+    /// wait, reading stops as at the bound (about
     /// 516 MiB of address space at the default, resident only as far as
     /// datagrams fill it: about 8192 x size rounded to 8 bytes, plus a page
     /// per slot of the batches in use).
@@ -115,6 +117,37 @@ pub struct dgram_addr {
     pub port: u16,
     /// `DGRAM_IPV4` or `DGRAM_IPV6`.
     pub family: dgram_family,
+}
+
+/// A socket's counters (`dgram_socket_stats`). Counted from the socket's
+/// creation; they keep their final values once it is closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct dgram_stats {
+    /// Datagrams handed to the message callback, or read while no message
+    /// callback was set. Datagrams discarded because the socket was closed
+    /// before dispatch are counted nowhere.
+    pub datagrams_received: u64,
+    /// Their payload bytes.
+    pub bytes_received: u64,
+    /// Sends the kernel took (completed without error).
+    pub datagrams_sent: u64,
+    /// Their payload bytes.
+    pub bytes_sent: u64,
+    /// Datagrams libdgram read and then discarded because the host's queue
+    /// was full. Always 0: at `max_pending_events` libdgram stops reading
+    /// instead, and what the socket's kernel buffer cannot hold meanwhile is
+    /// counted in `dropped_by_kernel`. Kept for API compatibility.
+    pub dropped_queue_full: u64,
+    /// The kernel's drop counter for this socket: datagrams that arrived
+    /// while its receive buffer was full (the counter Linux reports with
+    /// SO_RXQ_OVFL, read here with SO_MEMINFO). 0 where the system does not
+    /// report it. Drops before the datagram reached a socket (for instance
+    /// in the per-CPU backlog, /proc/net/softnet_stat) are not in it.
+    pub dropped_by_kernel: u64,
+    /// Sends that ended with an error, including those cancelled by close
+    /// (`DGRAM_ECANCELED`) or by freeing the socket or its context.
+    pub send_errors: u64,
 }
 
 /// An error as delivered to callbacks (the IoT.js `Error` object).

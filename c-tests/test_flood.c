@@ -1,0 +1,361 @@
+/* Floods and back-pressure, with the counters of dgram_socket_stats:
+ * - a host that does not dispatch while a sender floods its socket keeps its
+ *   memory bounded, and every datagram is either received or counted as
+ *   dropped (received + dropped_queue_full + dropped_by_kernel = sent, up to
+ *   the kernel's per-CPU backlog drops, which no socket counts);
+ * - a sender faster than the kernel: sends queue up to the bound, then
+ *   DGRAM_ENOBUFS; every accepted send completes exactly once, and the
+ *   counters say how each ended;
+ * - the counters on a closed socket are the final figures. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+
+#include "recorder.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+enum { FLOOD_LEN = 64, FLOOD_BATCH = 64 };
+
+/* Kilobytes from a "Name:   123 kB" line of /proc/self/status. */
+static long status_kib(const char *name) {
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f != NULL);
+    char line[256];
+    long kib = -1;
+    size_t n = strlen(name);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, name, n) == 0 && line[n] == ':')
+            kib = strtol(line + n + 1, NULL, 10);
+    fclose(f);
+    CHECK(kib >= 0);
+    return kib;
+}
+
+/* Datagrams the kernel dropped in its per-CPU backlogs, all CPUs (second
+ * column of /proc/net/softnet_stat, hexadecimal): before a packet reaches a
+ * socket, so no socket counts them. */
+static unsigned long long softnet_drops(void) {
+    FILE *f = fopen("/proc/net/softnet_stat", "r");
+    if (!f)
+        return 0;
+    unsigned long long total = 0;
+    unsigned processed, dropped;
+    char rest[512];
+    while (fscanf(f, "%x %x", &processed, &dropped) == 2) {
+        total += dropped;
+        if (!fgets(rest, sizeof rest, f))
+            break;
+    }
+    fclose(f);
+    return total;
+}
+
+static dgram_stats stats_of(dgram_socket *s) {
+    dgram_stats st;
+    memset(&st, 0xAB, sizeof st);
+    CHECK_OK(dgram_socket_stats(s, &st));
+    return st;
+}
+
+/* ---- the flood ------------------------------------------------------------- */
+
+typedef struct {
+    uint16_t port;
+    long count;
+    long sent; /* what sendmmsg reported as sent */
+} flood_args;
+
+/* Sends `count` datagrams of FLOOD_LEN bytes to 127.0.0.1:port from a plain
+ * socket, FLOOD_BATCH per sendmmsg, as fast as the kernel takes them. */
+static void *flood_sender(void *arg) {
+    flood_args *a = arg;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(a->port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    static uint8_t payload[FLOOD_LEN];
+    struct iovec iov[FLOOD_BATCH];
+    struct mmsghdr msgs[FLOOD_BATCH];
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < FLOOD_BATCH; i++) {
+        iov[i].iov_base = payload;
+        iov[i].iov_len = sizeof payload;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &to;
+        msgs[i].msg_hdr.msg_namelen = sizeof to;
+    }
+    long sent = 0;
+    while (sent < a->count) {
+        long want = a->count - sent < FLOOD_BATCH ? a->count - sent : FLOOD_BATCH;
+        int n = sendmmsg(fd, msgs, (unsigned)want, 0);
+        if (n < 0 && (errno == EINTR || errno == ENOBUFS || errno == EAGAIN))
+            continue;
+        CHECK(n > 0);
+        sent += n;
+    }
+    close(fd);
+    a->sent = sent;
+    return NULL;
+}
+
+static long g_messages;
+static void count_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
+                          void *userdata) {
+    (void)s, (void)msg, (void)rinfo, (void)userdata;
+    CHECK_EQ(len, FLOOD_LEN);
+    g_messages++;
+}
+
+static int kernel_queued(dgram_socket *s) {
+    int n = -1;
+    CHECK(ioctl(dgram_fileno(s), FIONREAD, &n) == 0);
+    return n;
+}
+
+static void test_flood_into_a_host_that_does_not_dispatch(void) {
+    long count = RUNNING_ON_VALGRIND ? 20000 : 1000000;
+    const char *env = getenv("DGRAM_FLOOD_COUNT");
+    if (env)
+        count = strtol(env, NULL, 10);
+    printf("test_flood_into_a_host_that_does_not_dispatch (%ld datagrams)\n", count);
+
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_socket_options o = test_opts(DGRAM_UDP4);
+    o.recv_buffer_size = 256 * 1024;
+    dgram_socket *s = test_socket_with(ctx, &o, count_message, NULL);
+    uint16_t port = test_bind(s, "127.0.0.1");
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* 'listening' */
+    g_messages = 0;
+
+    long rss_before = status_kib("VmRSS");
+    unsigned long long backlog_before = softnet_drops();
+    flood_args a = {.port = port, .count = count};
+    pthread_t sender;
+    CHECK_EQ(pthread_create(&sender, NULL, flood_sender, &a), 0);
+    CHECK_EQ(pthread_join(sender, NULL), 0);
+    unsigned long long backlog_dropped = softnet_drops() - backlog_before;
+    CHECK_EQ(a.sent, count);
+
+    /* Nothing was dispatched: only the queue's worth was read; the rest
+     * waits in (or overflowed) the kernel's buffer. */
+    CHECK_EQ(g_messages, 0);
+    dgram_stats mid = stats_of(s);
+    CHECK_EQ(mid.datagrams_received, 0);
+    long peak_growth_kib = status_kib("VmHWM") - rss_before;
+    printf("  peak RSS grew by %ld KiB; kernel dropped %llu at the socket, %llu in the backlog\n",
+           peak_growth_kib, (unsigned long long)mid.dropped_by_kernel, backlog_dropped);
+    if (!RUNNING_ON_VALGRIND) /* valgrind's own memory would count too */
+        CHECK(peak_growth_kib < 128 * 1024);
+
+    /* Now dispatch until everything the kernel still held has come. */
+    long last = -1;
+    while (g_messages != last || kernel_queued(s) != 0) {
+        last = g_messages;
+        test_run_for(ctx, 100);
+    }
+    dgram_stats st = stats_of(s);
+    printf("  received %llu of %ld\n", (unsigned long long)st.datagrams_received, count);
+    CHECK_EQ(st.datagrams_received, (uint64_t)g_messages);
+    CHECK_EQ(st.bytes_received, (uint64_t)g_messages * FLOOD_LEN);
+    CHECK_EQ(st.dropped_queue_full, 0);
+    CHECK_EQ(st.datagrams_sent, 0);
+    CHECK_EQ(st.bytes_sent, 0);
+    CHECK_EQ(st.send_errors, 0);
+    /* Some came (how many depends on how fast the I/O thread read before
+     * the kernel's buffer overflowed: valgrind slows it a lot). */
+    CHECK(st.datagrams_received > 0);
+    /* Every datagram is accounted for: received, or dropped by the kernel at
+     * the socket, or (loopback only) in a per-CPU backlog, which other
+     * traffic on this machine may share: hence an upper bound there. */
+    uint64_t accounted = st.datagrams_received + st.dropped_queue_full + st.dropped_by_kernel;
+    CHECK(accounted <= (uint64_t)count);
+    CHECK((uint64_t)count - accounted <= backlog_dropped);
+    if (backlog_dropped == 0)
+        CHECK_EQ(accounted, (uint64_t)count);
+
+    /* The final figures stay readable after close. */
+    CHECK_OK(dgram_close(s, NULL));
+    dgram_stats closed = stats_of(s);
+    CHECK_EQ(closed.datagrams_received, st.datagrams_received);
+    CHECK_EQ(closed.bytes_received, st.bytes_received);
+    CHECK_EQ(closed.dropped_by_kernel, st.dropped_by_kernel);
+    test_run_for(ctx, 10);
+    dgram_socket_free(s);
+    dgram_context_free(ctx);
+}
+
+/* ---- sending faster than the kernel takes ---------------------------------- */
+
+enum { BP_LEN = 1000, BP_MAX = 4096 };
+
+typedef struct {
+    int completions; /* callbacks for this send: must end as exactly 1 */
+    int code;        /* 0, or the error code */
+} bp_slot;
+
+static bp_slot g_slots[BP_MAX];
+static int g_ok, g_cancelled, g_other;
+
+static void bp_sent(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
+    (void)s;
+    bp_slot *slot = send_data;
+    CHECK_EQ(length, BP_LEN);
+    slot->completions++;
+    slot->code = err ? err->code : 0;
+    if (!err)
+        g_ok++;
+    else if (err->code == DGRAM_ECANCELED)
+        g_cancelled++;
+    else
+        g_other++;
+}
+
+static void test_send_backpressure_and_counters(void) {
+    printf("test_send_backpressure_and_counters\n");
+    int orig = test_slow_lo_enter();
+    if (orig < 0)
+        test_skip("needs root and tc to slow a private loopback down");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_socket_options o = test_opts(DGRAM_UDP4);
+    o.send_buffer_size = 4096;
+    dgram_socket *s = test_socket_with(ctx, &o, NULL, NULL);
+    test_slow_lo_leave(orig);
+    test_bind(s, "127.0.0.1");
+    static uint8_t payload[BP_LEN];
+    memset(g_slots, 0, sizeof g_slots);
+    g_ok = g_cancelled = g_other = 0;
+
+    /* Send until the library says no: the kernel takes a few, the socket's
+     * queue takes the rest up to its bound (1024 datagrams or 1 MiB,
+     * whichever is more), then DGRAM_ENOBUFS, which accepts nothing. */
+    int accepted = 0, rc = 0;
+    while (accepted < BP_MAX) {
+        rc = dgram_send(s, payload, sizeof payload, 9, "127.0.0.1", bp_sent, &g_slots[accepted]);
+        if (rc != 0)
+            break;
+        accepted++;
+    }
+    CHECK_CODE(rc, DGRAM_ENOBUFS);
+    printf("  %d sends accepted before DGRAM_ENOBUFS\n", accepted);
+    /* 1 MiB of 1000-byte datagrams is 1049 of them, beyond the 1024 minimum. */
+    CHECK(accepted >= 1049);
+    CHECK(accepted < BP_MAX);
+    CHECK_CODE(dgram_send(s, payload, sizeof payload, 9, "127.0.0.1", bp_sent, &g_slots[BP_MAX - 1]),
+               DGRAM_ENOBUFS);
+    CHECK_EQ(g_slots[BP_MAX - 1].completions, 0);
+
+    /* Let some trickle out, then close: what is still queued is cancelled. */
+    test_run_for(ctx, 200);
+    CHECK_OK(dgram_close(s, NULL));
+    test_run_for(ctx, 100);
+    for (int i = 0; i < accepted; i++)
+        CHECK_EQ(g_slots[i].completions, 1);
+    CHECK_EQ(g_ok + g_cancelled, accepted);
+    CHECK_EQ(g_other, 0);
+    CHECK(g_cancelled > 0);
+    /* Written ones first, in call order, then the cancelled ones. */
+    for (int i = 0; i < accepted; i++)
+        CHECK_EQ(g_slots[i].code, i < g_ok ? 0 : DGRAM_ECANCELED);
+
+    dgram_stats st = stats_of(s);
+    CHECK_EQ(st.datagrams_sent, (uint64_t)g_ok);
+    CHECK_EQ(st.bytes_sent, (uint64_t)g_ok * BP_LEN);
+    CHECK_EQ(st.send_errors, (uint64_t)g_cancelled);
+    CHECK_EQ(st.datagrams_received, 0);
+    CHECK_EQ(dgram_context_active(ctx), 0);
+    dgram_socket_free(s);
+    dgram_context_free(ctx);
+}
+
+/* ---- counting rules ---------------------------------------------------------- */
+
+static int g_seen;
+static uint64_t g_received_inside; /* datagrams_received read inside the callback */
+static void seen_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
+                         void *userdata) {
+    (void)msg, (void)len, (void)rinfo, (void)userdata;
+    g_seen++;
+    dgram_stats st;
+    CHECK_OK(dgram_socket_stats(s, &st));
+    g_received_inside = st.datagrams_received;
+}
+
+static void test_counting_rules(void) {
+    printf("test_counting_rules\n");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, NULL, NULL); /* no message callback yet */
+    dgram_socket *tx = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
+    uint16_t port = test_bind(rx, "127.0.0.1");
+    test_bind(tx, "127.0.0.1");
+    test_run_for(ctx, 10);
+
+    dgram_stats zero;
+    memset(&zero, 0, sizeof zero);
+    dgram_stats st = stats_of(rx);
+    CHECK(memcmp(&st, &zero, sizeof st) == 0);
+
+    /* Read while no message callback is set: counted as received. */
+    CHECK_OK(dgram_send(tx, "abc", 3, port, "127.0.0.1", NULL, NULL));
+    test_wait_active(ctx, 3); /* two bound + the datagram */
+    test_run_for(ctx, 10);
+    st = stats_of(rx);
+    CHECK_EQ(st.datagrams_received, 1);
+    CHECK_EQ(st.bytes_received, 3);
+
+    /* With a callback: counted, and the count already includes the datagram
+     * being delivered. */
+    CHECK_OK(dgram_on_message(rx, seen_message));
+    CHECK_OK(dgram_send(tx, "defgh", 5, port, "127.0.0.1", NULL, NULL));
+    CHECK_OK(dgram_sendv(tx, (const dgram_buf[]){{"", 0}}, 1, port, "127.0.0.1", NULL, NULL));
+    test_wait_active(ctx, 4);
+    test_run_for(ctx, 10);
+    CHECK_EQ(g_seen, 2);
+    CHECK_EQ(g_received_inside, 3);
+    st = stats_of(rx);
+    CHECK_EQ(st.datagrams_received, 3);
+    CHECK_EQ(st.bytes_received, 8);
+
+    dgram_stats sent = stats_of(tx);
+    CHECK_EQ(sent.datagrams_sent, 3);
+    CHECK_EQ(sent.bytes_sent, 8);
+    CHECK_EQ(sent.send_errors, 0);
+    CHECK_EQ(sent.datagrams_received, 0);
+
+    /* Datagrams that arrive and then are discarded by close count nowhere. */
+    CHECK_OK(dgram_send(tx, "zz", 2, port, "127.0.0.1", NULL, NULL));
+    test_wait_active(ctx, 3);
+    CHECK_OK(dgram_close(rx, NULL));
+    test_run_for(ctx, 10);
+    st = stats_of(rx);
+    CHECK_EQ(st.datagrams_received, 3);
+    CHECK_EQ(st.bytes_received, 8);
+
+    /* Bad arguments. */
+    CHECK_CODE(dgram_socket_stats(NULL, &st), DGRAM_EINVAL);
+    CHECK_CODE(dgram_socket_stats(rx, NULL), DGRAM_EINVAL);
+
+    dgram_socket_free(rx);
+    dgram_socket_free(tx);
+    dgram_context_free(ctx);
+}
+
+int main(void) {
+    test_watchdog(RUNNING_ON_VALGRIND ? 300 : 120);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    test_counting_rules();
+    test_flood_into_a_host_that_does_not_dispatch();
+    test_send_backpressure_and_counters();
+    puts("all passed");
+    return 0;
+}
