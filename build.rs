@@ -15,9 +15,19 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=Cargo.toml");
 
-    let config =
+    let mut config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is readable and valid");
+    // The version as macros, from Cargo.toml: the one source of the number.
+    let version_part = |part: &str| env::var(format!("CARGO_PKG_VERSION_{part}")).expect("cargo sets the version");
+    config.after_includes = Some(format!(
+        "\n/** The version of this header: compare with dgram_version() at run time. */\n\
+         #define DGRAM_VERSION_MAJOR {}\n#define DGRAM_VERSION_MINOR {}\n#define DGRAM_VERSION_PATCH {}\n",
+        version_part("MAJOR"),
+        version_part("MINOR"),
+        version_part("PATCH"),
+    ));
     let header = match cbindgen::generate_with_config(&crate_dir, config) {
         Ok(bindings) => bindings,
         Err(err) => panic!("cbindgen could not generate include/dgram.h: {err}"),

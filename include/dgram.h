@@ -58,6 +58,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** The version of this header: compare with dgram_version() at run time. */
+#define DGRAM_VERSION_MAJOR 0
+#define DGRAM_VERSION_MINOR 1
+#define DGRAM_VERSION_PATCH 0
+
+
 /**
  * Success.
  */
