@@ -32,8 +32,10 @@
  *   Every function may be called from any thread, and from inside any
  *   callback (close or free a socket from its own message callback, send from
  *   a send callback, free the context), except that dispatch does not nest:
- *   dgram_context_dispatch/run inside a callback, or while another thread
- *   dispatches the same context, returns DGRAM_EBUSY at once.
+ *   dgram_context_dispatch/run inside a callback (in either mode), or while
+ *   another thread dispatches the same context, returns DGRAM_EBUSY at once.
+ *   When a callback frees the context, the dispatch/run call that ran it
+ *   returns DGRAM_EBADF, and the handle must not be used again.
  *   dgram_close from another thread waits for a callback of the same context
  *   that is running at that moment, so a callback must not block waiting for
  *   a thread that is closing a socket.
@@ -530,7 +532,9 @@ int dgram_context_fd(const dgram_context *ctx);
  * callback set included; datagrams discarded because their socket closed
  * are not counted), or a negative code: `DGRAM_EBUSY` when called from
  * inside a callback or while another thread dispatches this context,
- * `DGRAM_EINVAL` for NULL. In I/O-thread mode it returns 0 at once.
+ * `DGRAM_EBADF` when a callback it ran freed the context (the handle is
+ * gone: do not use it again), `DGRAM_EINVAL` for NULL. In I/O-thread mode
+ * it returns 0 at once (`DGRAM_EBUSY` from inside a callback).
  */
 int dgram_context_dispatch(dgram_context *ctx, uint32_t max_events);
 
@@ -539,10 +543,11 @@ int dgram_context_dispatch(dgram_context *ctx, uint32_t max_events);
  * (negative: no limit; 0: just dispatch what is there), then returns the number
  * dispatched (0 on timeout). Returns 0 at once when nothing is active
  * (`dgram_context_active` is 0), whatever the timeout, and in I/O-thread
- * mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`;
- * `DGRAM_EBADF` when the context is freed (from a callback or another
- * thread) while this call waits.
- * A host loop: `while (dgram_context_active(ctx)) dgram_context_run(ctx, -1);`
+ * mode (`DGRAM_EBUSY` from inside a callback). `DGRAM_EBUSY` and
+ * `DGRAM_EINVAL` as for `dgram_context_dispatch`; `DGRAM_EBADF` when the
+ * context is freed (by a callback this call ran, or by another thread)
+ * while this call runs: the handle must not be used after that.
+ * A host loop: `while (dgram_context_active(ctx) && dgram_context_run(ctx, -1) >= 0) {}`
  */
 int dgram_context_run(dgram_context *ctx, int32_t timeout_ms);
 

@@ -395,17 +395,18 @@ impl Context {
     /// `dgram_context_dispatch`.
     pub fn dispatch(&self, max: u32) -> Result<u32> {
         if self.mode == Mode::IoThread {
-            return Ok(0);
+            return self.io_mode_dispatch();
         }
         let _guard = self.enter_dispatch()?;
-        Ok(self.drain(max))
+        let delivered = self.drain(max);
+        self.unless_freed(delivered)
     }
 
     /// `dgram_context_run`: waits for at least one event (or the timeout,
     /// -1 for none) and dispatches what is queued.
     pub fn run(&self, timeout_ms: i32) -> Result<u32> {
         if self.mode == Mode::IoThread {
-            return Ok(0);
+            return self.io_mode_dispatch();
         }
         let _guard = self.enter_dispatch()?;
         let deadline = (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
@@ -418,7 +419,7 @@ impl Context {
             }
             let delivered = self.drain(0);
             if delivered > 0 {
-                return Ok(delivered);
+                return self.unless_freed(delivered);
             }
             let wait_ms = match deadline {
                 None => -1,
@@ -432,6 +433,26 @@ impl Context {
                 }
             };
             sys::wait_readable(self.host.raw(), wait_ms);
+        }
+    }
+
+    /// In I/O-thread mode there is nothing to dispatch: 0, or `DGRAM_EBUSY`
+    /// from inside a callback (on the I/O thread), as in host mode.
+    fn io_mode_dispatch(&self) -> Result<u32> {
+        if self.is_io_thread() {
+            Err(Errno(DGRAM_EBUSY))
+        } else {
+            Ok(0)
+        }
+    }
+
+    /// A callback may have freed the context: then the host must learn that
+    /// its handle is gone, not how many events ran.
+    fn unless_freed(&self, delivered: u32) -> Result<u32> {
+        if self.freed.load(SeqCst) {
+            Err(Errno::BADF)
+        } else {
+            Ok(delivered)
         }
     }
 

@@ -138,7 +138,9 @@ pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
 /// callback set included; datagrams discarded because their socket closed
 /// are not counted), or a negative code: `DGRAM_EBUSY` when called from
 /// inside a callback or while another thread dispatches this context,
-/// `DGRAM_EINVAL` for NULL. In I/O-thread mode it returns 0 at once.
+/// `DGRAM_EBADF` when a callback it ran freed the context (the handle is
+/// gone: do not use it again), `DGRAM_EINVAL` for NULL. In I/O-thread mode
+/// it returns 0 at once (`DGRAM_EBUSY` from inside a callback).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_events: u32) -> c_int {
     guard(DGRAM_EINTERNAL, || {
@@ -150,10 +152,11 @@ pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_eve
 /// (negative: no limit; 0: just dispatch what is there), then returns the number
 /// dispatched (0 on timeout). Returns 0 at once when nothing is active
 /// (`dgram_context_active` is 0), whatever the timeout, and in I/O-thread
-/// mode. `DGRAM_EBUSY` and `DGRAM_EINVAL` as for `dgram_context_dispatch`;
-/// `DGRAM_EBADF` when the context is freed (from a callback or another
-/// thread) while this call waits.
-/// A host loop: `while (dgram_context_active(ctx)) dgram_context_run(ctx, -1);`
+/// mode (`DGRAM_EBUSY` from inside a callback). `DGRAM_EBUSY` and
+/// `DGRAM_EINVAL` as for `dgram_context_dispatch`; `DGRAM_EBADF` when the
+/// context is freed (by a callback this call ran, or by another thread)
+/// while this call runs: the handle must not be used after that.
+/// A host loop: `while (dgram_context_active(ctx) && dgram_context_run(ctx, -1) >= 0) {}`
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: i32) -> c_int {
     guard(DGRAM_EINTERNAL, || {
