@@ -9,7 +9,8 @@
 #   lib/pkgconfig/dgram.pc                      (pkg-config --cflags --libs dgram)
 #   lib/cmake/dgram/dgramConfig.cmake, dgramConfigVersion.cmake
 #                                               (find_package(dgram) -> dgram::dgram)
-#   bin/dgramjs                                 (when the JavaScript host is built)
+#   bin/dgramjs                                 (when the JavaScript host is built:
+#                                                scripts/test.sh builds it)
 # Builds the release library first (cargo build --release --locked) unless
 # --no-build is given.
 set -euo pipefail
@@ -70,9 +71,9 @@ fill packaging/dgramConfig.cmake.in >"$libdir/cmake/dgram/dgramConfig.cmake"
 fill packaging/dgramConfigVersion.cmake.in >"$libdir/cmake/dgram/dgramConfigVersion.cmake"
 chmod 0644 "$libdir/pkgconfig/dgram.pc" "$libdir/cmake/dgram/"*.cmake
 
-if [[ -x build/js/dgramjs ]]; then
+if [[ -x build/c-tests/js/dgramjs ]]; then
     install -d "$dest/bin"
-    install -m 0755 build/js/dgramjs "$dest/bin/dgramjs"
+    install -m 0755 build/c-tests/js/dgramjs "$dest/bin/dgramjs"
 fi
 
 echo "installed libdgram $version into ${DESTDIR:+$DESTDIR}$prefix"
