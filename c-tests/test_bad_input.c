@@ -628,6 +628,26 @@ static void test_arguments_before_state(dgram_context *ctx) {
     }
 }
 
+/* Lengths no datagram can have, up to SIZE_MAX, are DGRAM_EMSGSIZE before
+ * the library looks at the bytes (found by the fuzzer: a slice of SIZE_MAX
+ * bytes used to be made first, undefined behaviour that aborts a debug build).
+ * Also a piece count no memory can hold. Nothing is sent. */
+static void test_lengths_beyond_memory(dgram_context *ctx) {
+    puts("test_lengths_beyond_memory");
+    static const char buf[16];
+    dgram_socket *s = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
+    CHECK_CODE(dgram_send(s, buf, SIZE_MAX, 9, "127.0.0.1", NULL, NULL), DGRAM_EMSGSIZE);
+    CHECK_CODE(dgram_send(s, buf, (size_t)PTRDIFF_MAX + 1, 9, "127.0.0.1", NULL, NULL), DGRAM_EMSGSIZE);
+    CHECK_CODE(dgram_send(s, NULL, SIZE_MAX, 9, "127.0.0.1", NULL, NULL), DGRAM_EINVAL); /* EINVAL first */
+    dgram_buf pieces[2] = {{buf, 8}, {buf, SIZE_MAX - 4}};
+    CHECK_CODE(dgram_sendv(s, pieces, 2, 9, "127.0.0.1", NULL, NULL), DGRAM_EMSGSIZE);
+    CHECK_CODE(dgram_sendv(s, pieces, SIZE_MAX, 9, "127.0.0.1", NULL, NULL), DGRAM_EMSGSIZE);
+    /* Nothing was sent, so the socket was not even bound implicitly. */
+    dgram_addr a;
+    CHECK_CODE(dgram_address(s, &a), DGRAM_EBADF);
+    dgram_socket_free(s);
+}
+
 int main(void) {
     test_watchdog(60);
     test_null_handles();
@@ -642,6 +662,7 @@ int main(void) {
     test_null_message(ctx);
     test_sendv_bad_buffers(ctx);
     test_emsgsize(ctx);
+    test_lengths_beyond_memory(ctx);
     test_ttl_ranges(ctx);
     test_membership_bad_arguments(ctx);
     test_closed_socket_ebadf_wins(ctx);

@@ -939,6 +939,34 @@ static void test_completion_backpressure(void) {
     dgram_context_free(ctx);
 }
 
+/* dgram_context_free from a socket's persistent 'close' handler: the
+ * one-shot close callback of that same event does not run (no callback after
+ * the free returned). The socket had closed, so the free no longer counted it
+ * among its sockets (found by the fuzzer). */
+static dgram_context *g_close_ctx;
+static int g_close_freed, g_once_after_free;
+static void close_frees_context(dgram_socket *s, void *userdata) {
+    (void)s, (void)userdata;
+    dgram_context_free(g_close_ctx);
+    g_close_freed = 1;
+}
+static void close_once_after(dgram_socket *s, void *userdata) {
+    (void)s, (void)userdata;
+    if (g_close_freed)
+        g_once_after_free++;
+}
+static void test_context_free_in_close_handler(void) {
+    puts("test_context_free_in_close_handler");
+    g_close_ctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    dgram_socket *s = test_socket(g_close_ctx, DGRAM_UDP4, NULL, NULL);
+    CHECK_OK(dgram_on_close(s, close_frees_context));
+    CHECK_OK(dgram_close(s, close_once_after));
+    CHECK_CODE(dgram_context_dispatch(g_close_ctx, 0), DGRAM_EBADF);
+    CHECK_EQ(g_close_freed, 1);
+    CHECK_EQ(g_once_after_free, 0);
+    dgram_socket_free(s);
+}
+
 int main(void) {
     test_watchdog(60);
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -954,6 +982,7 @@ int main(void) {
     test_context_free_with_open_sockets();
     test_context_free_in_callback_host();
     test_context_free_in_callback_io_thread();
+    test_context_free_in_close_handler();
     test_completion_backpressure();
     puts("all passed");
     return 0;

@@ -150,6 +150,11 @@ impl Context {
         Ok(ctx)
     }
 
+    /// `dgram_context_free` has run (or is running).
+    pub fn is_freed(&self) -> bool {
+        self.freed.load(SeqCst)
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode
     }

@@ -72,11 +72,18 @@ unsafe fn opt_str<'a>(text: *const c_char) -> Option<&'a CStr> {
     (!text.is_null()).then(|| CStr::from_ptr(text))
 }
 
-/// SAFETY: when `len > 0`, `base` is NULL or points to `len` readable bytes.
+/// A piece of a datagram as a slice. A length no datagram can have is
+/// `DGRAM_EMSGSIZE` before any slice is made: a slice longer than
+/// `isize::MAX` would be undefined behaviour, whatever the pointer (found by
+/// the fuzzer with `len = SIZE_MAX`).
+///
+/// SAFETY: when `0 < len <= 65527`, `base` is NULL or points to `len`
+/// readable bytes.
 unsafe fn bytes<'a>(base: *const c_void, len: usize) -> Result<&'a [u8]> {
     match (base.is_null(), len) {
         (_, 0) => Ok(&[]),
         (true, _) => Err(Errno::INVAL),
+        (_, len) if len > Family::V6.max_payload() => Err(Errno(error::DGRAM_EMSGSIZE)),
         (false, len) => Ok(std::slice::from_raw_parts(base.cast::<u8>(), len)),
     }
 }
@@ -353,6 +360,10 @@ pub unsafe extern "C" fn dgram_sendv(
         let pieces: &[dgram_buf] = match (bufs.is_null(), nbufs) {
             (_, 0) => &[],
             (true, _) => return Err(Errno::INVAL),
+            // More pieces than fit in memory: no slice of them can be made.
+            (false, n) if n > isize::MAX as usize / std::mem::size_of::<dgram_buf>() => {
+                return Err(Errno(error::DGRAM_EMSGSIZE))
+            }
             (false, n) => std::slice::from_raw_parts(bufs, n),
         };
         let address = opt_str(address);

@@ -697,9 +697,12 @@ impl Socket {
         }
     }
 
-    /// Freed by the host or by its context: no callback may run any more.
+    /// Freed by the host, or its context freed: no callback may run any
+    /// more. The context is asked too: a socket that had already closed is
+    /// no longer among those its free silences, and a callback of its
+    /// 'close' may be the one freeing the context (found by the fuzzer).
     pub fn is_silenced(&self) -> bool {
-        self.state.lock().silenced
+        self.state.lock().silenced || self.ctx.upgrade().map_or(true, |ctx| ctx.is_freed())
     }
 
     /// `dgram_socket_free`: the host lets go of its handle.
