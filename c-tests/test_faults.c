@@ -380,27 +380,8 @@ static void part_skipped(const char *what) {
     g_parts_skipped++;
 }
 
-/* Moves the calling (main) thread into a new network namespace with only
- * `lo`, up; sockets it creates from now on belong there, and so do the `ip`
- * commands it runs. Returns the fd of the namespace to come back to, or -1
- * (nothing changed) when that is not possible here. */
-static int ns_fresh(void) {
-    if (geteuid() != 0)
-        return -1;
-    if (system("command -v ip >/dev/null 2>&1") != 0)
-        return -1;
-    int orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (orig < 0)
-        return -1;
-    if (unshare(CLONE_NEWNET) != 0) {
-        close(orig);
-        return -1;
-    }
-    test_link_up("lo");
-    return orig;
-}
 
-/* Back to the namespace ns_fresh left; the private one goes away with the
+/* Back to the namespace test_netns_push left; the private one goes away with the
  * last socket in it. */
 static void ns_leave(int orig) {
     test_netns_enter(orig);
@@ -607,7 +588,7 @@ static void icmp_port_unreachable(dgram_type type, bool counters) {
 }
 
 static void test_icmp_port_unreachable(void) {
-    int orig = ns_fresh();
+    int orig = test_netns_push();
     if (orig < 0) {
         icmp_port_unreachable(DGRAM_UDP4, false);
         icmp_port_unreachable(DGRAM_UDP6, false);
@@ -704,7 +685,7 @@ static void enetunreach(dgram_type type) {
 }
 
 static void test_enetunreach(void) {
-    int orig = ns_fresh();
+    int orig = test_netns_push();
     if (orig < 0) {
         part_skipped("test_enetunreach");
         return;
@@ -722,7 +703,7 @@ static void test_enetunreach(void) {
  * exactly one copy. */
 static void test_broadcast_eacces(void) {
     printf("test_broadcast_eacces\n");
-    int orig = ns_fresh();
+    int orig = test_netns_push();
     if (orig < 0) {
         part_skipped("test_broadcast_eacces");
         return;
@@ -827,7 +808,7 @@ static void kernel_emsgsize(dgram_type type) {
 }
 
 static void test_kernel_emsgsize(void) {
-    int orig = ns_fresh();
+    int orig = test_netns_push();
     if (orig < 0) {
         part_skipped("test_kernel_emsgsize");
         return;

@@ -495,6 +495,27 @@ static inline test_two_hosts test_two_hosts_or_skip(void) {
     return hosts;
 }
 
+/* Moves the calling thread into a new network namespace with only `lo`,
+ * up; sockets it creates from now on belong there, and so do the `ip`
+ * commands it runs. Returns the fd of the namespace to come back to (with
+ * test_netns_enter), or -1 (nothing changed) when that is not possible here:
+ * not root, no `ip`, or unshare refused. */
+static inline int test_netns_push(void) {
+    if (geteuid() != 0)
+        return -1;
+    if (system("command -v ip >/dev/null 2>&1") != 0)
+        return -1;
+    int orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (orig < 0)
+        return -1;
+    if (unshare(CLONE_NEWNET) != 0) {
+        close(orig);
+        return -1;
+    }
+    test_link_up("lo");
+    return orig;
+}
+
 /* ---- a private namespace whose loopback holds datagrams back ---------------
  *
  * Moves the calling thread into a new network namespace with `lo` up and a
@@ -505,18 +526,11 @@ static inline test_two_hosts test_two_hosts_or_skip(void) {
  * it alive). Returns the fd of the original namespace, or -1 (nothing
  * changed) when this is not possible here. */
 static inline int test_slow_lo_enter(void) {
-    if (geteuid() != 0)
-        return -1;
     if (system("command -v tc >/dev/null 2>&1") != 0)
         return -1;
-    int orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int orig = test_netns_push();
     if (orig < 0)
         return -1;
-    if (unshare(CLONE_NEWNET) != 0) {
-        close(orig);
-        return -1;
-    }
-    test_link_up("lo");
     if (system("tc qdisc add dev lo root tbf rate 8kbit burst 70000 limit 20000000"
                " >/dev/null 2>&1") != 0) {
         test_netns_enter(orig);
