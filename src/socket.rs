@@ -302,7 +302,7 @@ impl Socket {
         let ctx = self.context()?;
         let mut st = self.state.lock();
         st.check_open()?;
-        let target = addr::bind_target(address, port, self.family, st.fd_ref()?.as_raw_fd())?;
+        let target = addr::bind_target(address, port, self.family, st.fd()?.as_raw_fd())?;
         if st.bound {
             return Err(Errno(DGRAM_EALREADY));
         }
@@ -312,8 +312,8 @@ impl Socket {
     }
 
     fn bind_locked(&self, ctx: &Context, st: &mut State, target: SocketAddr) -> Result<()> {
-        let fd = st.fd_ref()?;
-        SockRef::from(fd).bind(&SockAddr::from(target))?;
+        let fd = st.fd()?;
+        SockRef::from(&*fd).bind(&SockAddr::from(target))?;
         ctx.watch(fd.as_raw_fd(), self.token)?;
         st.bound = true;
         ctx.add_bound(1);
@@ -326,14 +326,14 @@ impl Socket {
         if !st.bound {
             return Err(Errno::BADF);
         }
-        let local = st.fd_ref()?.local_addr()?;
+        let local = st.fd()?.local_addr()?;
         Ok(addr::to_c(&local))
     }
 
     pub fn fileno(&self) -> Result<i32> {
         let st = self.state.lock();
         st.check_open()?;
-        Ok(st.fd_ref()?.as_raw_fd())
+        Ok(st.fd()?.as_raw_fd())
     }
 
     // ---- send ----------------------------------------------------------------
@@ -354,7 +354,7 @@ impl Socket {
         // whether or not its context is still there.
         let mut st = self.state.lock();
         st.check_open()?;
-        let raw_fd = st.fd_ref()?.as_raw_fd();
+        let raw_fd = st.fd.as_ref().ok_or(Errno::BADF)?.as_raw_fd();
         let dest = match st.last_destination.lookup(address, port) {
             Some(dest) => dest,
             None => {
@@ -378,7 +378,7 @@ impl Socket {
             self.push(&ctx, &mut st, EventKind::Listening { once: None });
         }
         if st.send_queue.is_empty() {
-            let fd = st.fd_ref()?;
+            let fd = st.fd.as_deref().ok_or(Errno::BADF)?;
             match send_datagram(fd, bufs, dest) {
                 Ok(()) => {
                     if cb.is_some() {
@@ -718,7 +718,8 @@ impl Socket {
     fn with_fd<T>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<T>) -> Result<T> {
         let st = self.state.lock();
         st.check_open()?;
-        f(SockRef::from(st.fd_ref()?)).map_err(Errno::from)
+        let fd = st.fd()?;
+        f(SockRef::from(&*fd)).map_err(Errno::from)
     }
 
     /// `DGRAM_EBADF` once closed: checked before any argument, so that a
@@ -764,8 +765,8 @@ impl Socket {
     pub fn membership(&self, group: Option<&CStr>, iface: Option<&CStr>, join: bool) -> Result<()> {
         let st = self.state.lock();
         st.check_open()?;
-        let fd = st.fd_ref()?;
-        let socket = SockRef::from(fd);
+        let fd = st.fd()?;
+        let socket = SockRef::from(&*fd);
         let group = addr::multicast_group(group.ok_or(Errno::INVAL)?, self.family, fd.as_raw_fd())?;
         let result = match group {
             IpAddr::V4(group) => {
@@ -798,15 +799,8 @@ impl State {
         }
     }
 
-    /// The open socket, shared (for a use that outlives the state lock).
     fn fd(&self) -> Result<Arc<UdpSocket>> {
         self.fd.clone().ok_or(Errno::BADF)
-    }
-
-    /// The open socket, borrowed under the state lock: no reference count
-    /// to touch, which matters on the send path.
-    fn fd_ref(&self) -> Result<&UdpSocket> {
-        self.fd.as_deref().ok_or(Errno::BADF)
     }
 
     fn recycle(&mut self, mut buffer: Vec<u8>) {
