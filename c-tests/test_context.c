@@ -126,7 +126,7 @@ static int kernel_queued(dgram_socket *s) {
 
 static void test_version_and_error_strings(void) {
     puts("test_version_and_error_strings");
-    CHECK_STR(dgram_version(), "0.1.0");
+    CHECK_STR(dgram_version(), "0.2.0");
     /* The header's macros are the library's version (both from Cargo.toml). */
     char from_macros[32];
     snprintf(from_macros, sizeof from_macros, "%d.%d.%d", DGRAM_VERSION_MAJOR, DGRAM_VERSION_MINOR,

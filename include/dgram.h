@@ -41,6 +41,10 @@
  *   a thread that is closing a socket.
  *   Callbacks must return normally: no longjmp out of them, no C++ exception
  *   through them.
+ *   Host names given to bind, send or connect are looked up on a second
+ *   thread of the context, its resolver (started on the first lookup); no
+ *   callback ever runs there, and neither the caller nor the I/O thread
+ *   waits for a lookup.
  *
  * MEMORY
  *   Data passed in (messages, strings, option structs) is copied or used
@@ -62,7 +66,7 @@
 
 /** The version of this header: compare with dgram_version() at run time. */
 #define DGRAM_VERSION_MAJOR 0
-#define DGRAM_VERSION_MINOR 1
+#define DGRAM_VERSION_MINOR 2
 #define DGRAM_VERSION_PATCH 0
 
 
@@ -228,6 +232,18 @@
 #define DGRAM_ECANCELED (-125)
 
 /**
+ * A host name lookup failed for now; trying again later may work (getaddrinfo's EAI_AGAIN).
+ */
+#define DGRAM_EAI_AGAIN (-3001)
+
+/**
+ * A host name lookup failed for good: the name does not resolve to an
+ * address of the socket's family, or the lookup itself failed
+ * (getaddrinfo's EAI_NONAME, EAI_NODATA, EAI_FAIL; Node's ENOTFOUND).
+ */
+#define DGRAM_ENOTFOUND (-3008)
+
+/**
  * An OS error this table does not know; `dgram_err_name` says "UNKNOWN".
  */
 #define DGRAM_EUNKNOWN (-4094)
@@ -248,6 +264,24 @@
  * Size of `dgram_addr.address`, terminating NUL included (INET6_ADDRSTRLEN).
  */
 #define DGRAM_ADDRSTRLEN 46
+
+/**
+ * Most datagrams one `dgram_send_batch` call takes.
+ */
+#define DGRAM_SEND_BATCH_MAX 1024
+
+/**
+ * Segmentation offload: send runs of equal-size datagrams to one destination
+ * as one UDP_SEGMENT (GSO) write. On by default where the kernel has it.
+ */
+#define DGRAM_OFFLOAD_GSO 1
+
+/**
+ * Receive offload: let the kernel hand over runs of datagrams of one flow as
+ * one UDP_GRO buffer, split back into datagrams before the message callback.
+ * Off by default (see `dgram_set_offload`).
+ */
+#define DGRAM_OFFLOAD_GRO 2
 
 /**
  * On which thread callbacks run.
@@ -400,7 +434,7 @@ typedef void (*dgram_message_cb)(dgram_socket *s,
                                  void *userdata);
 
 /**
- * The 'listening' and 'close' events. `userdata` is the pointer given to
+ * The 'listening', 'connect' and 'close' events. `userdata` is the pointer given to
  * `dgram_create_socket`.
  */
 typedef void (*dgram_event_cb)(dgram_socket *s, void *userdata);
@@ -422,6 +456,12 @@ typedef struct {
    * The address and port involved (port 0 and "" when none).
    */
   dgram_addr addr;
+  /**
+   * The host name whose lookup failed (`DGRAM_ENOTFOUND`,
+   * `DGRAM_EAI_AGAIN`; `syscall` is then "getaddrinfo"), NULL otherwise.
+   * Valid only during the callback.
+   */
+  const char *hostname;
 } dgram_error;
 
 /**
@@ -498,6 +538,58 @@ typedef struct {
    */
   uint64_t send_errors;
 } dgram_stats;
+
+/**
+ * What the kernel told about one received datagram (`dgram_message_meta`).
+ * Each part is there only when its `has_` flag is true: the socket must have
+ * asked for it with `dgram_set_message_meta` before the datagram was read.
+ */
+typedef struct {
+  /**
+   * The address the datagram was sent to (the IP header's destination:
+   * one of the host's addresses, or a multicast or broadcast address),
+   * with the socket's port.
+   */
+  dgram_addr local;
+  /**
+   * The index of the interface it arrived on (if_nametoindex), with `local`.
+   */
+  uint32_t ifindex;
+  /**
+   * The IPv4 TTL or IPv6 hop limit it arrived with (0..255).
+   */
+  int32_t ttl;
+  /**
+   * When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS).
+   */
+  int64_t timestamp_sec;
+  /**
+   * Nanoseconds of `timestamp_sec`, 0..999999999.
+   */
+  uint32_t timestamp_nsec;
+  /**
+   * `local` and `ifindex` are set.
+   */
+  bool has_local;
+  /**
+   * `ttl` is set.
+   */
+  bool has_ttl;
+  /**
+   * `timestamp_sec` and `timestamp_nsec` are set.
+   */
+  bool has_timestamp;
+  /**
+   * The datagram was longer than what was delivered. Never true on Linux
+   * today: every receive slot holds the largest UDP payload.
+   */
+  bool truncated;
+  /**
+   * The datagram arrived as part of a segmentation-offload (UDP_GRO)
+   * buffer of datagrams of this size; 0 when it arrived alone.
+   */
+  uint32_t gro_segment_size;
+} dgram_meta;
 
 
 
@@ -608,21 +700,31 @@ int dgram_on_close(dgram_socket *s, dgram_event_cb cb);
 
 /**
  * Sets (or with NULL clears) the 'error' handler: asynchronous errors with
- * no other place to go (a failed send without a callback, a receive error).
- * Without a handler such errors are dropped.
+ * no other place to go (a failed send without a callback, a receive error,
+ * an ICMP error on a connected socket, a failed lookup for bind or
+ * connect). Without a handler such errors are dropped.
  */
 int dgram_on_error(dgram_socket *s, dgram_error_cb cb);
 
 /**
  * Binds the socket (`socket.bind`). `port` 0 lets the OS pick; `address`
- * NULL means every interface (0.0.0.0 or ::). Validation and bind(2) happen
- * now and their errors are the result: `DGRAM_EINVAL` (bad port or address,
- * or a literal of the other family), `DGRAM_EADDRINUSE`,
- * `DGRAM_EADDRNOTAVAIL`, `DGRAM_EACCES`, `DGRAM_EALREADY` (already bound,
- * also implicitly by a send), `DGRAM_EBADF` (closed). After a failed bind,
+ * NULL means every interface (0.0.0.0 or ::). For a numeric address,
+ * validation and bind(2) happen now and their errors are the result:
+ * `DGRAM_EINVAL` (bad port or address, or a literal of the other family),
+ * `DGRAM_EADDRINUSE`, `DGRAM_EADDRNOTAVAIL`, `DGRAM_EACCES`,
+ * `DGRAM_EALREADY` (already bound, also implicitly by a send, or a bind
+ * waiting for its lookup), `DGRAM_EBADF` (closed). After a failed bind,
  * bind may be called again. On success 'listening' follows, asynchronously:
  * first the persistent handler, then `on_listening` (nullable, one-shot;
  * never called when bind fails).
+ *
+ * `address` may also be a host name ("localhost" excepted, which is always
+ * 127.0.0.1 or ::1): it is looked up on the context's resolver thread
+ * (getaddrinfo, for the socket's family, first answer), never on the
+ * caller's or the I/O thread, and bind returns 0 at once. A lookup that
+ * fails comes as an 'error' event (`DGRAM_ENOTFOUND`, syscall
+ * "getaddrinfo", `hostname` set), a bind(2) that fails after it as an
+ * 'error' event with syscall "bind". Sends made meanwhile wait for the bind.
  */
 int dgram_bind(dgram_socket *s, int32_t port, const char *address, dgram_event_cb on_listening);
 
@@ -636,11 +738,24 @@ int dgram_bind(dgram_socket *s, int32_t port, const char *address, dgram_event_c
  * its 'listening' comes before this send's callback. Sends of one socket go
  * out in call order.
  *
+ * On a connected socket (`dgram_connect`) pass port 0 and address NULL: the
+ * datagram goes to the peer; any destination (a port other than 0, or an
+ * address) is `DGRAM_EISCONN`, before the destination itself is checked,
+ * as in Node.
+ *
+ * `address` may be a host name: the bytes are copied, the name is looked
+ * up on the resolver thread (see `dgram_bind`), and the datagram goes out
+ * after it, still in call order with this socket's other sends (those made
+ * after it wait too). A name that does not resolve completes the send with
+ * `DGRAM_ENOTFOUND` (syscall "getaddrinfo", `hostname` set); a malformed
+ * name or address is `DGRAM_EINVAL` at once.
+ *
  * Result: 0 when the datagram was accepted; `DGRAM_EINVAL` (port outside
- * 1..65535, bad address, `msg` NULL with `len` > 0), `DGRAM_EMSGSIZE` (over
- * 65507 bytes on udp4, 65527 on udp6), `DGRAM_ENOBUFS` (the socket's send
- * queue is full: at least 1024 datagrams and 1 MiB wait; or 65536 of its
- * completions wait for dispatch), `DGRAM_EBADF`.
+ * 1..65535, bad address, `msg` NULL with `len` > 0), `DGRAM_EISCONN`,
+ * `DGRAM_EMSGSIZE` (over 65507 bytes on udp4, 65527 on udp6),
+ * `DGRAM_ENOBUFS` (the socket's send queue is full: at least 1024
+ * datagrams and 1 MiB wait, counting those waiting for a lookup; or 65536
+ * of its completions wait for dispatch), `DGRAM_EBADF`.
  * An accepted send completes exactly once, asynchronously: `cb` (nullable)
  * gets NULL or the I/O error; without `cb` an I/O error becomes an 'error'
  * event. The callback does not come if the socket is freed first.
@@ -667,6 +782,36 @@ int dgram_sendv(dgram_socket *s,
                 const char *address,
                 dgram_send_cb cb,
                 void *send_data);
+
+/**
+ * Sends the `count` datagrams of `msgs` (each `dgram_buf` is ONE datagram)
+ * to one destination, in order, in as few system calls as the kernel
+ * allows: sendmmsg, and, with `DGRAM_OFFLOAD_GSO` (on by default where the
+ * kernel has it), each run of equal-size datagrams (the last may be
+ * shorter) as one UDP_SEGMENT write of up to 64 of them. Where the kernel
+ * or the route's device refuses segmentation offload, the socket turns it
+ * off for good and sends them one by one, with the same result.
+ *
+ * `port` and `address` as for `dgram_send`, except that `address` must be
+ * numeric (or "localhost"): a host name is `DGRAM_EINVAL` (connect once
+ * and send to the peer instead). `count` 0 does nothing; over
+ * `DGRAM_SEND_BATCH_MAX` (1024) is
+ * `DGRAM_EINVAL`; any datagram over the size limit is `DGRAM_EMSGSIZE`,
+ * a piece with NULL `base` and `len` > 0 `DGRAM_EINVAL`. The batch is
+ * accepted whole or not at all (`DGRAM_ENOBUFS` as for `dgram_send`).
+ *
+ * `cb` (nullable) is called once per datagram, in order, with that
+ * datagram's length and result, exactly as for `dgram_send`; without `cb`
+ * nothing is queued for dispatch unless a datagram fails. The bytes are
+ * sent or copied before this returns.
+ */
+int dgram_send_batch(dgram_socket *s,
+                     const dgram_buf *msgs,
+                     size_t count,
+                     int32_t port,
+                     const char *address,
+                     dgram_send_cb cb,
+                     void *send_data);
 
 /**
  * Closes the socket (`socket.close`): receiving stops at once, and no
@@ -702,6 +847,45 @@ int dgram_address(const dgram_socket *s, dgram_addr *out);
 int dgram_socket_stats(const dgram_socket *s, dgram_stats *out);
 
 /**
+ * Sets (or with NULL clears) the persistent 'connect' handler. It runs
+ * before the one-shot callback given to `dgram_connect`.
+ */
+int dgram_on_connect(dgram_socket *s, dgram_event_cb cb);
+
+/**
+ * Associates the socket with one peer (Node `socket.connect`): sends
+ * without a destination go there, and only its datagrams are received.
+ * `port` must be 1..65535; `address` NULL means 127.0.0.1 (udp4) or ::1
+ * (udp6). An unbound socket is first bound to 0.0.0.0 (or ::) on a random
+ * port, with its 'listening'. For a numeric address the connect happens
+ * now and its errors are the result (`DGRAM_EINVAL`, `DGRAM_EISCONN` when
+ * already connected or connecting, `DGRAM_EBADF`, the system's answer);
+ * then 'connect' follows, asynchronously: the persistent handler, then
+ * `on_connect` (nullable, one-shot). A host name is looked up first, as
+ * for `dgram_bind`; its failure comes as an 'error' event (`DGRAM_ENOTFOUND`),
+ * and sends to the peer made meanwhile wait for it (and fail with
+ * `DGRAM_ENOTCONN` if the connect does). Once connected, an ICMP port
+ * unreachable from the peer comes as an 'error' event with
+ * `DGRAM_ECONNREFUSED`.
+ */
+int dgram_connect(dgram_socket *s, int32_t port, const char *address, dgram_event_cb on_connect);
+
+/**
+ * Dissolves the association made by `dgram_connect` (Node
+ * `socket.disconnect`), at once; the socket keeps its local address and
+ * port. `DGRAM_ENOTCONN` when not connected (also while a connect waits for
+ * its lookup), `DGRAM_EBADF` when closed.
+ */
+int dgram_disconnect(dgram_socket *s);
+
+/**
+ * Writes the connected peer's address into `*out` (Node
+ * `socket.remoteAddress()`). `DGRAM_ENOTCONN` when not connected,
+ * `DGRAM_EBADF` when closed, `DGRAM_EINVAL` for NULL `out`.
+ */
+int dgram_remote_address(const dgram_socket *s, dgram_addr *out);
+
+/**
  * Sets or clears SO_BROADCAST (`socket.setBroadcast`).
  */
 int dgram_set_broadcast(dgram_socket *s, bool flag);
@@ -728,6 +912,136 @@ int dgram_add_membership(dgram_socket *s, const char *group, const char *iface);
  * `dgram_add_membership`. Dropping a group not joined is `DGRAM_EADDRNOTAVAIL`.
  */
 int dgram_drop_membership(dgram_socket *s, const char *group, const char *iface);
+
+/**
+ * Chooses the interface outgoing multicast leaves by (Node
+ * `socket.setMulticastInterface`): for udp4 the IPv4 address of a local
+ * interface ("0.0.0.0" for the system's choice); for udp6 an interface as
+ * "::%eth0" (Node's form), "eth0" or "2" ("::" for the system's choice).
+ * `DGRAM_EINVAL` for NULL or malformed text, `DGRAM_ENODEV` for an
+ * interface name that does not exist, `DGRAM_EADDRNOTAVAIL` for an IPv4
+ * address that is not local.
+ */
+int dgram_set_multicast_interface(dgram_socket *s, const char *iface);
+
+/**
+ * Joins the source-specific group (`source`, `group`) on `iface` (Node
+ * `socket.addSourceSpecificMembership`): only datagrams that `source` sends
+ * to `group` arrive. `source` must be a unicast address and `group` a
+ * multicast address of the socket's family (IGMPv3/MLDv2 SSM; 232.0.0.0/8
+ * and ff3x::/32 are the ranges meant for it), else `DGRAM_EINVAL`; `iface`
+ * as for `dgram_add_membership`.
+ */
+int dgram_add_source_specific_membership(dgram_socket *s,
+                                         const char *source,
+                                         const char *group,
+                                         const char *iface);
+
+/**
+ * Leaves a source-specific group (Node
+ * `socket.dropSourceSpecificMembership`); arguments as for the join.
+ * Leaving one not joined is `DGRAM_EADDRNOTAVAIL`.
+ */
+int dgram_drop_source_specific_membership(dgram_socket *s,
+                                          const char *source,
+                                          const char *group,
+                                          const char *iface);
+
+/**
+ * Sets SO_RCVBUF (Node `socket.setRecvBufferSize`) to `size` bytes,
+ * 1..INT_MAX, else `DGRAM_EINVAL`. The kernel caps it at
+ * net.core.rmem_max and doubles it for its bookkeeping (see the getter).
+ */
+int dgram_set_recv_buffer_size(dgram_socket *s, int size);
+
+/**
+ * Sets SO_SNDBUF (Node `socket.setSendBufferSize`); as for the receive buffer.
+ */
+int dgram_set_send_buffer_size(dgram_socket *s, int size);
+
+/**
+ * SO_RCVBUF in bytes (Node `socket.getRecvBufferSize`), as the kernel
+ * reports it: on Linux twice the size that was set. Negative code on
+ * error (`DGRAM_EBADF` when closed).
+ */
+int dgram_get_recv_buffer_size(const dgram_socket *s);
+
+/**
+ * SO_SNDBUF in bytes (Node `socket.getSendBufferSize`); as for the receive buffer.
+ */
+int dgram_get_send_buffer_size(const dgram_socket *s);
+
+/**
+ * Bytes accepted by `dgram_send`/`dgram_sendv`/`dgram_send_batch` and not
+ * yet handed to the kernel (Node `socket.getSendQueueSize`): queued while
+ * the kernel's buffer was full, or waiting for a host name lookup. 0 when
+ * every send went straight out. `DGRAM_EBADF` when closed.
+ */
+int dgram_send_queue_size(const dgram_socket *s);
+
+/**
+ * The number of datagrams counted by `dgram_send_queue_size` (Node
+ * `socket.getSendQueueCount`).
+ */
+int dgram_send_queue_count(const dgram_socket *s);
+
+/**
+ * Lets the socket stop counting in `dgram_context_active` (Node
+ * `socket.unref`), so a host loop that runs while anything is active can
+ * end while the socket stays open. Its being bound, its undelivered
+ * datagrams and its 'listening' and 'connect' events then do not count;
+ * its send completions, errors, lookups and 'close' still do. Events
+ * are still delivered whenever the host dispatches. Idempotent.
+ * `DGRAM_EBADF` when closed.
+ */
+int dgram_socket_unref(dgram_socket *s);
+
+/**
+ * Undoes `dgram_socket_unref` (Node `socket.ref`); sockets start
+ * referenced. Idempotent. `DGRAM_EBADF` when closed.
+ */
+int dgram_socket_ref(dgram_socket *s);
+
+/**
+ * Asks the kernel (`on` true) for each received datagram's destination
+ * address and interface (IP_PKTINFO / IPV6_RECVPKTINFO), TTL or hop limit
+ * (IP_RECVTTL / IPV6_RECVHOPLIMIT) and receive timestamp (SO_TIMESTAMPNS),
+ * for `dgram_message_meta`; `on` false stops. Off by default, and then it
+ * costs nothing. Applies to datagrams read after the call.
+ */
+int dgram_set_message_meta(dgram_socket *s, bool on);
+
+/**
+ * Inside `s`'s message callback, on the thread running it, writes the
+ * metadata of the datagram being delivered into `*out` (see
+ * `dgram_meta`). `DGRAM_EINVAL` for NULL `out`, when called
+ * anywhere else, or when the datagram was read while
+ * `dgram_set_message_meta` was off; `DGRAM_EBADF` when closed.
+ */
+int dgram_message_meta(const dgram_socket *s, dgram_meta *out);
+
+/**
+ * The segmentation offloads this kernel has (`DGRAM_OFFLOAD_GSO`,
+ * `DGRAM_OFFLOAD_GRO`), found once per process.
+ */
+uint32_t dgram_offload_support(void);
+
+/**
+ * Chooses the socket's segmentation offloads: `flags` is a set of
+ * `DGRAM_OFFLOAD_*` (others are `DGRAM_EINVAL`). Those the kernel lacks
+ * are left off, so the socket behaves as without them. Returns the flags
+ * now in effect, or a negative code.
+ *
+ * GSO (default on where supported) only changes how many system calls and
+ * packets a send takes, never what is received. GRO (default off) lets the
+ * kernel pass a run of datagrams of one flow as one buffer, which the I/O
+ * thread splits back into the same datagrams, with their own callbacks:
+ * fewer, larger reads for bulk flows. With GRO on, a read offers 2 buffers
+ * instead of up to 32 (each may hold up to 128 datagrams), which costs
+ * reads when traffic does not coalesce (many peers, mixed sizes), and the
+ * queue may exceed `max_pending_events` by up to 127 datagrams.
+ */
+int dgram_set_offload(dgram_socket *s, uint32_t flags);
 
 /**
  * Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP

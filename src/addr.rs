@@ -2,14 +2,17 @@
 //! into socket addresses and back (host name resolution will grow here).
 //!
 //! Accepted: numeric IPv4 and IPv6 literals, IPv6 with a zone
-//! ("fe80::1%eth0" or "fe80::1%2"), and "localhost". A literal of the other
-//! family than the socket's is `DGRAM_EINVAL`.
+//! ("fe80::1%eth0" or "fe80::1%2"), "localhost", and where a destination or
+//! bind address is asked for, host names (looked up later, off the caller's
+//! thread: see `resolve`). A literal of the other family than the socket's,
+//! or text that is neither a literal nor a well-formed host name, is
+//! `DGRAM_EINVAL` at once.
 //!
 //! Interface names are looked up in the network namespace of the socket they
 //! are for (through its fd), not in the calling thread's: a socket made in
 //! another namespace keeps its own interfaces.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
@@ -64,7 +67,7 @@ pub fn send_port(port: i32) -> Result<u16> {
 
 /// Parses a host string for a socket of `family`: the address with its IPv6
 /// zone index (0 when none).
-pub fn parse_host(host: &CStr, family: Family, socket: RawFd) -> Result<(IpAddr, u32)> {
+pub fn parse_literal(host: &CStr, family: Family, socket: RawFd) -> Result<(IpAddr, u32)> {
     let text = host.to_str().map_err(|_| Errno::INVAL)?;
     if text == "localhost" {
         return Ok((family.loopback(0).ip(), 0));
@@ -108,23 +111,59 @@ pub fn interface_index(zone: &str, socket: RawFd) -> Result<u32> {
     }
 }
 
-/// The socket address to bind: NULL address means every interface.
-pub fn bind_target(address: Option<&CStr>, port: i32, family: Family, socket: RawFd) -> Result<SocketAddr> {
+/// Where a bind, send or connect goes: an address now, or a host name to
+/// look up first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Addr(SocketAddr),
+    Name(CString, u16),
+}
+
+/// The address to bind: NULL address means every interface.
+pub fn bind_target(address: Option<&CStr>, port: i32, family: Family, socket: RawFd) -> Result<Destination> {
     let port = bind_port(port)?;
     match address {
-        None => Ok(family.unspecified(port)),
-        Some(host) => parse_host(host, family, socket).map(|(ip, scope)| with_port(ip, scope, port)),
+        None => Ok(Destination::Addr(family.unspecified(port))),
+        Some(host) => destination(host, port, family, socket),
     }
 }
 
-/// The destination of a send: NULL address means the loopback address
-/// (127.0.0.1 or ::1), as in Node and IoT.js.
-pub fn send_target(address: Option<&CStr>, port: i32, family: Family, socket: RawFd) -> Result<SocketAddr> {
+/// The destination of a send or connect: NULL address means the loopback
+/// address (127.0.0.1 or ::1), as in Node and IoT.js.
+pub fn send_target(address: Option<&CStr>, port: i32, family: Family, socket: RawFd) -> Result<Destination> {
     let port = send_port(port)?;
     match address {
-        None => Ok(family.loopback(port)),
-        Some(host) => parse_host(host, family, socket).map(|(ip, scope)| with_port(ip, scope, port)),
+        None => Ok(Destination::Addr(family.loopback(port))),
+        Some(host) => destination(host, port, family, socket),
     }
+}
+
+fn destination(host: &CStr, port: u16, family: Family, socket: RawFd) -> Result<Destination> {
+    match parse_literal(host, family, socket) {
+        Ok((ip, scope)) => Ok(Destination::Addr(with_port(ip, scope, port))),
+        Err(err) if err == Errno::INVAL && is_host_name(host.to_bytes()) => {
+            Ok(Destination::Name(host.to_owned(), port))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A name getaddrinfo may resolve: dot-separated labels of letters, digits,
+/// '-' and '_' (up to 63 bytes each, 253 in all, one trailing dot allowed),
+/// and not made of digits and dots only, which is a malformed IPv4 literal
+/// rather than a name.
+pub fn is_host_name(text: &[u8]) -> bool {
+    let name = text.strip_suffix(b".").unwrap_or(text);
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+        && name.split(|b| *b == b'.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        })
 }
 
 fn with_port(ip: IpAddr, scope: u32, port: u16) -> SocketAddr {
@@ -136,7 +175,7 @@ fn with_port(ip: IpAddr, scope: u32, port: u16) -> SocketAddr {
 
 /// A multicast group of the socket's family; anything else is `DGRAM_EINVAL`.
 pub fn multicast_group(group: &CStr, family: Family, socket: RawFd) -> Result<IpAddr> {
-    let (ip, _scope) = parse_host(group, family, socket)?;
+    let (ip, _scope) = parse_literal(group, family, socket)?;
     if ip.is_multicast() {
         Ok(ip)
     } else {
@@ -294,19 +333,19 @@ mod tests {
         let sock = probe();
         let fd = sock.as_raw_fd();
         assert_eq!(
-            parse_host(c"127.0.0.1", Family::V4, fd),
+            parse_literal(c"127.0.0.1", Family::V4, fd),
             Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
         );
         assert_eq!(
-            parse_host(c"::1", Family::V6, fd),
+            parse_literal(c"::1", Family::V6, fd),
             Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
         );
         assert_eq!(
-            parse_host(c"localhost", Family::V6, fd),
+            parse_literal(c"localhost", Family::V6, fd),
             Ok((IpAddr::V6(Ipv6Addr::LOCALHOST), 0))
         );
-        assert_eq!(parse_host(c"::1", Family::V4, fd), Err(Errno(DGRAM_EINVAL)));
-        assert_eq!(parse_host(c"127.0.0.1", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_literal(c"::1", Family::V4, fd), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_literal(c"127.0.0.1", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
         for bad in [
             c"",
             c"1.2.3",
@@ -316,8 +355,8 @@ mod tests {
             c"[::1]",
             c"\xff\xfe",
         ] {
-            assert_eq!(parse_host(bad, Family::V4, fd), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
-            assert_eq!(parse_host(bad, Family::V6, fd), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
+            assert_eq!(parse_literal(bad, Family::V4, fd), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
+            assert_eq!(parse_literal(bad, Family::V6, fd), Err(Errno(DGRAM_EINVAL)), "{bad:?}");
         }
     }
 
@@ -325,19 +364,19 @@ mod tests {
     fn zones() {
         let sock = probe();
         let fd = sock.as_raw_fd();
-        assert_eq!(parse_host(c"fe80::1%1", Family::V6, fd).map(|(_, z)| z), Ok(1));
+        assert_eq!(parse_literal(c"fe80::1%1", Family::V6, fd).map(|(_, z)| z), Ok(1));
         assert_eq!(
-            parse_host(c"fe80::1%lo", Family::V6, fd).map(|(_, z)| z),
+            parse_literal(c"fe80::1%lo", Family::V6, fd).map(|(_, z)| z),
             Ok(lo_index(&sock))
         );
-        assert_eq!(parse_host(c"fe80::1%", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_literal(c"fe80::1%", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
         assert_eq!(
-            parse_host(c"fe80::1%nosuchif0", Family::V6, fd),
+            parse_literal(c"fe80::1%nosuchif0", Family::V6, fd),
             Err(Errno(DGRAM_ENODEV))
         );
-        assert_eq!(parse_host(c"fe80::1%a/b", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
+        assert_eq!(parse_literal(c"fe80::1%a/b", Family::V6, fd), Err(Errno(DGRAM_EINVAL)));
         assert_eq!(
-            parse_host(c"fe80::1%abcdefghijklmnopq", Family::V6, fd),
+            parse_literal(c"fe80::1%abcdefghijklmnopq", Family::V6, fd),
             Err(Errno(DGRAM_EINVAL))
         );
     }
@@ -346,11 +385,65 @@ mod tests {
     fn defaults() {
         let sock = probe();
         let fd = sock.as_raw_fd();
-        assert_eq!(bind_target(None, 0, Family::V4, fd).unwrap().to_string(), "0.0.0.0:0");
-        assert_eq!(bind_target(None, 7, Family::V6, fd).unwrap().to_string(), "[::]:7");
-        assert_eq!(send_target(None, 9, Family::V4, fd).unwrap().to_string(), "127.0.0.1:9");
-        assert_eq!(send_target(None, 9, Family::V6, fd).unwrap().to_string(), "[::1]:9");
+        let addr = |text: &str| Ok(Destination::Addr(text.parse().unwrap()));
+        assert_eq!(bind_target(None, 0, Family::V4, fd), addr("0.0.0.0:0"));
+        assert_eq!(bind_target(None, 7, Family::V6, fd), addr("[::]:7"));
+        assert_eq!(send_target(None, 9, Family::V4, fd), addr("127.0.0.1:9"));
+        assert_eq!(send_target(None, 9, Family::V6, fd), addr("[::1]:9"));
         assert_eq!(send_target(None, 0, Family::V4, fd), Err(Errno::INVAL));
+    }
+
+    #[test]
+    fn host_names_are_deferred_and_malformed_text_is_not() {
+        let sock = probe();
+        let fd = sock.as_raw_fd();
+        let name = |text: &CStr, port| Ok(Destination::Name(text.to_owned(), port));
+        assert_eq!(
+            send_target(Some(c"example.com"), 9, Family::V4, fd),
+            name(c"example.com", 9)
+        );
+        assert_eq!(
+            send_target(Some(c"my_host-1."), 9, Family::V6, fd),
+            name(c"my_host-1.", 9)
+        );
+        assert_eq!(bind_target(Some(c"host"), 0, Family::V4, fd), name(c"host", 0));
+        // "localhost" and literals stay synchronous.
+        assert_eq!(
+            send_target(Some(c"localhost"), 9, Family::V4, fd),
+            Ok(Destination::Addr("127.0.0.1:9".parse().unwrap()))
+        );
+        let long_label = format!("{}.com", "a".repeat(64));
+        let long_name = format!("{}a", "a.".repeat(127));
+        for bad in [
+            "",
+            "1.2.3",
+            "256.1.1.1",
+            " x",
+            "a..b",
+            ".a",
+            "a b",
+            "[::1]",
+            "a/b",
+            "::1:x",
+        ] {
+            let text = std::ffi::CString::new(bad).unwrap();
+            assert_eq!(
+                send_target(Some(&text), 9, Family::V4, fd),
+                Err(Errno::INVAL),
+                "{bad:?}"
+            );
+        }
+        for bad in [long_label, long_name] {
+            let text = std::ffi::CString::new(bad.clone()).unwrap();
+            assert_eq!(
+                send_target(Some(&text), 9, Family::V4, fd),
+                Err(Errno::INVAL),
+                "{bad:?}"
+            );
+        }
+        // A literal of the other family is still wrong at once.
+        assert_eq!(send_target(Some(c"::1"), 9, Family::V4, fd), Err(Errno::INVAL));
+        assert_eq!(send_target(Some(c"127.0.0.1"), 9, Family::V6, fd), Err(Errno::INVAL));
     }
 
     #[test]

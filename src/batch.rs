@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::socket::Socket;
-use crate::sys::{RecvMmsg, Region, MMSG_BATCH};
+use crate::sys::{RecvMeta, RecvMmsg, Region, MMSG_BATCH};
 
 /// Datagrams per batch: as many as one recvmmsg reads.
 pub(crate) const BATCH_SLOTS: usize = MMSG_BATCH;
@@ -25,6 +25,37 @@ pub(crate) const SLOT_SIZE: usize = 1 << 16;
 /// Most datagrams one batch carries: a read fills at most `BATCH_SLOTS`;
 /// the rest of the room is for later reads copied in behind (`absorb`).
 pub(crate) const BATCH_ENTRIES: usize = 256;
+
+/// Most datagrams the kernel coalesces into one UDP_GRO buffer
+/// (UDP_MAX_SEGMENTS, 128 in current kernels; GRO itself stops at 64): a
+/// read for a GRO socket offers only as many slots as can be split into
+/// the entries of an empty batch.
+pub(crate) const GRO_MAX_SEGMENTS: usize = 128;
+
+/// What a read of one socket asks the kernel for, and keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadMode {
+    /// Keep each datagram's metadata for `dgram_message_meta`.
+    pub meta: bool,
+    /// The socket has UDP_GRO on: split coalesced buffers.
+    pub gro: bool,
+}
+
+impl ReadMode {
+    /// Whether the read needs control messages at all.
+    pub fn control(self) -> bool {
+        self.meta || self.gro
+    }
+
+    /// The most slots one read may offer.
+    pub fn max_slots(self) -> usize {
+        if self.gro {
+            BATCH_ENTRIES / GRO_MAX_SEGMENTS
+        } else {
+            BATCH_SLOTS
+        }
+    }
+}
 
 /// The source of a datagram whose address the kernel did not give (never
 /// seen on UDP/IP, but the entry must hold something).
@@ -42,11 +73,16 @@ struct Entry {
     offset: usize,
     len: usize,
     from: SocketAddr,
+    /// `metas` holds this datagram's metadata.
+    has_meta: bool,
 }
 
 pub struct RecvBatch {
     data: Region,
     entries: [Entry; BATCH_ENTRIES],
+    /// Metadata by entry, made the first time a socket that asked for it
+    /// reads into this batch: a context that never asks never pays for it.
+    metas: Option<Box<[RecvMeta; BATCH_ENTRIES]>>,
     runs: Vec<Run>,
     len: usize,
     /// The first datagram not yet delivered.
@@ -63,10 +99,12 @@ impl RecvBatch {
             offset: 0,
             len: 0,
             from: SocketAddr::from(([0, 0, 0, 0], 0)),
+            has_meta: false,
         };
         Some(Box::new(RecvBatch {
             data: Region::new(BATCH_SLOTS * SLOT_SIZE).ok()?,
             entries: [empty; BATCH_ENTRIES],
+            metas: None,
             runs: Vec::with_capacity(BATCH_ENTRIES),
             len: 0,
             next: 0,
@@ -90,25 +128,65 @@ impl RecvBatch {
     }
 
     /// Records that the read into the empty batch filled slots `0..count`,
-    /// all from `socket`, as `mmsg` reports them.
-    pub fn fill(&mut self, socket: &Arc<Socket>, mmsg: &RecvMmsg, count: usize) {
+    /// all from `socket`, as `mmsg` reports them, and returns how many
+    /// datagrams they hold: one per slot, except that a GRO buffer is split
+    /// into its datagrams.
+    pub fn fill(&mut self, socket: &Arc<Socket>, mmsg: &RecvMmsg, count: usize, mode: ReadMode) -> usize {
         debug_assert!(self.is_empty());
         let count = count.min(BATCH_SLOTS);
-        for (i, entry) in self.entries[..count].iter_mut().enumerate() {
-            *entry = Entry {
-                offset: i * SLOT_SIZE,
-                len: mmsg.len(i).min(SLOT_SIZE),
-                from: mmsg.source(i).unwrap_or(UNKNOWN_SOURCE),
-            };
+        if mode.meta && self.metas.is_none() {
+            self.metas = Some(Box::new([RecvMeta::default(); BATCH_ENTRIES]));
         }
-        self.len = count;
+        let mut len = 0;
+        for slot in 0..count {
+            let total = mmsg.len(slot).min(SLOT_SIZE);
+            let from = mmsg.source(slot).unwrap_or(UNKNOWN_SOURCE);
+            let meta = if mode.control() {
+                mmsg.meta(slot)
+            } else {
+                RecvMeta::default()
+            };
+            // A GRO buffer holds datagrams of `segment` bytes, the last one
+            // possibly shorter; anything else is one datagram.
+            let segment = match meta.gro_segment as usize {
+                size if mode.gro && size > 0 && size < total => size,
+                _ => total.max(1),
+            };
+            let mut offset = 0;
+            loop {
+                if len == BATCH_ENTRIES {
+                    // Cannot happen within the kernel's segment limit (see
+                    // `ReadMode::max_slots`); keep the rest as one datagram
+                    // rather than lose it.
+                    self.entries[len - 1].len = slot * SLOT_SIZE + total - self.entries[len - 1].offset;
+                    break;
+                }
+                let piece = segment.min(total - offset);
+                self.entries[len] = Entry {
+                    offset: slot * SLOT_SIZE + offset,
+                    len: piece,
+                    from,
+                    has_meta: mode.meta,
+                };
+                if let (true, Some(metas)) = (mode.meta, self.metas.as_mut()) {
+                    metas[len] = meta;
+                }
+                len += 1;
+                offset += piece;
+                if offset >= total {
+                    break;
+                }
+            }
+        }
+        self.len = len;
         self.packed_end = count * SLOT_SIZE;
-        if count > 0 {
+        if len > 0 {
             self.runs.push(Run {
                 socket: Arc::clone(socket),
-                end: count,
+                end: len,
             });
         }
+        len
     }
 
     /// Copies the datagrams of `other` (one read, not yet queued) behind
@@ -129,6 +207,11 @@ impl RecvBatch {
             self.data.as_mut_slice()[offset..offset + entry.len]
                 .copy_from_slice(&other.data.as_slice()[entry.offset..entry.offset + entry.len]);
             self.entries[self.len + i] = Entry { offset, ..entry };
+            if entry.has_meta {
+                let meta = other.metas.as_ref().map_or(RecvMeta::default(), |m| m[i]);
+                self.metas
+                    .get_or_insert_with(|| Box::new([RecvMeta::default(); BATCH_ENTRIES]))[self.len + i] = meta;
+            }
             // Aligned as malloc would be enough for most host structs.
             self.packed_end += entry.len.next_multiple_of(8);
         }
@@ -176,11 +259,17 @@ impl RecvBatch {
 
     /// The datagram `k` places after the next one; the caller delivers and
     /// then `advance`s past those it delivered.
-    pub fn peek_at(&self, k: usize) -> (&[u8], &SocketAddr) {
-        let entry = &self.entries[self.next + k];
+    pub fn peek_at(&self, k: usize) -> (&[u8], &SocketAddr, Option<&RecvMeta>) {
+        let index = self.next + k;
+        let entry = &self.entries[index];
+        let meta = match (entry.has_meta, &self.metas) {
+            (true, Some(metas)) => Some(&metas[index]),
+            _ => None,
+        };
         (
             &self.data.as_slice()[entry.offset..entry.offset + entry.len],
             &entry.from,
+            meta,
         )
     }
 
@@ -280,6 +369,7 @@ mod tests {
                     offset: i * SLOT_SIZE,
                     len,
                     from,
+                    has_meta: false,
                 };
                 self.len = i + 1;
             }
@@ -294,7 +384,7 @@ mod tests {
     fn drain(batch: &mut RecvBatch) -> Vec<(Vec<u8>, u16)> {
         let mut out = Vec::new();
         while batch.remaining() > 0 {
-            let (data, from) = batch.peek_at(0);
+            let (data, from, _) = batch.peek_at(0);
             out.push((data.to_vec(), from.port()));
             batch.advance(1);
         }

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, ReentrantMutex};
 
-use crate::batch::{BatchPool, RecvBatch, BATCH_SLOTS, SLOT_SIZE};
+use crate::batch::{BatchPool, RecvBatch, BATCH_SLOTS, GRO_MAX_SEGMENTS, SLOT_SIZE};
 use crate::error::{Errno, Result, DGRAM_EBUSY};
 use crate::event::{deliver_message, run_callbacks, Event, RinfoCache};
+use crate::resolve::Resolver;
 use crate::socket::Socket;
 use crate::sys::{self, Epoll, EventFd, RecvMmsg, EPOLLERR, EPOLLIN, EPOLLOUT};
 
@@ -97,6 +98,8 @@ pub struct Context {
     shutdown: AtomicBool,
     freed: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Host name lookups; its thread starts with the first.
+    resolver: Resolver,
 }
 
 impl Context {
@@ -141,6 +144,7 @@ impl Context {
             shutdown: AtomicBool::new(false),
             freed: AtomicBool::new(false),
             thread: Mutex::new(None),
+            resolver: Resolver::default(),
         });
         let io_ctx = Arc::clone(&ctx);
         let handle = std::thread::Builder::new()
@@ -195,6 +199,10 @@ impl Context {
     pub fn unwatch(&self, fd: i32) {
         // Fails only if the fd was never added, which leaves nothing to undo.
         let _ = self.epoll.delete(fd);
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     pub fn callback_lock(&self) -> parking_lot::ReentrantMutexGuard<'_, ()> {
@@ -375,10 +383,10 @@ impl Context {
                         }
                     }
                 }
-                let (data, from) = batch.peek_at(done);
+                let (data, from, meta) = batch.peek_at(done);
                 // Counted before the callback, so that stats read inside it include it.
                 socket.count_received(data.len());
-                deliver_message(&socket, &admitted.handlers, data, from, rinfo);
+                deliver_message(&socket, &admitted.handlers, data, from, meta, rinfo);
                 done += 1;
             }
             delivered += done as u32;
@@ -484,6 +492,7 @@ impl Context {
             socket.silence(self);
         }
         drop(sockets);
+        self.resolver.shut_down();
         self.shutdown.store(true, SeqCst);
         self.wake.signal();
         // A host thread waiting in `run` wakes up and sees the context freed.
@@ -578,7 +587,7 @@ impl Context {
     /// kernel's buffer instead, and what overflows that is dropped and
     /// counted by the kernel.
     fn read(&self, socket: &Arc<Socket>, reader: &mut Reader) {
-        let Some(fd) = socket.reader_fd() else { return };
+        let Some((fd, mode)) = socket.reader_fd() else { return };
         for _ in 0..READS_PER_WAKEUP {
             if reader.batch.is_none() {
                 reader.batch = self.pool.take();
@@ -602,13 +611,18 @@ impl Context {
             // As many slots as the socket's recent reads suggest: reads cost
             // the same natively either way, but tools that check every
             // iovec byte (valgrind) pay for each offered slot.
-            let slots = room.min(socket.read_hint());
+            // A GRO buffer is many datagrams: fewer slots, so that they all
+            // fit the batch and `room` still bounds what is read.
+            let slots = match mode.gro {
+                false => room.min(socket.read_hint()),
+                true => (room / GRO_MAX_SEGMENTS).clamp(1, mode.max_slots()),
+            };
             let region = &mut batch.slots_mut()[..slots * SLOT_SIZE];
-            match reader.mmsg.recv(fd.as_raw_fd(), region, SLOT_SIZE) {
+            match reader.mmsg.recv(fd.as_raw_fd(), region, SLOT_SIZE, mode.control()) {
                 Ok(n) => {
                     socket.update_read_hint(n, slots);
-                    batch.fill(socket, &reader.mmsg, n);
-                    socket.accept_batch(self, &mut reader.batch, n);
+                    let datagrams = batch.fill(socket, &reader.mmsg, n, mode);
+                    socket.accept_batch(self, &mut reader.batch, datagrams);
                     if n < slots {
                         return; // The socket is drained.
                     }

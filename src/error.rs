@@ -73,6 +73,12 @@ pub const DGRAM_EHOSTUNREACH: i32 = -113;
 pub const DGRAM_EALREADY: i32 = -114;
 /// Canceled: a send that was still queued when its socket closed.
 pub const DGRAM_ECANCELED: i32 = -125;
+/// A host name lookup failed for now; trying again later may work (getaddrinfo's EAI_AGAIN).
+pub const DGRAM_EAI_AGAIN: i32 = -3001;
+/// A host name lookup failed for good: the name does not resolve to an
+/// address of the socket's family, or the lookup itself failed
+/// (getaddrinfo's EAI_NONAME, EAI_NODATA, EAI_FAIL; Node's ENOTFOUND).
+pub const DGRAM_ENOTFOUND: i32 = -3008;
 /// An OS error this table does not know; `dgram_err_name` says "UNKNOWN".
 pub const DGRAM_EUNKNOWN: i32 = -4094;
 /// The library failed internally (a Rust panic was caught at the C boundary).
@@ -126,6 +132,8 @@ code_table! {
     DGRAM_EHOSTUNREACH, c"EHOSTUNREACH", c"host is unreachable";
     DGRAM_EALREADY, c"EALREADY", c"operation already in progress";
     DGRAM_ECANCELED, c"ECANCELED", c"operation canceled";
+    DGRAM_EAI_AGAIN, c"EAI_AGAIN", c"temporary failure in name resolution";
+    DGRAM_ENOTFOUND, c"ENOTFOUND", c"host name not found";
     DGRAM_EUNKNOWN, c"UNKNOWN", c"unknown error";
     DGRAM_EINTERNAL, c"EINTERNAL", c"internal library error";
 }

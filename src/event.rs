@@ -3,12 +3,14 @@
 //! thread calling bind/send/close) to the thread that runs callbacks, and the
 //! one function that calls into the host's code.
 
-use std::ffi::{c_void, CStr};
+use std::cell::Cell;
+use std::ffi::{c_void, CStr, CString};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::addr;
 use crate::socket::Socket;
+use crate::sys::RecvMeta;
 use crate::types::{
     dgram_addr, dgram_error, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb, dgram_socket,
 };
@@ -24,19 +26,33 @@ unsafe impl Send for UserPtr {}
 unsafe impl Sync for UserPtr {}
 
 /// An error with its context, as the host will see it in `dgram_error`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ErrorInfo {
     pub code: i32,
     pub syscall: &'static CStr,
     pub addr: Option<SocketAddr>,
+    /// The name whose lookup failed; only lookup errors carry one, so the
+    /// allocation is on that error path alone.
+    pub hostname: Option<Box<CString>>,
 }
 
 impl ErrorInfo {
-    fn to_c(self) -> dgram_error {
+    pub fn new(code: i32, syscall: &'static CStr, addr: Option<SocketAddr>) -> ErrorInfo {
+        ErrorInfo {
+            code,
+            syscall,
+            addr,
+            hostname: None,
+        }
+    }
+
+    /// The C view; borrows `self` for the host name, so `self` must outlive it.
+    fn to_c(&self) -> dgram_error {
         dgram_error {
             code: self.code,
             syscall: self.syscall.as_ptr(),
             addr: self.addr.as_ref().map_or(dgram_addr::NONE, addr::to_c),
+            hostname: self.hostname.as_ref().map_or(std::ptr::null(), |name| name.as_ptr()),
         }
     }
 }
@@ -49,6 +65,7 @@ pub struct Handlers {
     pub on_listening: dgram_event_cb,
     pub on_close: dgram_event_cb,
     pub on_error: dgram_error_cb,
+    pub on_connect: dgram_event_cb,
     pub userdata: UserPtr,
 }
 
@@ -64,6 +81,10 @@ pub enum EventKind {
         error: Option<ErrorInfo>,
     },
     Error(ErrorInfo),
+    /// The socket was connected; `once` is the callback given to that connect.
+    Connect {
+        once: dgram_event_cb,
+    },
     /// The socket was closed; `once` is the callback given to that close.
     Close {
         once: dgram_event_cb,
@@ -101,6 +122,20 @@ impl RinfoCache {
     }
 }
 
+thread_local! {
+    /// The datagram whose message callback runs on this thread, if it came
+    /// with metadata: its socket and the metadata, for `dgram_message_meta`.
+    static CURRENT_META: Cell<Option<(*const Socket, RecvMeta)>> = const { Cell::new(None) };
+}
+
+/// The metadata of the datagram being delivered to `socket` on this thread,
+/// or `None` outside its message callback (or when it came without).
+pub fn current_meta(socket: *const Socket) -> Option<RecvMeta> {
+    CURRENT_META
+        .with(Cell::get)
+        .and_then(|(current, meta)| std::ptr::eq(current, socket).then_some(meta))
+}
+
 /// Calls the message callback, if set, for one received datagram, straight
 /// from the batch slot that holds it. Same rules as `run_callbacks`.
 #[inline]
@@ -109,13 +144,20 @@ pub fn deliver_message(
     handlers: &Handlers,
     data: &[u8],
     from: &SocketAddr,
+    meta: Option<&RecvMeta>,
     rinfo: &mut RinfoCache,
 ) {
     if let Some(cb) = handlers.on_message {
         let handle = Arc::as_ptr(socket) as *mut dgram_socket;
         let rinfo = rinfo.get(from);
+        if let Some(meta) = meta {
+            CURRENT_META.with(|current| current.set(Some((Arc::as_ptr(socket), *meta))));
+        }
         // SAFETY: as in `run_callbacks`; `data` and `rinfo` outlive the call.
         unsafe { cb(handle, data.as_ptr(), data.len(), rinfo, handlers.userdata.0) };
+        if meta.is_some() {
+            CURRENT_META.with(|current| current.set(None));
+        }
     }
 }
 
@@ -161,6 +203,14 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                 if let Some(cb) = handlers.on_error {
                     let err = info.to_c();
                     cb(handle, &err, userdata);
+                }
+            }
+            EventKind::Connect { once } => {
+                if let Some(cb) = handlers.on_connect {
+                    cb(handle, userdata);
+                }
+                if let (Some(cb), false) = (once, socket.is_silenced()) {
+                    cb(handle, userdata);
                 }
             }
             EventKind::Close { once } => {

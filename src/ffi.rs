@@ -88,6 +88,17 @@ unsafe fn bytes<'a>(base: *const c_void, len: usize) -> Result<&'a [u8]> {
     }
 }
 
+fn result_int(result: Result<c_int>) -> c_int {
+    match result {
+        Ok(value) => value,
+        Err(Errno(code)) => code,
+    }
+}
+
+fn clamp_int(value: usize) -> c_int {
+    value.min(c_int::MAX as usize) as c_int
+}
+
 fn result_count(result: Result<u32>) -> c_int {
     match result {
         Ok(count) => count.min(c_int::MAX as u32) as c_int,
@@ -275,22 +286,32 @@ pub unsafe extern "C" fn dgram_on_close(s: *mut dgram_socket, cb: dgram_event_cb
 }
 
 /// Sets (or with NULL clears) the 'error' handler: asynchronous errors with
-/// no other place to go (a failed send without a callback, a receive error).
-/// Without a handler such errors are dropped.
+/// no other place to go (a failed send without a callback, a receive error,
+/// an ICMP error on a connected socket, a failed lookup for bind or
+/// connect). Without a handler such errors are dropped.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_on_error(s: *mut dgram_socket, cb: dgram_error_cb) -> c_int {
     guard_code(|| socket(s)?.on_error(cb))
 }
 
 /// Binds the socket (`socket.bind`). `port` 0 lets the OS pick; `address`
-/// NULL means every interface (0.0.0.0 or ::). Validation and bind(2) happen
-/// now and their errors are the result: `DGRAM_EINVAL` (bad port or address,
-/// or a literal of the other family), `DGRAM_EADDRINUSE`,
-/// `DGRAM_EADDRNOTAVAIL`, `DGRAM_EACCES`, `DGRAM_EALREADY` (already bound,
-/// also implicitly by a send), `DGRAM_EBADF` (closed). After a failed bind,
+/// NULL means every interface (0.0.0.0 or ::). For a numeric address,
+/// validation and bind(2) happen now and their errors are the result:
+/// `DGRAM_EINVAL` (bad port or address, or a literal of the other family),
+/// `DGRAM_EADDRINUSE`, `DGRAM_EADDRNOTAVAIL`, `DGRAM_EACCES`,
+/// `DGRAM_EALREADY` (already bound, also implicitly by a send, or a bind
+/// waiting for its lookup), `DGRAM_EBADF` (closed). After a failed bind,
 /// bind may be called again. On success 'listening' follows, asynchronously:
 /// first the persistent handler, then `on_listening` (nullable, one-shot;
 /// never called when bind fails).
+///
+/// `address` may also be a host name ("localhost" excepted, which is always
+/// 127.0.0.1 or ::1): it is looked up on the context's resolver thread
+/// (getaddrinfo, for the socket's family, first answer), never on the
+/// caller's or the I/O thread, and bind returns 0 at once. A lookup that
+/// fails comes as an 'error' event (`DGRAM_ENOTFOUND`, syscall
+/// "getaddrinfo", `hostname` set), a bind(2) that fails after it as an
+/// 'error' event with syscall "bind". Sends made meanwhile wait for the bind.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_bind(
     s: *mut dgram_socket,
@@ -310,11 +331,24 @@ pub unsafe extern "C" fn dgram_bind(
 /// its 'listening' comes before this send's callback. Sends of one socket go
 /// out in call order.
 ///
+/// On a connected socket (`dgram_connect`) pass port 0 and address NULL: the
+/// datagram goes to the peer; any destination (a port other than 0, or an
+/// address) is `DGRAM_EISCONN`, before the destination itself is checked,
+/// as in Node.
+///
+/// `address` may be a host name: the bytes are copied, the name is looked
+/// up on the resolver thread (see `dgram_bind`), and the datagram goes out
+/// after it, still in call order with this socket's other sends (those made
+/// after it wait too). A name that does not resolve completes the send with
+/// `DGRAM_ENOTFOUND` (syscall "getaddrinfo", `hostname` set); a malformed
+/// name or address is `DGRAM_EINVAL` at once.
+///
 /// Result: 0 when the datagram was accepted; `DGRAM_EINVAL` (port outside
-/// 1..65535, bad address, `msg` NULL with `len` > 0), `DGRAM_EMSGSIZE` (over
-/// 65507 bytes on udp4, 65527 on udp6), `DGRAM_ENOBUFS` (the socket's send
-/// queue is full: at least 1024 datagrams and 1 MiB wait; or 65536 of its
-/// completions wait for dispatch), `DGRAM_EBADF`.
+/// 1..65535, bad address, `msg` NULL with `len` > 0), `DGRAM_EISCONN`,
+/// `DGRAM_EMSGSIZE` (over 65507 bytes on udp4, 65527 on udp6),
+/// `DGRAM_ENOBUFS` (the socket's send queue is full: at least 1024
+/// datagrams and 1 MiB wait, counting those waiting for a lookup; or 65536
+/// of its completions wait for dispatch), `DGRAM_EBADF`.
 /// An accepted send completes exactly once, asynchronously: `cb` (nullable)
 /// gets NULL or the I/O error; without `cb` an I/O error becomes an 'error'
 /// event. The callback does not come if the socket is freed first.
@@ -395,6 +429,59 @@ pub unsafe extern "C" fn dgram_sendv(
     })
 }
 
+/// Sends the `count` datagrams of `msgs` (each `dgram_buf` is ONE datagram)
+/// to one destination, in order, in as few system calls as the kernel
+/// allows: sendmmsg, and, with `DGRAM_OFFLOAD_GSO` (on by default where the
+/// kernel has it), each run of equal-size datagrams (the last may be
+/// shorter) as one UDP_SEGMENT write of up to 64 of them. Where the kernel
+/// or the route's device refuses segmentation offload, the socket turns it
+/// off for good and sends them one by one, with the same result.
+///
+/// `port` and `address` as for `dgram_send`, except that `address` must be
+/// numeric (or "localhost"): a host name is `DGRAM_EINVAL` (connect once
+/// and send to the peer instead). `count` 0 does nothing; over
+/// `DGRAM_SEND_BATCH_MAX` (1024) is
+/// `DGRAM_EINVAL`; any datagram over the size limit is `DGRAM_EMSGSIZE`,
+/// a piece with NULL `base` and `len` > 0 `DGRAM_EINVAL`. The batch is
+/// accepted whole or not at all (`DGRAM_ENOBUFS` as for `dgram_send`).
+///
+/// `cb` (nullable) is called once per datagram, in order, with that
+/// datagram's length and result, exactly as for `dgram_send`; without `cb`
+/// nothing is queued for dispatch unless a datagram fails. The bytes are
+/// sent or copied before this returns.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_send_batch(
+    s: *mut dgram_socket,
+    msgs: *const dgram_buf,
+    count: usize,
+    port: i32,
+    address: *const c_char,
+    cb: dgram_send_cb,
+    send_data: *mut c_void,
+) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        socket.ensure_open()?;
+        let pieces: &[dgram_buf] = match (msgs.is_null(), count) {
+            (_, 0) => &[],
+            (true, _) => return Err(Errno::INVAL),
+            (false, n) if n > crate::socket::SEND_BATCH_MAX => return Err(Errno::INVAL),
+            (false, n) => std::slice::from_raw_parts(msgs, n),
+        };
+        let mut datagrams: [&[u8]; crate::socket::SEND_BATCH_MAX] = [&[]; crate::socket::SEND_BATCH_MAX];
+        for (slot, piece) in datagrams.iter_mut().zip(pieces) {
+            *slot = bytes(piece.base, piece.len)?;
+        }
+        socket.send_batch(
+            &datagrams[..pieces.len()],
+            port,
+            opt_str(address),
+            cb,
+            UserPtr(send_data),
+        )
+    })
+}
+
 /// Closes the socket (`socket.close`): receiving stops at once, and no
 /// 'message' is delivered after this returns (a callback of this context
 /// running on another thread is waited for). Sends not yet written complete
@@ -451,6 +538,62 @@ pub unsafe extern "C" fn dgram_socket_stats(s: *const dgram_socket, out: *mut dg
     })
 }
 
+/// Sets (or with NULL clears) the persistent 'connect' handler. It runs
+/// before the one-shot callback given to `dgram_connect`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_on_connect(s: *mut dgram_socket, cb: dgram_event_cb) -> c_int {
+    guard_code(|| socket(s)?.on_connect(cb))
+}
+
+/// Associates the socket with one peer (Node `socket.connect`): sends
+/// without a destination go there, and only its datagrams are received.
+/// `port` must be 1..65535; `address` NULL means 127.0.0.1 (udp4) or ::1
+/// (udp6). An unbound socket is first bound to 0.0.0.0 (or ::) on a random
+/// port, with its 'listening'. For a numeric address the connect happens
+/// now and its errors are the result (`DGRAM_EINVAL`, `DGRAM_EISCONN` when
+/// already connected or connecting, `DGRAM_EBADF`, the system's answer);
+/// then 'connect' follows, asynchronously: the persistent handler, then
+/// `on_connect` (nullable, one-shot). A host name is looked up first, as
+/// for `dgram_bind`; its failure comes as an 'error' event (`DGRAM_ENOTFOUND`),
+/// and sends to the peer made meanwhile wait for it (and fail with
+/// `DGRAM_ENOTCONN` if the connect does). Once connected, an ICMP port
+/// unreachable from the peer comes as an 'error' event with
+/// `DGRAM_ECONNREFUSED`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_connect(
+    s: *mut dgram_socket,
+    port: i32,
+    address: *const c_char,
+    on_connect: dgram_event_cb,
+) -> c_int {
+    guard_code(|| socket(s)?.connect(port, opt_str(address), on_connect))
+}
+
+/// Dissolves the association made by `dgram_connect` (Node
+/// `socket.disconnect`), at once; the socket keeps its local address and
+/// port. `DGRAM_ENOTCONN` when not connected (also while a connect waits for
+/// its lookup), `DGRAM_EBADF` when closed.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_disconnect(s: *mut dgram_socket) -> c_int {
+    guard_code(|| socket(s)?.disconnect())
+}
+
+/// Writes the connected peer's address into `*out` (Node
+/// `socket.remoteAddress()`). `DGRAM_ENOTCONN` when not connected,
+/// `DGRAM_EBADF` when closed, `DGRAM_EINVAL` for NULL `out`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_remote_address(s: *const dgram_socket, out: *mut dgram_addr) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        socket.ensure_open()?;
+        if out.is_null() {
+            return Err(Errno::INVAL);
+        }
+        out.write(socket.remote_address()?);
+        Ok(())
+    })
+}
+
 /// Sets or clears SO_BROADCAST (`socket.setBroadcast`).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_broadcast(s: *mut dgram_socket, flag: bool) -> c_int {
@@ -489,6 +632,181 @@ pub unsafe extern "C" fn dgram_drop_membership(
     iface: *const c_char,
 ) -> c_int {
     guard_code(|| socket(s)?.membership(opt_str(group), opt_str(iface), false))
+}
+
+/// Chooses the interface outgoing multicast leaves by (Node
+/// `socket.setMulticastInterface`): for udp4 the IPv4 address of a local
+/// interface ("0.0.0.0" for the system's choice); for udp6 an interface as
+/// "::%eth0" (Node's form), "eth0" or "2" ("::" for the system's choice).
+/// `DGRAM_EINVAL` for NULL or malformed text, `DGRAM_ENODEV` for an
+/// interface name that does not exist, `DGRAM_EADDRNOTAVAIL` for an IPv4
+/// address that is not local.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_multicast_interface(s: *mut dgram_socket, iface: *const c_char) -> c_int {
+    guard_code(|| socket(s)?.set_multicast_interface(opt_str(iface)))
+}
+
+/// Joins the source-specific group (`source`, `group`) on `iface` (Node
+/// `socket.addSourceSpecificMembership`): only datagrams that `source` sends
+/// to `group` arrive. `source` must be a unicast address and `group` a
+/// multicast address of the socket's family (IGMPv3/MLDv2 SSM; 232.0.0.0/8
+/// and ff3x::/32 are the ranges meant for it), else `DGRAM_EINVAL`; `iface`
+/// as for `dgram_add_membership`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_add_source_specific_membership(
+    s: *mut dgram_socket,
+    source: *const c_char,
+    group: *const c_char,
+    iface: *const c_char,
+) -> c_int {
+    guard_code(|| socket(s)?.source_membership(opt_str(source), opt_str(group), opt_str(iface), true))
+}
+
+/// Leaves a source-specific group (Node
+/// `socket.dropSourceSpecificMembership`); arguments as for the join.
+/// Leaving one not joined is `DGRAM_EADDRNOTAVAIL`.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_drop_source_specific_membership(
+    s: *mut dgram_socket,
+    source: *const c_char,
+    group: *const c_char,
+    iface: *const c_char,
+) -> c_int {
+    guard_code(|| socket(s)?.source_membership(opt_str(source), opt_str(group), opt_str(iface), false))
+}
+
+/// Sets SO_RCVBUF (Node `socket.setRecvBufferSize`) to `size` bytes,
+/// 1..INT_MAX, else `DGRAM_EINVAL`. The kernel caps it at
+/// net.core.rmem_max and doubles it for its bookkeeping (see the getter).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_recv_buffer_size(s: *mut dgram_socket, size: c_int) -> c_int {
+    guard_code(|| socket(s)?.set_buffer_size(size, true))
+}
+
+/// Sets SO_SNDBUF (Node `socket.setSendBufferSize`); as for the receive buffer.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_send_buffer_size(s: *mut dgram_socket, size: c_int) -> c_int {
+    guard_code(|| socket(s)?.set_buffer_size(size, false))
+}
+
+/// SO_RCVBUF in bytes (Node `socket.getRecvBufferSize`), as the kernel
+/// reports it: on Linux twice the size that was set. Negative code on
+/// error (`DGRAM_EBADF` when closed).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_get_recv_buffer_size(s: *const dgram_socket) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_int(socket(s).and_then(|s| s.buffer_size(true)))
+    })
+}
+
+/// SO_SNDBUF in bytes (Node `socket.getSendBufferSize`); as for the receive buffer.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_get_send_buffer_size(s: *const dgram_socket) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_int(socket(s).and_then(|s| s.buffer_size(false)))
+    })
+}
+
+/// Bytes accepted by `dgram_send`/`dgram_sendv`/`dgram_send_batch` and not
+/// yet handed to the kernel (Node `socket.getSendQueueSize`): queued while
+/// the kernel's buffer was full, or waiting for a host name lookup. 0 when
+/// every send went straight out. `DGRAM_EBADF` when closed.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_send_queue_size(s: *const dgram_socket) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_int(
+            socket(s)
+                .and_then(|s| s.send_queue_figures())
+                .map(|(bytes, _)| clamp_int(bytes)),
+        )
+    })
+}
+
+/// The number of datagrams counted by `dgram_send_queue_size` (Node
+/// `socket.getSendQueueCount`).
+#[no_mangle]
+pub unsafe extern "C" fn dgram_send_queue_count(s: *const dgram_socket) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_int(
+            socket(s)
+                .and_then(|s| s.send_queue_figures())
+                .map(|(_, count)| clamp_int(count)),
+        )
+    })
+}
+
+/// Lets the socket stop counting in `dgram_context_active` (Node
+/// `socket.unref`), so a host loop that runs while anything is active can
+/// end while the socket stays open. Its being bound, its undelivered
+/// datagrams and its 'listening' and 'connect' events then do not count;
+/// its send completions, errors, lookups and 'close' still do. Events
+/// are still delivered whenever the host dispatches. Idempotent.
+/// `DGRAM_EBADF` when closed.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_socket_unref(s: *mut dgram_socket) -> c_int {
+    guard_code(|| socket(s)?.set_referenced(false))
+}
+
+/// Undoes `dgram_socket_unref` (Node `socket.ref`); sockets start
+/// referenced. Idempotent. `DGRAM_EBADF` when closed.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_socket_ref(s: *mut dgram_socket) -> c_int {
+    guard_code(|| socket(s)?.set_referenced(true))
+}
+
+/// Asks the kernel (`on` true) for each received datagram's destination
+/// address and interface (IP_PKTINFO / IPV6_RECVPKTINFO), TTL or hop limit
+/// (IP_RECVTTL / IPV6_RECVHOPLIMIT) and receive timestamp (SO_TIMESTAMPNS),
+/// for `dgram_message_meta`; `on` false stops. Off by default, and then it
+/// costs nothing. Applies to datagrams read after the call.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_message_meta(s: *mut dgram_socket, on: bool) -> c_int {
+    guard_code(|| socket(s)?.set_message_meta(on))
+}
+
+/// Inside `s`'s message callback, on the thread running it, writes the
+/// metadata of the datagram being delivered into `*out` (see
+/// `dgram_meta`). `DGRAM_EINVAL` for NULL `out`, when called
+/// anywhere else, or when the datagram was read while
+/// `dgram_set_message_meta` was off; `DGRAM_EBADF` when closed.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_message_meta(s: *const dgram_socket, out: *mut dgram_meta) -> c_int {
+    guard_code(|| {
+        let socket = socket(s)?;
+        socket.ensure_open()?;
+        if out.is_null() {
+            return Err(Errno::INVAL);
+        }
+        out.write(socket.message_meta()?);
+        Ok(())
+    })
+}
+
+/// The segmentation offloads this kernel has (`DGRAM_OFFLOAD_GSO`,
+/// `DGRAM_OFFLOAD_GRO`), found once per process.
+#[no_mangle]
+pub extern "C" fn dgram_offload_support() -> u32 {
+    guard(0, crate::sys::offload_support)
+}
+
+/// Chooses the socket's segmentation offloads: `flags` is a set of
+/// `DGRAM_OFFLOAD_*` (others are `DGRAM_EINVAL`). Those the kernel lacks
+/// are left off, so the socket behaves as without them. Returns the flags
+/// now in effect, or a negative code.
+///
+/// GSO (default on where supported) only changes how many system calls and
+/// packets a send takes, never what is received. GRO (default off) lets the
+/// kernel pass a run of datagrams of one flow as one buffer, which the I/O
+/// thread splits back into the same datagrams, with their own callbacks:
+/// fewer, larger reads for bulk flows. With GRO on, a read offers 2 buffers
+/// instead of up to 32 (each may hold up to 128 datagrams), which costs
+/// reads when traffic does not coalesce (many peers, mixed sizes), and the
+/// queue may exceed `max_pending_events` by up to 127 datagrams.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_int(socket(s).and_then(|s| s.set_offload(flags)).map(|f| f as i32))
+    })
 }
 
 /// Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP

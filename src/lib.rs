@@ -8,6 +8,7 @@
 //! - [`socket`]: the socket state machine and its send queue;
 //! - [`event`]: events and the calls into host callbacks;
 //! - [`addr`]: address parsing and formatting;
+//! - `resolve`: host name lookups on their own thread;
 //! - [`error`]: the `DGRAM_E*` codes;
 //! - [`types`]: the C-visible types;
 //! - [`sys`]: the few raw system calls socket2 does not cover.
@@ -18,6 +19,7 @@ pub mod context;
 pub mod error;
 pub mod event;
 pub mod ffi;
+mod resolve;
 pub mod socket;
 mod sys;
 pub mod types;

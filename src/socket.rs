@@ -3,23 +3,29 @@
 //! that tells the host loop whether anything is left to do.
 
 use std::collections::VecDeque;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io::{self, IoSlice};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
-use crate::addr::{self, Family};
-use crate::batch::{RecvBatch, BATCH_SLOTS};
+use crate::addr::{self, Destination, Family};
+use crate::batch::{ReadMode, RecvBatch, BATCH_SLOTS};
 use crate::context::Context;
-use crate::error::{Errno, Result, DGRAM_EALREADY, DGRAM_ECANCELED, DGRAM_EMSGSIZE, DGRAM_ENOBUFS};
+use crate::error::{
+    Errno, Result, DGRAM_EALREADY, DGRAM_ECANCELED, DGRAM_EISCONN, DGRAM_EMSGSIZE, DGRAM_ENOBUFS, DGRAM_ENOTCONN,
+};
 use crate::event::{ErrorInfo, Event, EventKind, Handlers, UserPtr};
-use crate::sys::{self, MMSG_BATCH};
-use crate::types::{dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb, dgram_stats};
+use crate::resolve::Lookup;
+use crate::sys::{self, Outgoing, SEND_IOVS};
+use crate::types::{
+    dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_meta, dgram_send_cb, dgram_stats,
+    DGRAM_OFFLOAD_GRO, DGRAM_OFFLOAD_GSO,
+};
 
 /// A socket accepts at least this many datagrams waiting to be written...
 const SEND_QUEUE_MIN_COUNT: usize = 1024;
@@ -40,8 +46,9 @@ const MIN_READ_SLOTS: usize = 8;
 const SPARE_BUFFERS: usize = 64;
 const SPARE_BUFFER_MAX_BYTES: usize = 2048;
 
-/// A placeholder address, for array slots that are never sent.
-const UNSPECIFIED_V4: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+/// Datagrams one `dgram_send_batch` call may carry.
+pub(crate) const SEND_BATCH_MAX: usize = crate::types::DGRAM_SEND_BATCH_MAX as usize;
+const _: () = assert!(SEND_BATCH_MAX <= SEND_QUEUE_MIN_COUNT);
 
 /// How the host asked for the socket to be made.
 #[derive(Clone, Copy, Debug)]
@@ -55,9 +62,35 @@ pub struct SocketConfig {
 
 struct QueuedSend {
     data: Vec<u8>,
-    dest: SocketAddr,
+    /// `None`: the connected peer.
+    dest: Option<SocketAddr>,
     cb: dgram_send_cb,
     send_data: UserPtr,
+}
+
+/// Where an operation waiting its turn goes.
+enum Target {
+    /// A host name still to look up, and the port.
+    Name(CString, u16),
+    Addr(SocketAddr),
+    /// The connected peer.
+    Peer,
+}
+
+/// A bind, connect or send that waits behind a host name lookup (its own,
+/// or an earlier operation's: a socket's operations keep their call order).
+enum Deferred {
+    Send {
+        data: Vec<u8>,
+        cb: dgram_send_cb,
+        send_data: UserPtr,
+    },
+    Bind {
+        once: dgram_event_cb,
+    },
+    Connect {
+        once: dgram_event_cb,
+    },
 }
 
 struct State {
@@ -71,6 +104,26 @@ struct State {
     writable_armed: bool,
     /// Not watched for datagrams while the context's queue is full.
     read_paused: bool,
+    /// A bind waits for its address to be looked up.
+    binding: bool,
+    /// A connect waits for its address to be looked up.
+    connecting: bool,
+    /// The connected peer.
+    peer: Option<SocketAddr>,
+    /// The local address as bound (before any connect narrowed it).
+    bound_addr: Option<SocketAddr>,
+    /// Operations waiting behind a lookup, in call order; the front one's
+    /// lookup is under way when `lookup_in_flight`.
+    deferred: VecDeque<(Deferred, Target)>,
+    deferred_sends: usize,
+    deferred_bytes: usize,
+    lookup_in_flight: bool,
+    /// Counts in `dgram_context_active` (Node's ref/unref).
+    referenced: bool,
+    read_mode: ReadMode,
+    /// Send runs of equal datagrams with UDP_SEGMENT; turned off for good
+    /// the first time the kernel refuses it on this socket.
+    gso: bool,
     send_queue: VecDeque<QueuedSend>,
     queued_bytes: usize,
     /// The destination of the last send, parsed: a socket mostly sends to
@@ -99,6 +152,8 @@ pub struct Socket {
     /// How many slots the next read offers (I/O thread only): see
     /// `update_read_hint`.
     read_hint: AtomicUsize,
+    /// The bound port, for the metadata's local address.
+    local_port: AtomicU32,
     counters: Counters,
 }
 
@@ -162,6 +217,17 @@ impl Socket {
                 silenced: false,
                 writable_armed: false,
                 read_paused: false,
+                binding: false,
+                connecting: false,
+                peer: None,
+                bound_addr: None,
+                deferred: VecDeque::new(),
+                deferred_sends: 0,
+                deferred_bytes: 0,
+                lookup_in_flight: false,
+                referenced: true,
+                read_mode: ReadMode::default(),
+                gso: sys::offload_support() & DGRAM_OFFLOAD_GSO != 0,
                 send_queue: VecDeque::new(),
                 queued_bytes: 0,
                 spare_buffers: Vec::new(),
@@ -173,11 +239,13 @@ impl Socket {
                     on_listening: None,
                     on_close: None,
                     on_error: None,
+                    on_connect: None,
                     userdata,
                 },
             }),
             epoch: AtomicU32::new(0),
             read_hint: AtomicUsize::new(BATCH_SLOTS),
+            local_port: AtomicU32::new(0),
             counters: Counters::default(),
         });
         ctx.register(token, Arc::clone(&socket));
@@ -215,6 +283,10 @@ impl Socket {
         self.set_handler(|h| h.on_error = cb)
     }
 
+    pub fn on_connect(&self, cb: dgram_event_cb) -> Result<()> {
+        self.set_handler(|h| h.on_connect = cb)
+    }
+
     // ---- events --------------------------------------------------------------
 
     /// Counts and queues an event of this socket. Called with the state lock
@@ -222,10 +294,10 @@ impl Socket {
     fn push(self: &Arc<Self>, ctx: &Context, st: &mut State, kind: EventKind) {
         if kind.is_completion() {
             st.pending_completions += 1;
+            ctx.add_pending(1);
         } else {
-            st.pending_data += 1;
+            st.add_data(ctx, 1);
         }
-        ctx.add_pending(1);
         ctx.enqueue(Event {
             socket: Arc::clone(self),
             kind,
@@ -242,14 +314,14 @@ impl Socket {
         }
         if kind.is_completion() {
             st.pending_completions -= 1;
+            ctx.add_pending(-1);
         } else {
             if st.closed {
                 // Uncounted already, when the socket closed.
                 return None;
             }
-            st.pending_data -= 1;
+            st.add_data(ctx, -1);
         }
-        ctx.add_pending(-1);
         Some(st.handlers)
     }
 
@@ -260,8 +332,7 @@ impl Socket {
         if st.silenced || st.closed {
             return None;
         }
-        st.pending_data -= count as i64;
-        ctx.add_pending(-(count as i64));
+        st.add_data(ctx, -(count as i64));
         Some(Admitted {
             handlers: st.handlers,
             epoch: self.epoch(),
@@ -273,8 +344,7 @@ impl Socket {
     pub fn recount(&self, count: usize, ctx: &Context) {
         let mut st = self.state.lock();
         if !st.closed {
-            st.pending_data += count as i64;
-            ctx.add_pending(count as i64);
+            st.add_data(ctx, count as i64);
         }
     }
 
@@ -302,22 +372,50 @@ impl Socket {
         let ctx = self.context()?;
         let mut st = self.state.lock();
         st.check_open()?;
-        let target = addr::bind_target(address, port, self.family, st.fd()?.as_raw_fd())?;
-        if st.bound {
+        let target = addr::bind_target(address, port, self.family, st.raw_fd()?)?;
+        if st.bound || st.binding {
             return Err(Errno(DGRAM_EALREADY));
         }
-        self.bind_locked(&ctx, &mut st, target)?;
-        self.push(&ctx, &mut st, EventKind::Listening { once });
+        match target {
+            Destination::Addr(target) if st.deferred.is_empty() => {
+                self.bind_locked(&ctx, &mut st, target)?;
+                self.push(&ctx, &mut st, EventKind::Listening { once });
+            }
+            target => {
+                st.binding = true;
+                self.defer(&ctx, &mut st, Deferred::Bind { once }, target.into());
+            }
+        }
         Ok(())
     }
 
     fn bind_locked(&self, ctx: &Context, st: &mut State, target: SocketAddr) -> Result<()> {
-        let fd = st.fd()?;
-        SockRef::from(&*fd).bind(&SockAddr::from(target))?;
-        ctx.watch(fd.as_raw_fd(), self.token)?;
+        let fd = st.raw_fd()?;
+        SockRef::from(&*st.fd()?).bind(&SockAddr::from(target))?;
+        ctx.watch(fd, self.token)?;
         st.bound = true;
-        ctx.add_bound(1);
+        if st.referenced {
+            ctx.add_bound(1);
+        }
+        self.remember_local_port(st);
         Ok(())
+    }
+
+    /// Binds to the wildcard address first if the socket is not bound yet
+    /// (send and connect do, as in Node), with its 'listening' event.
+    fn ensure_bound(self: &Arc<Self>, ctx: &Context, st: &mut State) -> Result<()> {
+        if !st.bound {
+            self.bind_locked(ctx, st, self.family.unspecified(0))?;
+            self.push(ctx, st, EventKind::Listening { once: None });
+        }
+        Ok(())
+    }
+
+    fn remember_local_port(&self, st: &mut State) {
+        st.bound_addr = st.fd.as_ref().and_then(|fd| fd.local_addr().ok());
+        if let Some(addr) = st.bound_addr {
+            self.local_port.store(u32::from(addr.port()), Ordering::Relaxed);
+        }
     }
 
     pub fn address(&self) -> Result<dgram_addr> {
@@ -333,10 +431,96 @@ impl Socket {
     pub fn fileno(&self) -> Result<i32> {
         let st = self.state.lock();
         st.check_open()?;
-        Ok(st.fd()?.as_raw_fd())
+        st.raw_fd()
+    }
+
+    // ---- connect -------------------------------------------------------------
+
+    /// `dgram_connect`: numeric addresses connect now (errors are the
+    /// result); a host name is looked up first and its errors come as an
+    /// 'error' event.
+    pub fn connect(self: &Arc<Self>, port: i32, address: Option<&CStr>, once: dgram_event_cb) -> Result<()> {
+        let ctx = self.context()?;
+        let mut st = self.state.lock();
+        st.check_open()?;
+        let target = addr::send_target(address, port, self.family, st.raw_fd()?)?;
+        if st.peer.is_some() || st.connecting {
+            return Err(Errno(DGRAM_EISCONN));
+        }
+        match target {
+            Destination::Addr(peer) if st.deferred.is_empty() => self.connect_locked(&ctx, &mut st, peer, once),
+            target => {
+                st.connecting = true;
+                self.defer(&ctx, &mut st, Deferred::Connect { once }, target.into());
+                Ok(())
+            }
+        }
+    }
+
+    fn connect_locked(
+        self: &Arc<Self>,
+        ctx: &Context,
+        st: &mut State,
+        peer: SocketAddr,
+        once: dgram_event_cb,
+    ) -> Result<()> {
+        self.ensure_bound(ctx, st)?;
+        SockRef::from(&*st.fd()?).connect(&SockAddr::from(peer))?;
+        st.peer = Some(peer);
+        self.push(ctx, st, EventKind::Connect { once });
+        Ok(())
+    }
+
+    /// `dgram_disconnect`. The socket keeps its local address and port.
+    pub fn disconnect(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        st.check_open()?;
+        if st.peer.is_none() {
+            return Err(Errno(DGRAM_ENOTCONN));
+        }
+        let fd = st.fd()?;
+        sys::disconnect(fd.as_raw_fd())?;
+        // Linux forgets a port it picked itself (bind to port 0, or the
+        // implicit bind) when a socket disconnects: bind again to what the
+        // socket was bound to (not the narrower address connect chose), so
+        // it stays reachable where its peer and the host knew it.
+        if let (Some(bound), Ok(now)) = (st.bound_addr, fd.local_addr()) {
+            if now.port() == 0 {
+                SockRef::from(&*fd).bind(&SockAddr::from(bound))?;
+            }
+        }
+        st.peer = None;
+        Ok(())
+    }
+
+    pub fn remote_address(&self) -> Result<dgram_addr> {
+        let st = self.state.lock();
+        st.check_open()?;
+        st.peer.as_ref().map(addr::to_c).ok_or(Errno(DGRAM_ENOTCONN))
     }
 
     // ---- send ----------------------------------------------------------------
+
+    /// Where a send goes: the peer on a connected socket (where giving a
+    /// destination is `DGRAM_EISCONN`), else the given address, parsed once
+    /// for a run of sends to the same text.
+    fn send_destination(&self, st: &mut State, address: Option<&CStr>, port: i32) -> Result<Target> {
+        if st.peer.is_some() || st.connecting {
+            return if address.is_none() && port == 0 {
+                Ok(Target::Peer)
+            } else {
+                Err(Errno(DGRAM_EISCONN))
+            };
+        }
+        if let Some(dest) = st.last_destination.lookup(address, port) {
+            return Ok(Target::Addr(dest));
+        }
+        let target = addr::send_target(address, port, self.family, st.raw_fd()?)?;
+        if let Destination::Addr(dest) = target {
+            st.last_destination.remember(address, port, dest);
+        }
+        Ok(target.into())
+    }
 
     /// Sends one datagram made of `bufs`. The bytes are written or copied
     /// before this returns; the callback always comes later, from dispatch.
@@ -354,28 +538,45 @@ impl Socket {
         // whether or not its context is still there.
         let mut st = self.state.lock();
         st.check_open()?;
-        let raw_fd = st.fd.as_ref().ok_or(Errno::BADF)?.as_raw_fd();
-        let dest = match st.last_destination.lookup(address, port) {
-            Some(dest) => dest,
-            None => {
-                let dest = addr::send_target(address, port, self.family, raw_fd)?;
-                st.last_destination.remember(address, port, dest);
-                dest
-            }
-        };
+        let target = self.send_destination(&mut st, address, port)?;
         // Saturating: lengths come from the host, and a wrapped sum must not
         // slip under the size check.
         let length = bufs.iter().fold(0usize, |sum, b| sum.saturating_add(b.len()));
         if length > self.family.max_payload() {
             return Err(Errno(DGRAM_EMSGSIZE));
         }
-        if !st.send_queue.is_empty() && st.send_queue_full() || st.pending_completions >= MAX_UNDELIVERED_COMPLETIONS {
-            return Err(Errno(DGRAM_ENOBUFS));
+        st.check_room()?;
+        match target {
+            Target::Addr(dest) if st.deferred.is_empty() => {
+                self.send_locked(&mut st, bufs, Some(dest), length, cb, send_data)
+            }
+            Target::Peer if st.deferred.is_empty() => self.send_locked(&mut st, bufs, None, length, cb, send_data),
+            target => {
+                let ctx = self.context()?;
+                let mut data = st.spare_buffers.pop().unwrap_or_default();
+                for buf in bufs {
+                    data.extend_from_slice(buf);
+                }
+                st.deferred_sends += 1;
+                st.deferred_bytes += data.len();
+                self.defer(&ctx, &mut st, Deferred::Send { data, cb, send_data }, target);
+                Ok(())
+            }
         }
+    }
+
+    /// Sends now if the kernel takes it, else queues it for the I/O thread.
+    fn send_locked(
+        self: &Arc<Self>,
+        st: &mut State,
+        bufs: &[IoSlice<'_>],
+        dest: Option<SocketAddr>,
+        length: usize,
+        cb: dgram_send_cb,
+        send_data: UserPtr,
+    ) -> Result<()> {
         if !st.bound {
-            let ctx = self.context()?;
-            self.bind_locked(&ctx, &mut st, self.family.unspecified(0))?;
-            self.push(&ctx, &mut st, EventKind::Listening { once: None });
+            self.ensure_bound(&*self.context()?, st)?;
         }
         if st.send_queue.is_empty() {
             let fd = st.fd.as_deref().ok_or(Errno::BADF)?;
@@ -383,7 +584,7 @@ impl Socket {
                 Ok(()) => {
                     if cb.is_some() {
                         let ctx = self.context()?;
-                        self.complete_send(&ctx, &mut st, cb, send_data, length, dest, None);
+                        self.complete_send(&ctx, st, cb, send_data, length, None);
                     } else {
                         self.count_send(length, None);
                     }
@@ -391,24 +592,35 @@ impl Socket {
                 }
                 Err(err) if is_transient(&err) => {}
                 Err(err) => {
-                    let code = Errno::from_io(&err).0;
                     let ctx = self.context()?;
-                    self.complete_send(&ctx, &mut st, cb, send_data, length, dest, Some(code));
+                    let error = self.send_error(st, Errno::from_io(&err).0, dest);
+                    self.complete_send(&ctx, st, cb, send_data, length, Some(error));
                     return Ok(());
                 }
             }
-        }
-        let ctx = self.context()?;
-        // Armed before queueing: if epoll refuses, the send fails whole
-        // instead of sitting in a queue nobody flushes.
-        if !st.writable_armed {
-            ctx.rewatch(raw_fd, self.token, !st.read_paused, true)?;
-            st.writable_armed = true;
         }
         let mut data = st.spare_buffers.pop().unwrap_or_default();
         data.reserve(length);
         for buf in bufs {
             data.extend_from_slice(buf);
+        }
+        self.enqueue_send(st, data, dest, cb, send_data)
+    }
+
+    fn enqueue_send(
+        self: &Arc<Self>,
+        st: &mut State,
+        data: Vec<u8>,
+        dest: Option<SocketAddr>,
+        cb: dgram_send_cb,
+        send_data: UserPtr,
+    ) -> Result<()> {
+        let ctx = self.context()?;
+        // Armed before queueing: if epoll refuses, the send fails whole
+        // instead of sitting in a queue nobody flushes.
+        if !st.writable_armed {
+            ctx.rewatch(st.raw_fd()?, self.token, !st.read_paused, true)?;
+            st.writable_armed = true;
         }
         st.queued_bytes += data.len();
         st.send_queue.push_back(QueuedSend {
@@ -421,9 +633,94 @@ impl Socket {
         Ok(())
     }
 
+    /// `dgram_send_batch`: `datagrams` to one destination, in order, in as
+    /// few system calls as the kernel allows (UDP_SEGMENT runs within
+    /// sendmmsg calls). Accepted whole or not at all.
+    pub fn send_batch(
+        self: &Arc<Self>,
+        datagrams: &[&[u8]],
+        port: i32,
+        address: Option<&CStr>,
+        cb: dgram_send_cb,
+        send_data: UserPtr,
+    ) -> Result<()> {
+        let mut st = self.state.lock();
+        st.check_open()?;
+        let target = self.send_destination(&mut st, address, port)?;
+        if datagrams.iter().any(|d| d.len() > self.family.max_payload()) {
+            return Err(Errno(DGRAM_EMSGSIZE));
+        }
+        if datagrams.len() > SEND_BATCH_MAX {
+            return Err(Errno::INVAL);
+        }
+        let dest = match target {
+            Target::Addr(dest) => Some(dest),
+            Target::Peer => None,
+            // One lookup per datagram would be absurd: connect once instead.
+            Target::Name(..) => return Err(Errno::INVAL),
+        };
+        if datagrams.is_empty() {
+            return Ok(());
+        }
+        st.check_room()?;
+        let ctx = self.context()?;
+        if !st.deferred.is_empty() {
+            for datagram in datagrams {
+                let mut data = st.spare_buffers.pop().unwrap_or_default();
+                data.extend_from_slice(datagram);
+                st.deferred_sends += 1;
+                st.deferred_bytes += data.len();
+                let target = dest.map_or(Target::Peer, Target::Addr);
+                self.defer(&ctx, &mut st, Deferred::Send { data, cb, send_data }, target);
+            }
+            return Ok(());
+        }
+        self.ensure_bound(&ctx, &mut st)?;
+        let mut rest = datagrams;
+        if st.send_queue.is_empty() {
+            let fd = st.raw_fd()?;
+            let mut out = [Outgoing::default(); SEND_IOVS];
+            while !rest.is_empty() {
+                let count = rest.len().min(SEND_IOVS);
+                for (slot, data) in out.iter_mut().zip(&rest[..count]) {
+                    *slot = Outgoing { data, dest };
+                }
+                match transmit(&mut st, fd, &out[..count]) {
+                    // Nothing taken, as if the kernel said EAGAIN: queue the rest.
+                    Ok(0) => break,
+                    Ok(sent) => {
+                        for data in &rest[..sent] {
+                            self.complete_send(&ctx, &mut st, cb, send_data, data.len(), None);
+                        }
+                        rest = &rest[sent..];
+                    }
+                    Err((err, _)) if is_transient(&err) => break,
+                    Err((err, refused)) => {
+                        let code = Errno::from_io(&err).0;
+                        for data in &rest[..refused] {
+                            let error = self.send_error(&st, code, dest);
+                            self.complete_send(&ctx, &mut st, cb, send_data, data.len(), Some(error));
+                        }
+                        rest = &rest[refused..];
+                    }
+                }
+            }
+        }
+        for datagram in rest {
+            let mut data = st.spare_buffers.pop().unwrap_or_default();
+            data.extend_from_slice(datagram);
+            self.enqueue_send(&mut st, data, dest, cb, send_data)?;
+        }
+        Ok(())
+    }
+
+    /// The error of a send to `dest` (the peer when `None`).
+    fn send_error(&self, st: &State, code: i32, dest: Option<SocketAddr>) -> ErrorInfo {
+        ErrorInfo::new(code, c"send", dest.or(st.peer))
+    }
+
     /// Reports the end of one send: its callback if it has one, else an
     /// 'error' event if it failed, else nothing.
-    #[allow(clippy::too_many_arguments)]
     fn complete_send(
         self: &Arc<Self>,
         ctx: &Context,
@@ -431,15 +728,9 @@ impl Socket {
         cb: dgram_send_cb,
         send_data: UserPtr,
         length: usize,
-        dest: SocketAddr,
-        error: Option<i32>,
+        error: Option<ErrorInfo>,
     ) {
-        self.count_send(length, error);
-        let error = error.map(|code| ErrorInfo {
-            code,
-            syscall: c"send",
-            addr: Some(dest),
-        });
+        self.count_send(length, error.as_ref().map(|e| e.code));
         if cb.is_some() {
             self.push(
                 ctx,
@@ -456,37 +747,190 @@ impl Socket {
         }
     }
 
-    /// Writes queued datagrams while the kernel takes them, up to
-    /// `MMSG_BATCH` per sendmmsg (I/O thread, on EPOLLOUT).
+    /// Writes queued datagrams while the kernel takes them, in sendmmsg
+    /// calls of up to `SEND_IOVS` datagrams, runs of equal ones to one
+    /// destination as UDP_SEGMENT writes (I/O thread, on EPOLLOUT).
     pub fn flush(self: &Arc<Self>, ctx: &Context) {
         let mut st = self.state.lock();
         if st.closed {
             return;
         }
-        let Ok(fd) = st.fd() else { return };
+        let Ok(fd) = st.raw_fd() else { return };
         while !st.send_queue.is_empty() {
-            let mut batch: [(&[u8], SocketAddr); MMSG_BATCH] = [(&[], UNSPECIFIED_V4); MMSG_BATCH];
-            let count = st.send_queue.len().min(MMSG_BATCH);
-            for (slot, send) in batch.iter_mut().zip(st.send_queue.iter()) {
-                *slot = (&send.data, send.dest);
+            let mut out = [Outgoing::default(); SEND_IOVS];
+            let count = st.send_queue.len().min(SEND_IOVS);
+            for (slot, send) in out.iter_mut().zip(st.send_queue.iter()) {
+                *slot = Outgoing {
+                    data: &send.data,
+                    dest: send.dest,
+                };
             }
-            let result = sys::send_mmsg(fd.as_raw_fd(), &batch[..count]);
-            let (sent, error) = match result {
+            // The borrow of the queue ends with the call: `out` only points
+            // into buffers the queue owns, which nothing else touches here.
+            let result = sys::send_mmsg(fd, &out[..count], st.gso);
+            let (done, error) = match result {
+                Ok(0) => return, // As EAGAIN: still armed for EPOLLOUT.
                 Ok(sent) => (sent, None),
-                Err(err) if is_transient(&err) => return, // Still armed for EPOLLOUT.
-                // The first one was refused: it completes with the error.
-                Err(err) => (1, Some(Errno::from_io(&err).0)),
+                Err((err, _)) if is_transient(&err) => return, // Still armed for EPOLLOUT.
+                Err((err, refused)) if st.gso && refused > 1 && is_gso_refusal(&err) => {
+                    st.gso = false;
+                    continue;
+                }
+                // The first write was refused: its datagrams complete with the error.
+                Err((err, refused)) => (refused, Some(Errno::from_io(&err).0)),
             };
-            for _ in 0..sent {
-                let done = st.send_queue.pop_front().expect("sent only what was queued");
-                st.queued_bytes -= done.data.len();
+            for _ in 0..done {
+                let sent = st.send_queue.pop_front().expect("sent only what was queued");
+                st.queued_bytes -= sent.data.len();
                 ctx.add_pending(-1);
-                self.complete_send(ctx, &mut st, done.cb, done.send_data, done.data.len(), done.dest, error);
-                st.recycle(done.data);
+                let error = error.map(|code| self.send_error(&st, code, sent.dest));
+                self.complete_send(ctx, &mut st, sent.cb, sent.send_data, sent.data.len(), error);
+                st.recycle(sent.data);
             }
         }
-        if st.writable_armed && ctx.rewatch(fd.as_raw_fd(), self.token, !st.read_paused, false).is_ok() {
+        if st.writable_armed && ctx.rewatch(fd, self.token, !st.read_paused, false).is_ok() {
             st.writable_armed = false;
+        }
+    }
+
+    // ---- operations waiting for a lookup -------------------------------------------
+
+    /// Queues an operation behind the lookups before it, and starts the
+    /// lookup at the front if none runs. Counts as pending until it runs.
+    fn defer(self: &Arc<Self>, ctx: &Context, st: &mut State, op: Deferred, target: Target) {
+        st.deferred.push_back((op, target));
+        ctx.add_pending(1);
+        self.run_deferred(ctx, st);
+    }
+
+    /// Runs the waiting operations whose address is known, in order, up to
+    /// the first that needs a lookup, and asks for that one.
+    fn run_deferred(self: &Arc<Self>, ctx: &Context, st: &mut State) {
+        while let Some((_, target)) = st.deferred.front() {
+            if let Target::Name(name, _) = target {
+                if !st.lookup_in_flight {
+                    let lookup = Lookup {
+                        socket: Arc::downgrade(self),
+                        name: name.clone(),
+                        family: self.family,
+                    };
+                    match ctx.resolver().request(lookup) {
+                        Ok(()) => st.lookup_in_flight = true,
+                        Err(err) => {
+                            // No thread for the lookup: the operation fails as a lookup would.
+                            let (op, target) = st.deferred.pop_front().expect("front exists");
+                            self.fail_deferred(ctx, st, op, target, Errno::from_io(&err).0);
+                            continue;
+                        }
+                    }
+                }
+                return;
+            }
+            let (op, target) = st.deferred.pop_front().expect("front exists");
+            self.finish_deferred(ctx, st, op, target);
+        }
+    }
+
+    /// The resolver's answer for the front operation (resolver thread).
+    pub fn resolved(self: &Arc<Self>, answer: std::result::Result<IpAddr, i32>) {
+        let Ok(ctx) = self.context() else { return };
+        let mut st = self.state.lock();
+        st.lookup_in_flight = false;
+        if st.closed {
+            return;
+        }
+        let Some((_, Target::Name(_, port))) = st.deferred.front() else {
+            return;
+        };
+        let port = *port;
+        match answer {
+            Ok(ip) => {
+                let front = st.deferred.front_mut().expect("front exists");
+                front.1 = Target::Addr(SocketAddr::new(ip, port));
+            }
+            Err(code) => {
+                let (op, target) = st.deferred.pop_front().expect("front exists");
+                self.fail_deferred(&ctx, &mut st, op, target, code);
+            }
+        }
+        self.run_deferred(&ctx, &mut st);
+    }
+
+    /// Runs one waiting operation whose address is now known.
+    fn finish_deferred(self: &Arc<Self>, ctx: &Context, st: &mut State, op: Deferred, target: Target) {
+        ctx.add_pending(-1);
+        let dest = match target {
+            Target::Addr(addr) => Some(addr),
+            _ => None,
+        };
+        match op {
+            Deferred::Send { data, cb, send_data } => {
+                st.deferred_sends -= 1;
+                st.deferred_bytes -= data.len();
+                let length = data.len();
+                if dest.is_none() && st.peer.is_none() {
+                    // Meant for the peer of a connect that failed.
+                    let error = ErrorInfo::new(DGRAM_ENOTCONN, c"send", None);
+                    self.complete_send(ctx, st, cb, send_data, length, Some(error));
+                } else if let Err(Errno(code)) =
+                    self.send_locked(st, &[IoSlice::new(&data)], dest, length, cb, send_data)
+                {
+                    let error = self.send_error(st, code, dest);
+                    self.complete_send(ctx, st, cb, send_data, length, Some(error));
+                }
+                st.recycle(data);
+            }
+            Deferred::Bind { once } => {
+                st.binding = false;
+                let Some(addr) = dest else { return };
+                let result = if st.bound {
+                    Err(Errno(DGRAM_EALREADY))
+                } else {
+                    self.bind_locked(ctx, st, addr)
+                };
+                match result {
+                    Ok(()) => self.push(ctx, st, EventKind::Listening { once }),
+                    Err(Errno(code)) => self.push(ctx, st, EventKind::Error(ErrorInfo::new(code, c"bind", dest))),
+                }
+            }
+            Deferred::Connect { once } => {
+                st.connecting = false;
+                let Some(peer) = dest else { return };
+                if let Err(Errno(code)) = self.connect_locked(ctx, st, peer, once) {
+                    self.push(ctx, st, EventKind::Error(ErrorInfo::new(code, c"connect", dest)));
+                }
+            }
+        }
+    }
+
+    /// Ends a waiting operation whose lookup failed with `code`.
+    fn fail_deferred(self: &Arc<Self>, ctx: &Context, st: &mut State, op: Deferred, target: Target, code: i32) {
+        ctx.add_pending(-1);
+        let hostname = match target {
+            Target::Name(name, _) => Some(Box::new(name)),
+            _ => None,
+        };
+        let error = ErrorInfo {
+            code,
+            syscall: c"getaddrinfo",
+            addr: None,
+            hostname,
+        };
+        match op {
+            Deferred::Send { data, cb, send_data } => {
+                st.deferred_sends -= 1;
+                st.deferred_bytes -= data.len();
+                self.complete_send(ctx, st, cb, send_data, data.len(), Some(error));
+                st.recycle(data);
+            }
+            Deferred::Bind { .. } => {
+                st.binding = false;
+                self.push(ctx, st, EventKind::Error(error));
+            }
+            Deferred::Connect { .. } => {
+                st.connecting = false;
+                self.push(ctx, st, EventKind::Error(error));
+            }
         }
     }
 
@@ -495,12 +939,12 @@ impl Socket {
     /// The fd to read from (I/O thread, on EPOLLIN), or `None` once closed.
     /// The I/O thread's clone keeps the fd open through a read that races a
     /// close.
-    pub fn reader_fd(&self) -> Option<Arc<UdpSocket>> {
+    pub fn reader_fd(&self) -> Option<(Arc<UdpSocket>, ReadMode)> {
         let st = self.state.lock();
         if st.closed {
             return None;
         }
-        st.fd.clone()
+        Some((st.fd.clone()?, st.read_mode))
     }
 
     /// Counts and queues the `count` datagrams just read into `*batch`, or
@@ -514,8 +958,7 @@ impl Socket {
             }
             return;
         }
-        st.pending_data += count as i64;
-        ctx.add_pending(count as i64);
+        st.add_data(ctx, count as i64);
         // Under the state lock, like `push`: a close cannot slip between the
         // count and the queueing.
         ctx.publish_batch(batch, count);
@@ -611,11 +1054,9 @@ impl Socket {
     pub fn report_receive_error(self: &Arc<Self>, ctx: &Context, err: &io::Error) {
         let mut st = self.state.lock();
         if !st.closed {
-            let info = ErrorInfo {
-                code: Errno::from_io(err).0,
-                syscall: c"recvmsg",
-                addr: None,
-            };
+            // On a connected socket this is mostly the peer's ICMP port
+            // unreachable (DGRAM_ECONNREFUSED): name the peer.
+            let info = ErrorInfo::new(Errno::from_io(err).0, c"recvmsg", st.peer);
             self.push(ctx, &mut st, EventKind::Error(info));
         }
     }
@@ -646,36 +1087,43 @@ impl Socket {
                 .store(u64::from(drops), Ordering::Relaxed);
             if st.bound {
                 ctx.unwatch(fd.as_raw_fd());
-                ctx.add_bound(-1);
+                if st.referenced {
+                    ctx.add_bound(-1);
+                }
             }
             // The fd itself closes when the I/O thread drops its clone, if it
             // is reading right now; it can no longer be reached from here.
         }
         // Queued datagrams and 'listening' no longer keep the host alive.
-        ctx.add_pending(-st.pending_data);
-        st.pending_data = 0;
+        let data = st.pending_data;
+        st.add_data(ctx, -data);
         let cancelled = std::mem::take(&mut st.send_queue);
         st.queued_bytes = 0;
-        ctx.add_pending(-(cancelled.len() as i64));
-        self.counters
-            .send_errors
-            .fetch_add(cancelled.len() as u64, Ordering::Relaxed);
-        if report {
-            for send in cancelled {
-                if send.cb.is_some() {
-                    let error = ErrorInfo {
-                        code: DGRAM_ECANCELED,
-                        syscall: c"send",
-                        addr: Some(send.dest),
-                    };
-                    let kind = EventKind::SendDone {
-                        cb: send.cb,
-                        send_data: send.send_data,
-                        length: send.data.len(),
-                        error: Some(error),
-                    };
-                    self.push(ctx, st, kind);
-                }
+        let waiting = std::mem::take(&mut st.deferred);
+        st.deferred_sends = 0;
+        st.deferred_bytes = 0;
+        st.binding = false;
+        st.connecting = false;
+        ctx.add_pending(-((cancelled.len() + waiting.len()) as i64));
+        let cancelled_sends = cancelled
+            .into_iter()
+            .map(|send| (send.data, send.dest, send.cb, send.send_data))
+            .chain(waiting.into_iter().filter_map(|(op, target)| match (op, target) {
+                (Deferred::Send { data, cb, send_data }, Target::Addr(dest)) => Some((data, Some(dest), cb, send_data)),
+                (Deferred::Send { data, cb, send_data }, _) => Some((data, None, cb, send_data)),
+                _ => None,
+            }));
+        for (data, dest, cb, send_data) in cancelled_sends {
+            self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            if report && cb.is_some() {
+                let error = self.send_error(st, DGRAM_ECANCELED, dest);
+                let kind = EventKind::SendDone {
+                    cb,
+                    send_data,
+                    length: data.len(),
+                    error: Some(error),
+                };
+                self.push(ctx, st, kind);
             }
         }
         ctx.unregister(self.token);
@@ -788,9 +1236,262 @@ impl Socket {
         };
         result.map_err(Errno::from)
     }
+
+    /// Joins (`join == true`) or leaves a source-specific group.
+    pub fn source_membership(
+        &self,
+        source: Option<&CStr>,
+        group: Option<&CStr>,
+        iface: Option<&CStr>,
+        join: bool,
+    ) -> Result<()> {
+        let st = self.state.lock();
+        st.check_open()?;
+        let fd = st.fd()?;
+        let raw = fd.as_raw_fd();
+        let group = addr::multicast_group(group.ok_or(Errno::INVAL)?, self.family, raw)?;
+        let (source, _) = addr::parse_literal(source.ok_or(Errno::INVAL)?, self.family, raw)?;
+        if source.is_multicast() || source.is_unspecified() {
+            return Err(Errno::INVAL);
+        }
+        let result = match (source, group) {
+            (IpAddr::V4(source), IpAddr::V4(group)) => {
+                let iface = addr::membership_interface_v4(iface)?;
+                let socket = SockRef::from(&*fd);
+                if join {
+                    socket.join_ssm_v4(&source, &group, &iface)
+                } else {
+                    socket.leave_ssm_v4(&source, &group, &iface)
+                }
+            }
+            (source, group) => {
+                let index = addr::membership_interface_v6(iface, raw)?;
+                let (source, group) = (SocketAddr::new(source, 0), SocketAddr::new(group, 0));
+                sys::source_membership(raw, libc::IPPROTO_IPV6, source, group, index, join)
+            }
+        };
+        result.map_err(Errno::from)
+    }
+
+    /// `dgram_set_multicast_interface`: udp4 takes a local IPv4 address
+    /// (0.0.0.0 for the system's choice), udp6 an interface ("::%eth0",
+    /// "eth0", "2"; "::" for the system's choice).
+    pub fn set_multicast_interface(&self, iface: Option<&CStr>) -> Result<()> {
+        let st = self.state.lock();
+        st.check_open()?;
+        let fd = st.fd()?;
+        let text = iface.ok_or(Errno::INVAL)?;
+        let socket = SockRef::from(&*fd);
+        match self.family {
+            Family::V4 => {
+                let addr = addr::membership_interface_v4(Some(text))?;
+                socket.set_multicast_if_v4(&addr).map_err(Errno::from)
+            }
+            Family::V6 => {
+                let index = match text.to_str().map(str::parse::<Ipv6Addr>) {
+                    Ok(Ok(addr)) if addr.is_unspecified() => 0,
+                    Ok(Ok(_)) => return Err(Errno::INVAL),
+                    _ => addr::membership_interface_v6(Some(text), fd.as_raw_fd())?,
+                };
+                socket.set_multicast_if_v6(index).map_err(Errno::from)
+            }
+        }
+    }
+
+    // ---- buffers and queue figures -------------------------------------------------
+
+    pub fn set_buffer_size(&self, size: i32, receive: bool) -> Result<()> {
+        self.ensure_open()?;
+        let size = usize::try_from(size).ok().filter(|&s| s > 0).ok_or(Errno::INVAL)?;
+        if receive {
+            self.with_fd(|s| s.set_recv_buffer_size(size))
+        } else {
+            self.with_fd(|s| s.set_send_buffer_size(size))
+        }
+    }
+
+    /// The kernel's figure, which on Linux is twice what was asked (it
+    /// counts its own bookkeeping too).
+    pub fn buffer_size(&self, receive: bool) -> Result<i32> {
+        let size = if receive {
+            self.with_fd(|s| s.recv_buffer_size())?
+        } else {
+            self.with_fd(|s| s.send_buffer_size())?
+        };
+        Ok(i32::try_from(size).unwrap_or(i32::MAX))
+    }
+
+    /// Bytes and datagrams accepted but not yet handed to the kernel:
+    /// queued for the I/O thread, or waiting for a lookup.
+    pub fn send_queue_figures(&self) -> Result<(usize, usize)> {
+        let st = self.state.lock();
+        st.check_open()?;
+        Ok((
+            st.queued_bytes + st.deferred_bytes,
+            st.send_queue.len() + st.deferred_sends,
+        ))
+    }
+
+    // ---- ref/unref, metadata, offload -------------------------------------------------
+
+    /// Whether the socket counts in `dgram_context_active`: its being bound
+    /// and its undelivered datagrams and 'listening'/'connect' events do
+    /// only while referenced; send completions, errors and 'close' always.
+    pub fn set_referenced(&self, referenced: bool) -> Result<()> {
+        let ctx = self.context()?;
+        let mut st = self.state.lock();
+        st.check_open()?;
+        if st.referenced != referenced {
+            let sign = if referenced { 1 } else { -1 };
+            if st.bound {
+                ctx.add_bound(sign);
+            }
+            ctx.add_pending(sign * st.pending_data);
+            st.referenced = referenced;
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel for (or stops asking for) each datagram's
+    /// destination address, TTL and receive timestamp.
+    pub fn set_message_meta(&self, on: bool) -> Result<()> {
+        let mut st = self.state.lock();
+        st.check_open()?;
+        let fd = st.raw_fd()?;
+        let value = i32::from(on);
+        let v4 = [
+            (libc::IPPROTO_IP, libc::IP_PKTINFO),
+            (libc::IPPROTO_IP, libc::IP_RECVTTL),
+        ];
+        let v6 = [
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT),
+        ];
+        let own = match self.family {
+            Family::V4 => &v4,
+            Family::V6 => &v6,
+        };
+        for &(level, name) in own.iter().chain(&[(libc::SOL_SOCKET, sys::SO_TIMESTAMPNS)]) {
+            sys::set_int_option(fd, level, name, value)?;
+        }
+        if self.family == Family::V6 {
+            // IPv4 datagrams on a dual-stack socket carry IPv4 control
+            // messages; a v6-only socket refuses these, which is fine.
+            for (level, name) in v4 {
+                let _ = sys::set_int_option(fd, level, name, value);
+            }
+        }
+        st.read_mode.meta = on;
+        Ok(())
+    }
+
+    /// Sets the offloads of `flags` that the kernel has, and returns those
+    /// now in effect.
+    pub fn set_offload(&self, flags: u32) -> Result<u32> {
+        let mut st = self.state.lock();
+        st.check_open()?;
+        if flags & !(DGRAM_OFFLOAD_GSO | DGRAM_OFFLOAD_GRO) != 0 {
+            return Err(Errno::INVAL);
+        }
+        let flags = flags & sys::offload_support();
+        let gro = flags & DGRAM_OFFLOAD_GRO != 0;
+        if gro != st.read_mode.gro {
+            sys::set_int_option(st.raw_fd()?, sys::SOL_UDP, sys::UDP_GRO, i32::from(gro))?;
+            st.read_mode.gro = gro;
+        }
+        st.gso = flags & DGRAM_OFFLOAD_GSO != 0;
+        Ok(st.offload_flags())
+    }
+
+    /// The metadata of the datagram being delivered, inside the socket's
+    /// message callback; `DGRAM_EINVAL` anywhere else, or for a datagram
+    /// read without metadata.
+    pub fn message_meta(&self) -> Result<dgram_meta> {
+        let meta = crate::event::current_meta(self).ok_or(Errno::INVAL)?;
+        let mut out = dgram_meta {
+            local: dgram_addr::NONE,
+            ifindex: 0,
+            ttl: 0,
+            timestamp_sec: 0,
+            timestamp_nsec: 0,
+            has_local: false,
+            has_ttl: false,
+            has_timestamp: false,
+            truncated: meta.truncated,
+            gro_segment_size: meta.gro_segment,
+        };
+        if let Some((ip, ifindex)) = meta.local {
+            let port = self.local_port.load(Ordering::Relaxed) as u16;
+            let ip = match (self.family, ip) {
+                // An IPv4 datagram on a dual-stack socket: as its source is shown.
+                (Family::V6, IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
+                (_, ip) => ip,
+            };
+            let scope = match ip {
+                IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => ifindex, // link-local
+                _ => 0,
+            };
+            let local = match ip {
+                IpAddr::V4(v4) => SocketAddr::from((v4, port)),
+                IpAddr::V6(v6) => SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, scope)),
+            };
+            out.local = addr::to_c(&local);
+            out.ifindex = ifindex;
+            out.has_local = true;
+        }
+        if let Some(ttl) = meta.ttl {
+            out.ttl = i32::from(ttl);
+            out.has_ttl = true;
+        }
+        if let Some((sec, nsec)) = meta.timestamp {
+            out.timestamp_sec = sec;
+            out.timestamp_nsec = nsec;
+            out.has_timestamp = true;
+        }
+        Ok(out)
+    }
+}
+
+impl From<Destination> for Target {
+    fn from(dest: Destination) -> Target {
+        match dest {
+            Destination::Addr(addr) => Target::Addr(addr),
+            Destination::Name(name, port) => Target::Name(name, port),
+        }
+    }
 }
 
 impl State {
+    fn raw_fd(&self) -> Result<RawFd> {
+        self.fd.as_ref().map(|fd| fd.as_raw_fd()).ok_or(Errno::BADF)
+    }
+
+    /// Counts `delta` undelivered datagrams or 'listening'/'connect' events;
+    /// they keep the host's loop alive only while the socket is referenced.
+    fn add_data(&mut self, ctx: &Context, delta: i64) {
+        self.pending_data += delta;
+        if self.referenced {
+            ctx.add_pending(delta);
+        }
+    }
+
+    /// `DGRAM_ENOBUFS` when the send queue (with what waits for a lookup)
+    /// is full, or too many completions wait for dispatch. An empty queue
+    /// takes any one send, or any one batch (of at most `SEND_BATCH_MAX`),
+    /// so the bound is exceeded by at most one call's datagrams.
+    fn check_room(&self) -> Result<()> {
+        let queued = self.send_queue.len() + self.deferred_sends;
+        let full = queued > 0 && send_queue_full(queued, self.queued_bytes + self.deferred_bytes);
+        if full || self.pending_completions >= MAX_UNDELIVERED_COMPLETIONS {
+            Err(Errno(DGRAM_ENOBUFS))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn offload_flags(&self) -> u32 {
+        (if self.gso { DGRAM_OFFLOAD_GSO } else { 0 }) | (if self.read_mode.gro { DGRAM_OFFLOAD_GRO } else { 0 })
+    }
     fn check_open(&self) -> Result<()> {
         if self.closed {
             Err(Errno::BADF)
@@ -810,10 +1511,6 @@ impl State {
             buffer.clear();
             self.spare_buffers.push(buffer);
         }
-    }
-
-    fn send_queue_full(&self) -> bool {
-        send_queue_full(self.send_queue.len(), self.queued_bytes)
     }
 }
 
@@ -869,8 +1566,8 @@ fn send_queue_full(count: usize, bytes: usize) -> bool {
 }
 
 /// One non-blocking sendmsg; EINTR is retried here.
-fn send_datagram(fd: &UdpSocket, bufs: &[IoSlice<'_>], dest: SocketAddr) -> io::Result<()> {
-    let dest = SockAddr::from(dest);
+fn send_datagram(fd: &UdpSocket, bufs: &[IoSlice<'_>], dest: Option<SocketAddr>) -> io::Result<()> {
+    let dest = dest.map(SockAddr::from);
     // An empty datagram goes out as one empty piece, never as zero pieces:
     // qemu-user (our Raspberry Pi test bed, and some emulated firmware
     // targets) answers sendmsg with msg_iovlen 0 by reporting success
@@ -881,11 +1578,37 @@ fn send_datagram(fd: &UdpSocket, bufs: &[IoSlice<'_>], dest: SocketAddr) -> io::
         bufs
     };
     loop {
-        match SockRef::from(fd).send_to_vectored(bufs, &dest) {
+        let sent = match &dest {
+            Some(dest) => SockRef::from(fd).send_to_vectored(bufs, dest),
+            None => SockRef::from(fd).send_vectored(bufs),
+        };
+        match sent {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             other => return other.map(drop),
         }
     }
+}
+
+/// Writes `out` with sendmmsg (see `sys::send_mmsg`), in UDP_SEGMENT runs
+/// while the socket's `gso` holds; the first time the kernel refuses a run,
+/// `gso` goes off for good and the write is tried again without.
+fn transmit(st: &mut State, fd: RawFd, out: &[Outgoing<'_>]) -> std::result::Result<usize, (io::Error, usize)> {
+    loop {
+        match sys::send_mmsg(fd, out, st.gso) {
+            Err((err, refused)) if st.gso && refused > 1 && is_gso_refusal(&err) => st.gso = false,
+            other => return other,
+        }
+    }
+}
+
+/// How a kernel or device without (working) segmentation offload answers a
+/// UDP_SEGMENT write: EIO (no checksum offload on the route's device),
+/// EINVAL (segment larger than the path's MTU), ENOPROTOOPT/EOPNOTSUPP.
+fn is_gso_refusal(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
 }
 
 /// The kernel has no room right now: keep the datagram and retry on EPOLLOUT.

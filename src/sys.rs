@@ -5,7 +5,7 @@
 //! sizes are passed alongside.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::SockAddr;
@@ -167,6 +167,37 @@ pub struct RecvMmsg {
     hdrs: [libc::mmsghdr; MMSG_BATCH],
     iovs: [libc::iovec; MMSG_BATCH],
     names: [libc::sockaddr_storage; MMSG_BATCH],
+    /// Ancillary data (metadata, GRO segment size), offered only to sockets
+    /// that asked for it: the kernel does no cmsg work for the others.
+    controls: [[u64; CONTROL_WORDS]; MMSG_BATCH],
+}
+
+/// Room for every control message a socket may ask for at once: IPv6 or
+/// IPv4 packet info, TTL or hop limit, a timestamp, and a GRO segment size
+/// (about 150 bytes with their headers), with margin.
+const CONTROL_WORDS: usize = 40;
+
+// Options and control messages libc does not export for every target; the
+// numbers are Linux's own (include/uapi/linux/udp.h, asm-generic/socket.h,
+// which x86, ARM and AArch64 use).
+pub(crate) const SOL_UDP: libc::c_int = 17;
+pub(crate) const UDP_SEGMENT: libc::c_int = 103;
+pub(crate) const UDP_GRO: libc::c_int = 104;
+/// SO_TIMESTAMPNS_OLD: a `struct timespec` of the target's own time_t, which
+/// is what `libc::timespec` is on each target.
+pub(crate) const SO_TIMESTAMPNS: libc::c_int = 35;
+
+/// What the kernel said about one received datagram in its control messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// The destination address of the IP header, and the arrival interface.
+    pub local: Option<(IpAddr, u32)>,
+    pub ttl: Option<u8>,
+    /// CLOCK_REALTIME seconds and nanoseconds.
+    pub timestamp: Option<(i64, u32)>,
+    pub truncated: bool,
+    /// The segment size of a GRO buffer, 0 when the datagram came alone.
+    pub gro_segment: u32,
 }
 
 impl RecvMmsg {
@@ -185,7 +216,8 @@ impl RecvMmsg {
     /// into `region[i * slot .. (i + 1) * slot]`; at most as many as whole
     /// slots fit in `region`. Returns how many arrived (EINTR is retried;
     /// EAGAIN is an error of kind WouldBlock).
-    pub fn recv(&mut self, fd: RawFd, region: &mut [u8], slot: usize) -> io::Result<usize> {
+    /// With `control`, ancillary data is asked for too (see `meta`).
+    pub fn recv(&mut self, fd: RawFd, region: &mut [u8], slot: usize, control: bool) -> io::Result<usize> {
         let count = region.len().checked_div(slot).unwrap_or(0).min(MMSG_BATCH);
         if count == 0 {
             return Ok(0);
@@ -196,13 +228,21 @@ impl RecvMmsg {
             &mut self.iovs[..count],
             &mut self.names[..count],
         );
-        for (i, ((hdr, iov), name)) in hdrs.iter_mut().zip(iovs).zip(names).enumerate() {
+        let controls = &mut self.controls[..count];
+        for (i, (((hdr, iov), name), ctrl)) in hdrs.iter_mut().zip(iovs).zip(names).zip(controls).enumerate() {
             // SAFETY: i * slot + slot <= region.len(), checked by `count`.
             iov.iov_base = unsafe { base.add(i * slot) }.cast();
             iov.iov_len = slot;
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if control {
+                hdr.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+                hdr.msg_hdr.msg_controllen = std::mem::size_of_val(ctrl) as _;
+            } else {
+                hdr.msg_hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_hdr.msg_controllen = 0;
+            }
         }
         loop {
             // SAFETY: `count` headers, each pointing at its own iovec (into
@@ -236,6 +276,134 @@ impl RecvMmsg {
     pub fn source(&self, i: usize) -> Option<SocketAddr> {
         sockaddr_to_std(&self.names[i], self.hdrs[i].msg_hdr.msg_namelen)
     }
+
+    /// The control messages of datagram `i` of the last successful `recv`
+    /// made with `control`.
+    pub fn meta(&self, i: usize) -> RecvMeta {
+        let hdr = &self.hdrs[i].msg_hdr;
+        let mut meta = RecvMeta {
+            truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
+            ..RecvMeta::default()
+        };
+        if hdr.msg_control.is_null() {
+            return meta;
+        }
+        // SAFETY: the kernel filled `msg_controllen` bytes of the control
+        // buffer `msg_control` points at (our own `controls[i]`, alive as
+        // long as `self`); the CMSG_* macros walk only within that length,
+        // and each payload is read unaligned, with its size checked first.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (c.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                match (c.cmsg_level, c.cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) if len >= std::mem::size_of::<libc::in_pktinfo>() => {
+                        let info = data.cast::<libc::in_pktinfo>().read_unaligned();
+                        let dst = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                        meta.local = Some((IpAddr::V4(dst), info.ipi_ifindex as u32));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if len >= std::mem::size_of::<libc::in6_pktinfo>() => {
+                        let info = data.cast::<libc::in6_pktinfo>().read_unaligned();
+                        let dst = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                        meta.local = Some((IpAddr::V6(dst), info.ipi6_ifindex));
+                    }
+                    (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+                        if len >= std::mem::size_of::<libc::c_int>() =>
+                    {
+                        let ttl = data.cast::<libc::c_int>().read_unaligned();
+                        meta.ttl = u8::try_from(ttl).ok();
+                    }
+                    (libc::SOL_SOCKET, SO_TIMESTAMPNS) if len >= std::mem::size_of::<libc::timespec>() => {
+                        let ts = data.cast::<libc::timespec>().read_unaligned();
+                        meta.timestamp = Some((ts.tv_sec as i64, ts.tv_nsec as u32));
+                    }
+                    (SOL_UDP, UDP_GRO) if len >= std::mem::size_of::<libc::c_int>() => {
+                        let size = data.cast::<libc::c_int>().read_unaligned();
+                        meta.gro_segment = u32::try_from(size).unwrap_or(0);
+                    }
+                    _ => {}
+                }
+                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+            }
+        }
+        meta
+    }
+}
+
+/// Sets an integer socket option.
+pub fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live int and its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Dissolves the association of a connected datagram socket
+/// (connect with AF_UNSPEC).
+pub fn disconnect(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain C data; zeroes are valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    addr.ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: passes a live sockaddr_storage and its size.
+    let ret = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_storage).cast(),
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// Joins or leaves a source-specific group on an IPv6 (or IPv4) socket with
+/// the protocol-independent MCAST_{JOIN,LEAVE}_SOURCE_GROUP.
+pub fn source_membership(
+    fd: RawFd,
+    level: libc::c_int,
+    source: SocketAddr,
+    group: SocketAddr,
+    interface: u32,
+    join: bool,
+) -> io::Result<()> {
+    // SAFETY: plain C data; zeroes are valid.
+    let mut req: libc::group_source_req = unsafe { std::mem::zeroed() };
+    req.gsr_interface = interface;
+    for (addr, storage) in [(source, &mut req.gsr_source), (group, &mut req.gsr_group)] {
+        let addr = SockAddr::from(addr);
+        // SAFETY: a SockAddr is at most a sockaddr_storage long.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                addr.as_ptr().cast::<u8>(),
+                (storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                addr.len() as usize,
+            )
+        };
+    }
+    let name = if join {
+        libc::MCAST_JOIN_SOURCE_GROUP
+    } else {
+        libc::MCAST_LEAVE_SOURCE_GROUP
+    };
+    // SAFETY: passes a live group_source_req and its size.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&req as *const libc::group_source_req).cast(),
+            std::mem::size_of::<libc::group_source_req>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(drop)
 }
 
 /// The address in `storage`, if it is an IPv4 or IPv6 one of `len` bytes.
@@ -264,44 +432,130 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
     }
 }
 
-/// Sends each `(payload, destination)` as one datagram with `sendmmsg`,
-/// without blocking. Returns how many the kernel took, counting from the
-/// first (EINTR is retried; an error means the first one was refused).
-pub fn send_mmsg(fd: RawFd, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-    let count = datagrams.len().min(MMSG_BATCH);
-    if count == 0 {
+/// One datagram to send: its bytes, and its destination (`None`: the
+/// connected peer).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outgoing<'a> {
+    pub data: &'a [u8],
+    pub dest: Option<SocketAddr>,
+}
+
+/// Most datagrams one `send_mmsg` call takes (iovecs on the stack).
+pub(crate) const SEND_IOVS: usize = 256;
+
+/// Most segments of one UDP_SEGMENT write (the kernel's UDP_MAX_SEGMENTS
+/// was 64 before Linux 6.2; 64 is safe everywhere).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most payload bytes of one UDP_SEGMENT write: what one IPv4 datagram can carry.
+const GSO_MAX_BYTES: usize = 65507;
+
+/// Sends `datagrams` with one `sendmmsg`, without blocking. With `gso`,
+/// each run of datagrams to one destination whose sizes are equal (the
+/// last may be shorter) becomes one UDP_SEGMENT write that the kernel, or
+/// the network card, cuts back into those datagrams. Returns how many
+/// datagrams the kernel took, counting from the first; or the error that
+/// refused the first write and how many datagrams that write held. EINTR
+/// is retried.
+pub fn send_mmsg(fd: RawFd, datagrams: &[Outgoing<'_>], gso: bool) -> Result<usize, (io::Error, usize)> {
+    // SAFETY (the three zeroed arrays): plain C data; zeroes are valid.
+    let mut iovs: [libc::iovec; SEND_IOVS] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; MMSG_BATCH] = unsafe { std::mem::zeroed() };
+    let mut controls: [[u64; 3]; MMSG_BATCH] = [[0; 3]; MMSG_BATCH];
+    let mut names: [Option<SockAddr>; MMSG_BATCH] = std::array::from_fn(|_| None);
+    let mut sizes = [0usize; MMSG_BATCH];
+    let mut writes = 0;
+    let mut next = 0;
+    while next < datagrams.len().min(SEND_IOVS) && writes < MMSG_BATCH {
+        let first = datagrams[next];
+        let segment = first.data.len();
+        let mut count = 1;
+        let mut total = segment;
+        if gso && segment > 0 {
+            for d in &datagrams[next + 1..datagrams.len().min(SEND_IOVS)] {
+                if count == GSO_MAX_SEGMENTS
+                    || d.dest != first.dest
+                    || d.data.is_empty()
+                    || d.data.len() > segment
+                    || total + d.data.len() > GSO_MAX_BYTES
+                {
+                    break;
+                }
+                count += 1;
+                total += d.data.len();
+                if d.data.len() < segment {
+                    break; // A shorter one can only end a run.
+                }
+            }
+        }
+        for (iov, d) in iovs[next..next + count].iter_mut().zip(&datagrams[next..]) {
+            // Always one iovec per datagram, also an empty one: see `send_datagram`.
+            *iov = libc::iovec {
+                iov_base: d.data.as_ptr() as *mut libc::c_void,
+                iov_len: d.data.len(),
+            };
+        }
+        names[writes] = first.dest.map(SockAddr::from);
+        let hdr = &mut hdrs[writes].msg_hdr;
+        hdr.msg_iov = iovs[next..].as_mut_ptr();
+        hdr.msg_iovlen = count as _;
+        if let Some(name) = &names[writes] {
+            hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+            hdr.msg_namelen = name.len();
+        }
+        if count > 1 {
+            let control = &mut controls[writes];
+            hdr.msg_control = control.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is arithmetic.
+            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+            debug_assert!(hdr.msg_controllen as usize <= std::mem::size_of_val(control));
+            // SAFETY: the header points at `control`, large enough for one
+            // cmsg with a u16 (checked above); CMSG_FIRSTHDR is within it.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(hdr);
+                (*cmsg).cmsg_level = SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+                libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment as u16);
+            }
+        }
+        sizes[writes] = count;
+        writes += 1;
+        next += count;
+    }
+    if writes == 0 {
         return Ok(0);
     }
-    let names: [Option<SockAddr>; MMSG_BATCH] = std::array::from_fn(|i| datagrams.get(i).map(|d| SockAddr::from(d.1)));
-    // SAFETY: plain C data; zeroes are valid.
-    let mut iovs: [libc::iovec; MMSG_BATCH] = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut hdrs: [libc::mmsghdr; MMSG_BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..count {
-        let (payload, _) = datagrams[i];
-        let name = names[i].as_ref().expect("one address per datagram");
-        iovs[i] = libc::iovec {
-            iov_base: payload.as_ptr() as *mut libc::c_void,
-            iov_len: payload.len(),
-        };
-        hdrs[i].msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
-        hdrs[i].msg_hdr.msg_namelen = name.len();
-        // Always one iovec, also for an empty datagram: see `send_datagram`.
-        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-        hdrs[i].msg_hdr.msg_iovlen = 1;
-    }
     loop {
-        // SAFETY: `count` headers pointing at live payloads (read only, as
-        // the kernel does for sends), iovecs and addresses on this stack frame.
-        let ret = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as _, libc::MSG_DONTWAIT as _) };
+        // SAFETY: `writes` headers pointing at live payloads (read only, as
+        // the kernel does for sends), iovecs, addresses and control data on
+        // this stack frame.
+        let ret = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), writes as _, libc::MSG_DONTWAIT as _) };
         if ret >= 0 {
-            return Ok(ret as usize);
+            return Ok(sizes[..ret as usize].iter().sum());
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+            return Err((err, sizes[0]));
         }
     }
+}
+
+/// The offloads (`DGRAM_OFFLOAD_*`) this kernel has, asked once per
+/// process: UDP_SEGMENT since Linux 4.18, UDP_GRO since 5.0.
+pub fn offload_support() -> u32 {
+    static SUPPORT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SUPPORT.get_or_init(|| {
+        // Unbound: asking needs no address, so it works in any namespace.
+        let Ok(probe) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None) else {
+            return 0;
+        };
+        let fd = probe.as_raw_fd();
+        let gso = set_int_option(fd, SOL_UDP, UDP_SEGMENT, 1200).is_ok();
+        let gro = set_int_option(fd, SOL_UDP, UDP_GRO, 1).is_ok();
+        (if gso { crate::types::DGRAM_OFFLOAD_GSO } else { 0 })
+            | (if gro { crate::types::DGRAM_OFFLOAD_GRO } else { 0 })
+    })
 }
 
 /// Anonymous memory straight from mmap: address space reserved up front,

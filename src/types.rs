@@ -161,7 +161,54 @@ pub struct dgram_error {
     pub syscall: *const c_char,
     /// The address and port involved (port 0 and "" when none).
     pub addr: dgram_addr,
+    /// The host name whose lookup failed (`DGRAM_ENOTFOUND`,
+    /// `DGRAM_EAI_AGAIN`; `syscall` is then "getaddrinfo"), NULL otherwise.
+    /// Valid only during the callback.
+    pub hostname: *const c_char,
 }
+
+/// What the kernel told about one received datagram (`dgram_message_meta`).
+/// Each part is there only when its `has_` flag is true: the socket must have
+/// asked for it with `dgram_set_message_meta` before the datagram was read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dgram_meta {
+    /// The address the datagram was sent to (the IP header's destination:
+    /// one of the host's addresses, or a multicast or broadcast address),
+    /// with the socket's port.
+    pub local: dgram_addr,
+    /// The index of the interface it arrived on (if_nametoindex), with `local`.
+    pub ifindex: u32,
+    /// The IPv4 TTL or IPv6 hop limit it arrived with (0..255).
+    pub ttl: i32,
+    /// When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS).
+    pub timestamp_sec: i64,
+    /// Nanoseconds of `timestamp_sec`, 0..999999999.
+    pub timestamp_nsec: u32,
+    /// `local` and `ifindex` are set.
+    pub has_local: bool,
+    /// `ttl` is set.
+    pub has_ttl: bool,
+    /// `timestamp_sec` and `timestamp_nsec` are set.
+    pub has_timestamp: bool,
+    /// The datagram was longer than what was delivered. Never true on Linux
+    /// today: every receive slot holds the largest UDP payload.
+    pub truncated: bool,
+    /// The datagram arrived as part of a segmentation-offload (UDP_GRO)
+    /// buffer of datagrams of this size; 0 when it arrived alone.
+    pub gro_segment_size: u32,
+}
+
+/// Most datagrams one `dgram_send_batch` call takes.
+pub const DGRAM_SEND_BATCH_MAX: u32 = 1024;
+
+/// Segmentation offload: send runs of equal-size datagrams to one destination
+/// as one UDP_SEGMENT (GSO) write. On by default where the kernel has it.
+pub const DGRAM_OFFLOAD_GSO: u32 = 1;
+/// Receive offload: let the kernel hand over runs of datagrams of one flow as
+/// one UDP_GRO buffer, split back into datagrams before the message callback.
+/// Off by default (see `dgram_set_offload`).
+pub const DGRAM_OFFLOAD_GRO: u32 = 2;
 
 /// One piece of a message for `dgram_sendv` (the IoT.js Array message).
 #[repr(C)]
@@ -173,7 +220,7 @@ pub struct dgram_buf {
     pub len: usize,
 }
 
-/// The 'listening' and 'close' events. `userdata` is the pointer given to
+/// The 'listening', 'connect' and 'close' events. `userdata` is the pointer given to
 /// `dgram_create_socket`.
 pub type dgram_event_cb = Option<unsafe extern "C" fn(s: *mut dgram_socket, userdata: *mut c_void)>;
 

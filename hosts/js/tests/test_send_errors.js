@@ -37,7 +37,7 @@ server.bind(0, '127.0.0.1', function () {
     results.push('callback:' + err.code);
   });
   client.send(big, port);               // no callback: 'error'
-  client.send('x', port, 'not-an-address', function (err) {
+  client.send('x', port, 'not an address', function (err) {
     results.push('callback:' + err.code);
   });
   sync = false;
