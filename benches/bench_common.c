@@ -263,13 +263,18 @@ void tx_window_start(struct tx_stats *tx)
 
 void tx_report(struct tx_stats *tx)
 {
+    tx_report_extra(tx, NULL);
+}
+
+void tx_report_extra(struct tx_stats *tx, const char *extra)
+{
     double wall = (double)(now_ns() - tx->t0_ns) / 1e9;
     double cpu = cpu_seconds() - tx->cpu0;
     long alloc1 = alloc_calls();
     long window = tx->ok + tx->errors - tx->alloc_win0;
-    printf("RESULT sent=%ld errors=%ld wall_s=%.6f cpu_s=%.6f window=%ld allocs=%ld rss_kib=%ld\n", tx->ok,
+    printf("RESULT sent=%ld errors=%ld wall_s=%.6f cpu_s=%.6f window=%ld allocs=%ld rss_kib=%ld %s\n", tx->ok,
            tx->errors, wall, cpu, window, (alloc1 >= 0 && tx->alloc0 >= 0) ? alloc1 - tx->alloc0 : -1L,
-           peak_rss_kib());
+           peak_rss_kib(), extra ? extra : "");
     fflush(stdout);
 }
 

@@ -34,6 +34,31 @@
 /* Largest datagram a receiver accepts (the benchmark sends at most 1200 B). */
 #define BENCH_MAX_DGRAM 2048
 
+/* ---- segmentation offload (the "offload" cases) -------------------------- */
+
+/* UDP_SEGMENT (GSO, Linux 4.18) and UDP_GRO (Linux 5.0), for C libraries
+ * whose headers predate them. */
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+/* A receive buffer that holds any UDP_GRO buffer (at most 64 KiB). */
+#define BENCH_GRO_BUF 65536
+
+/* Segments of `size` bytes in one UDP_SEGMENT write: at most 64 (the
+ * kernel's UDP_MAX_SEGMENTS before Linux 6.2) and at most 65507 bytes (one
+ * IPv4 datagram's payload): 54 for 1200 B. */
+static inline int gso_segments(long size)
+{
+    long n = size > 0 ? 65507 / size : 1;
+    return n > 64 ? 64 : n < 1 ? 1 : (int)n;
+}
+
 /* ---- clocks and resources ---------------------------------------------- */
 
 /* CLOCK_MONOTONIC in nanoseconds. */
@@ -165,6 +190,8 @@ void tx_start(struct tx_stats *tx);
 void tx_window_start(struct tx_stats *tx);
 /* Prints the RESULT line (after the sends have fully left the process). */
 void tx_report(struct tx_stats *tx);
+/* The same, with `extra` ("key=value ...", numbers only) appended. */
+void tx_report_extra(struct tx_stats *tx, const char *extra);
 
 /* A connected-less UDP socket bound to 127.0.0.1:port (0: any port). */
 int udp_socket_bound(int port);

@@ -4,10 +4,16 @@
  * dgram_context_fd() and calls dgram_context_dispatch(); --dispatch io:
  * callbacks run on the library's I/O thread while the main thread sleeps).
  *
- *   bench_dgram recv --dispatch D --count N [--sockets K]
+ *   bench_dgram recv --dispatch D --count N [--sockets K] [--offload O]
  *       K sockets on one context (default 1), traffic goes to the last one.
- *   bench_dgram send --dispatch D --port P --count N --size S
- *       dgram_send() with a NULL callback in a tight loop.
+ *   bench_dgram send --dispatch D --port P --count N --size S [--batch B] [--offload O]
+ *       dgram_send() with a NULL callback in a tight loop; with --batch B,
+ *       dgram_send_batch() of B datagrams per call, NULL callback.
+ *   --offload gso|gro|off: dgram_set_offload() on the socket with
+ *       DGRAM_OFFLOAD_GSO, DGRAM_OFFLOAD_GRO or 0 (without it the socket
+ *       keeps the library's default). The flags it returns (those in effect)
+ *       are checked against dgram_offload_support() and reported in the
+ *       RESULT line as offload=<flags>.
  *   bench_dgram echo --dispatch D
  *   bench_dgram ping --dispatch D --port P --count N --warmup W
  *       Host dispatch: the client polls the context fd between its sends.
@@ -69,6 +75,39 @@ static dgram_socket *make_socket(dgram_context *ctx, dgram_message_cb on_message
         die(false, "dgram_bind: %s", dgram_err_name(r));
     }
     return s;
+}
+
+/* Applies --offload (if given) to `s`; returns the flags in effect as
+ * dgram_set_offload reports them, or -1 when --offload was not given. */
+static int apply_offload(dgram_socket *s, int argc, char **argv)
+{
+    const char *want = arg_str(argc, argv, "--offload", NULL);
+    if (!want) {
+        return -1;
+    }
+    uint32_t flags;
+    if (strcmp(want, "gso") == 0) {
+        flags = DGRAM_OFFLOAD_GSO;
+    } else if (strcmp(want, "gro") == 0) {
+        flags = DGRAM_OFFLOAD_GRO;
+    } else if (strcmp(want, "off") == 0) {
+        flags = 0;
+    } else {
+        die(false, "--offload must be gso, gro or off");
+    }
+    int r = dgram_set_offload(s, flags);
+    if (r < 0) {
+        die(false, "dgram_set_offload: %s", dgram_err_name(r));
+    }
+    /* What the kernel has must now be on, and nothing else. */
+    uint32_t expect = flags & dgram_offload_support();
+    if ((uint32_t)r != expect) {
+        die(false, "dgram_set_offload(%s) returned %d, expected %u", want, r, expect);
+    }
+    if (expect != flags) {
+        fprintf(stderr, "bench_dgram: this kernel lacks the offload asked for (%s): it stays off\n", want);
+    }
+    return r;
 }
 
 static int socket_port(const dgram_socket *s)
@@ -133,6 +172,7 @@ static int cmd_recv(int argc, char **argv)
         socks[i] = make_socket(ctx, on_rx, &rx, BENCH_RCVBUF);
     }
     dgram_socket *target = socks[nsockets - 1];
+    int offload = apply_offload(target, argc, argv);
     int rcvbuf = 0;
     socklen_t optlen = sizeof rcvbuf;
     getsockopt(dgram_fileno(target), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &optlen);
@@ -147,7 +187,7 @@ static int cmd_recv(int argc, char **argv)
      * are final (and no longer written) when they are reported. */
     dgram_close(target, NULL);
     char extra[64];
-    snprintf(extra, sizeof extra, "rcvbuf=%d", rcvbuf);
+    snprintf(extra, sizeof extra, "rcvbuf=%d offload=%d", rcvbuf, offload);
     rx_report(&rx, extra);
 
     for (long i = 0; i < nsockets; i++) {
@@ -160,51 +200,121 @@ static int cmd_recv(int argc, char **argv)
 
 /* ---- send ---------------------------------------------------------------- */
 
+/* Waits until every accepted send has been written and completed: nothing
+ * queued in the socket, and nothing but the bound socket keeping the context
+ * active (every completion delivered). At most 10 s. */
+static void wait_sends_done(dgram_context *ctx, dgram_socket *s)
+{
+    uint64_t deadline = now_ns() + 10000000000u;
+    while ((dgram_send_queue_count(s) > 0 || dgram_context_active(ctx) > 1) && now_ns() < deadline) {
+        pump(ctx, 1);
+    }
+}
+
+/* A send was refused (ENOBUFS/EAGAIN: the socket's queue is full): let the
+ * queue drain a little, then go on with the next send. */
+static void refused(dgram_context *ctx)
+{
+    if (host_dispatch) {
+        dgram_context_dispatch(ctx, 0);
+    }
+    sched_yield();
+}
+
+/* --batch B: dgram_send_batch of B datagrams (separate buffers) per call.
+ * A refused batch counts its datagrams as errors and is not retried, as a
+ * refused dgram_send is not. */
+static void send_batches(dgram_context *ctx, dgram_socket *s, struct tx_stats *tx, int port, size_t size,
+                         long batch)
+{
+    uint8_t *payload = calloc((size_t)batch, size ? size : 1);
+    dgram_buf *msgs = calloc((size_t)batch, sizeof *msgs);
+    if (!payload || !msgs) {
+        die(false, "out of memory");
+    }
+    for (long i = 0; i < batch; i++) {
+        msgs[i].base = payload + (size_t)i * size;
+        msgs[i].len = size;
+    }
+    bool window = false;
+    long undispatched = 0;
+    for (long done = 0; done < tx->attempts;) {
+        if (!window && done >= tx->warmup) {
+            tx_window_start(tx);
+            window = true;
+        }
+        long n = tx->attempts - done < batch ? tx->attempts - done : batch;
+        int r = dgram_send_batch(s, msgs, (size_t)n, port, BENCH_ADDR, NULL, NULL);
+        if (r == 0) {
+            tx->ok += n;
+        } else if (r == DGRAM_ENOBUFS || r == DGRAM_EAGAIN) {
+            tx->errors += n;
+            refused(ctx);
+        } else {
+            die(false, "dgram_send_batch: %s", dgram_err_name(r));
+        }
+        done += n;
+        /* A host loop runs between calls (every 256 datagrams, as for dgram_send). */
+        undispatched += n;
+        if (host_dispatch && undispatched >= 256) {
+            dgram_context_dispatch(ctx, 0);
+            undispatched = 0;
+        }
+    }
+    free(msgs);
+    free(payload);
+}
+
 static int cmd_send(int argc, char **argv)
 {
     struct tx_stats tx;
     tx_init(&tx, argc, argv);
     int port = (int)arg_long(argc, argv, "--port", 0);
     size_t size = (size_t)arg_long(argc, argv, "--size", 64);
+    long batch = arg_long(argc, argv, "--batch", 0);
     static uint8_t payload[BENCH_MAX_DGRAM];
     if (size > sizeof payload) {
         die(false, "--size too large");
     }
+    if (batch < 0 || batch > 1024) {
+        die(false, "--batch must be 0 (dgram_send) to 1024 (dgram_send_batch's limit)");
+    }
     dgram_context *ctx = make_context(argc, argv);
     dgram_socket *s = make_socket(ctx, NULL, NULL, 0);
+    int offload = apply_offload(s, argc, argv);
     pump(ctx, 0);
 
     tx_start(&tx);
-    for (long i = 0; i < tx.attempts; i++) {
-        if (i == tx.warmup) {
-            tx_window_start(&tx);
-        }
-        int r = dgram_send(s, payload, size, port, BENCH_ADDR, NULL, NULL);
-        if (r == 0) {
-            tx.ok++;
-        } else if (r == DGRAM_ENOBUFS || r == DGRAM_EAGAIN) {
-            /* Queue full: count it, let the queue drain a little, go on. */
-            tx.errors++;
-            if (host_dispatch) {
+    if (batch > 0) {
+        send_batches(ctx, s, &tx, port, size, batch);
+    } else {
+        for (long i = 0; i < tx.attempts; i++) {
+            if (i == tx.warmup) {
+                tx_window_start(&tx);
+            }
+            int r = dgram_send(s, payload, size, port, BENCH_ADDR, NULL, NULL);
+            if (r == 0) {
+                tx.ok++;
+            } else if (r == DGRAM_ENOBUFS || r == DGRAM_EAGAIN) {
+                /* Queue full: count it, let the queue drain a little, go on. */
+                tx.errors++;
+                refused(ctx);
+            } else {
+                die(false, "dgram_send: %s", dgram_err_name(r));
+            }
+            /* A host loop would run between sends; completions (even without a
+             * callback) wait in the queue until dispatched. */
+            if (host_dispatch && (i & 255) == 255) {
                 dgram_context_dispatch(ctx, 0);
             }
-            sched_yield();
-        } else {
-            die(false, "dgram_send: %s", dgram_err_name(r));
-        }
-        /* A host loop would run between sends; completions (even without a
-         * callback) wait in the queue until dispatched. */
-        if (host_dispatch && (i & 255) == 255) {
-            dgram_context_dispatch(ctx, 0);
         }
     }
-    /* The sends are done when nothing but the socket keeps the context active
-     * (every datagram written and its completion delivered). */
-    uint64_t deadline = now_ns() + 10000000000u;
-    while (dgram_context_active(ctx) > 1 && now_ns() < deadline) {
-        pump(ctx, 1);
-    }
-    tx_report(&tx);
+    /* The sends are done when every datagram is written and its completion
+     * delivered: the clock stops there. */
+    wait_sends_done(ctx, s);
+    char extra[32];
+    snprintf(extra, sizeof extra, "offload=%d", offload);
+    tx_report_extra(&tx, extra);
     dgram_socket_free(s);
     dgram_context_free(ctx);
     return 0;

@@ -7,7 +7,7 @@ process (benches/sender.c), all over 127.0.0.1. The C programs print
 script starts them, passes ports along, computes the derived numbers, takes
 the median over the repetitions, prints a table and writes two CSV files.
 
-    python3 benches/run.py --build-dir build/bench --out-dir benches [--quick]
+    python3 benches/run.py --build-dir build/bench --out-dir benches [--quick] [--cases "send 1200B,recv 1200B off"]
 
 scripts/bench.sh is the usual way in: it installs, builds and then runs this.
 """
@@ -28,14 +28,20 @@ import time
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Counts per mode. Full mode must stay under 5 minutes on a 2-core machine.
+# offload_*: the 1200 B offload cases (send with dgram_send_batch, receive
+# with and without GRO); their senders are paced at offload_rate datagrams/s.
 MODES = {
     "full": dict(reps=3, rx_count={64: 1_000_000, 1200: 300_000}, scale_count=500_000,
                  tx_count=300_000, rtt_count=100_000, rtt_warmup=1_000, warmup=10_000,
-                 callgrind=True, cg_count=5_000, cg_rate=2_000),
+                 callgrind=True, cg_count=5_000, cg_rate=2_000,
+                 offload_tx_count=300_000, offload_rx_count=500_000, offload_rate=500_000),
     "quick": dict(reps=1, rx_count={64: 50_000, 1200: 20_000}, scale_count=20_000,
                   tx_count=20_000, rtt_count=500, rtt_warmup=50, warmup=500,
-                  callgrind=False, cg_count=0, cg_rate=0),
+                  callgrind=False, cg_count=0, cg_rate=0,
+                  offload_tx_count=20_000, offload_rx_count=20_000, offload_rate=500_000),
 }
+# Datagrams per dgram_send_batch / sendmmsg call in the "send 1200B batch" case.
+SEND_BATCH = 64
 SCALE_SOCKETS = (1, 100, 1000)
 
 # Output columns: (CSV name, table heading, format). The CSV has these after
@@ -43,6 +49,7 @@ SCALE_SOCKETS = (1, 100, 1000)
 COLUMNS = [
     ("case", "case", "{}"),
     ("contender", "contender", "{}"),
+    ("offload", "offload", "{}"),
     ("dgrams_per_s", "dgram/s", "{:,.0f}"),
     ("mb_per_s", "MB/s", "{:.1f}"),
     ("delivered_pct", "deliv%", "{:.1f}"),
@@ -58,8 +65,15 @@ COLUMNS = [
     ("cpu_vs_base", "CPU x base", "{:.2f}"),
     ("vs_uv", "x uv", "{:.2f}"),
     ("cpu_vs_uv", "CPU x uv", "{:.2f}"),
+    ("vs_off", "x off", "{:.2f}"),
+    ("cpu_vs_off", "CPU x off", "{:.2f}"),
 ]
-METRICS = [c[0] for c in COLUMNS[2:13]]
+# Text columns (left-aligned; "offload" is what the contender reported in effect).
+TEXT = ("case", "contender", "offload")
+# Ratio kinds: (kind, column, CPU column). "base" and "uv" are per case unless
+# a row names its own reference; "off" only where a row names one.
+RATIOS = (("base", "vs_base", "cpu_vs_base"), ("uv", "vs_uv", "cpu_vs_uv"), ("off", "vs_off", "cpu_vs_off"))
+METRICS = [c[0] for c in COLUMNS if c[0] not in TEXT and not c[0].startswith(("vs_", "cpu_vs_"))]
 
 
 class BenchError(Exception):
@@ -143,8 +157,8 @@ class Bench:
 
     # ---- the cases -------------------------------------------------------------
 
-    def receive(self, argv, count, size, count_allocs=True, sender_args=(), timeout=60):
-        """One receive run: receiver `argv`, a blasting sender, derived metrics."""
+    def receive(self, argv, count, size, count_allocs=True, sender_args=(), timeout=60, show_offload=False):
+        """One receive run: receiver `argv`, a blasting (or paced) sender, derived metrics."""
         proc, port = self.start(argv + ["--count", count, "--warmup", self.warmup(count)], count_allocs)
         try:
             sent = self.run(self.prog("sender", "blast", "--port", port, "--count", count, "--size", size,
@@ -157,7 +171,13 @@ class Bench:
         received, window, wall = r["received"], r["window"], r["wall_s"]
         if received == 0:
             raise BenchError(f"{' '.join(argv)} received nothing")
+        offload = None
+        if show_offload:
+            offload = offload_text(r.get("offload"), received / r["buffers"] if r.get("buffers") else None)
+            if "--gso" in sender_args and not sent.get("gso"):
+                offload += ", sender without GSO"
         return dict(
+            offload=offload,
             dgrams_per_s=received / wall if wall > 0 else None,
             mb_per_s=r["bytes"] / wall / 1e6 if wall > 0 else None,
             delivered_pct=100.0 * received / sent["sent"],
@@ -184,18 +204,20 @@ class Bench:
         return dict(instr_per_dgram=total / window, instr_lib_per_dgram=lib / window if lib_prefix else None,
                     _cg_delivered=r["delivered_pct"])
 
-    def send(self, argv, count):
+    def send(self, argv, count, size=64, show_offload=False):
+        """One send run: sender `argv` of `size`-byte datagrams to a sink process."""
         sink, port = self.start(self.prog("sender", "sink"), count_allocs=False)
         try:
-            r = self.run(argv + ["--port", port, "--count", count, "--warmup", self.warmup(count)])
+            r = self.run(argv + ["--port", port, "--count", count, "--size", size, "--warmup", self.warmup(count)])
         finally:
             got = self.stop_server(sink)
         if r["sent"] == 0:
             raise BenchError(f"{' '.join(argv)} sent nothing")
         return dict(
+            offload=offload_text(r.get("offload")) if show_offload else None,
             sent=r["sent"], received=got.get("received"), wall_s=r["wall_s"],
             dgrams_per_s=r["sent"] / r["wall_s"],
-            mb_per_s=r["sent"] * 64 / r["wall_s"] / 1e6,
+            mb_per_s=r["sent"] * size / r["wall_s"] / 1e6,
             delivered_pct=100.0 * got.get("received", 0) / r["sent"],
             cpu_us_per_dgram=r["cpu_s"] / r["sent"] * 1e6,
             peak_rss_mib=r["rss_kib"] / 1024,
@@ -214,6 +236,17 @@ class Bench:
             raise BenchError(f"{' '.join(client)} measured no round trip")
         return dict(rtt_median_us=r["rtt_median_us"], rtt_p99_us=r["rtt_p99_us"],
                     peak_rss_mib=r["rss_kib"] / 1024)
+
+
+def offload_text(flags, per_buffer=None):
+    """The offloads a contender reported in effect ("GSO", "GRO", "off"), with
+    the datagrams per coalesced buffer when a raw GRO receiver counted them."""
+    if flags is None or flags < 0:
+        return "default"
+    text = "+".join(name for bit, name in ((1, "GSO"), (2, "GRO")) if flags & bit) or "off"
+    if flags & 2 and per_buffer is not None:
+        text += f", {per_buffer:.1f}/buf"
+    return text
 
 
 def parse_result(out, argv, required=True):
@@ -264,6 +297,19 @@ def callgrind_objects(path):
 # ---- the plan ----------------------------------------------------------------
 
 
+class Run:
+    """One contender of one case: `fn` measures it once.
+
+    `base`: which baseline kind ("base", "uv") this row is for its case.
+    `refs`: {kind: contender} for rows compared with a row of their own
+    choosing instead (the offload cases: "base" is the raw contender with
+    the same offload, "off" the same contender with offload off).
+    """
+
+    def __init__(self, case, contender, fn, base=None, refs=None):
+        self.case, self.contender, self.fn, self.base, self.refs = case, contender, fn, base, refs or {}
+
+
 def receivers(b):
     """The receive contenders: (name, argv, baseline kind, library object for callgrind or None for Node)."""
     return [
@@ -277,7 +323,7 @@ def receivers(b):
 
 
 def plan(b):
-    """Yields (case, contender, baseline kind, function) for every run of one repetition.
+    """Yields a Run for every contender of every case, in order, for one repetition.
 
     The baseline kind says which ratio column a row is the baseline of:
     "base" (raw C, or 1 socket for scaling) or "uv".
@@ -289,8 +335,8 @@ def plan(b):
             if not is_c and not b.node:
                 continue
             count = cfg["rx_count"][size]
-            yield (f"recv {size}B", name, base,
-                   lambda argv=argv, count=count, size=size, is_c=is_c: b.receive(argv, count, size, is_c))
+            yield Run(f"recv {size}B", name,
+                      lambda argv=argv, count=count, size=size, is_c=is_c: b.receive(argv, count, size, is_c), base)
 
     senders = [
         ("libdgram host", b.prog("bench_dgram", "send", "--dispatch", "host"), None),
@@ -299,7 +345,7 @@ def plan(b):
         ("raw sendto", b.prog("bench_raw", "send"), "base"),
     ]
     for name, argv, base in senders:
-        yield ("send 64B", name, base, lambda argv=argv: b.send(argv, cfg["tx_count"]))
+        yield Run("send 64B", name, lambda argv=argv: b.send(argv, cfg["tx_count"]), base)
 
     pingers = [
         ("libdgram host", "bench_dgram", ["--dispatch", "host"], None),
@@ -308,13 +354,71 @@ def plan(b):
         ("raw blocking", "bench_raw", [], "base"),
     ]
     for name, prog, extra, base in pingers:
-        yield ("rtt 64B", name, base,
-               lambda prog=prog, extra=extra: b.rtt(b.prog(prog, "ping", *extra), b.prog(prog, "echo", *extra)))
+        yield Run("rtt 64B", name,
+                  lambda prog=prog, extra=extra: b.rtt(b.prog(prog, "ping", *extra), b.prog(prog, "echo", *extra)),
+                  base)
 
     for n in SCALE_SOCKETS:
         argv = b.prog("bench_dgram", "recv", "--dispatch", "host", "--sockets", n)
-        yield ("scale 64B", f"libdgram host, {n} socket{'s' if n > 1 else ''}", "base" if n == 1 else None,
-               lambda argv=argv: b.receive(argv, cfg["scale_count"], 64))
+        yield Run("scale 64B", f"libdgram host, {n} socket{'s' if n > 1 else ''}",
+                  lambda argv=argv: b.receive(argv, cfg["scale_count"], 64), "base" if n == 1 else None)
+
+    yield from offload_plan(b)
+
+
+def offload_plan(b):
+    """The 1200 B offload cases.
+
+    send 1200B batch: dgram_send_batch of SEND_BATCH datagrams per call with
+    GSO (the default, checked) and with offload off, against raw sendmmsg of
+    the same batches with and without UDP_SEGMENT runs.
+
+    recv 1200B offload: receivers with GRO on and off, fed by a GSO sender
+    (UDP_SEGMENT writes of 54 datagrams, which loopback hands to a GRO socket
+    as one buffer and splits for any other) and by the plain sendmmsg sender,
+    both paced at the same rate so that every receiver gets the same traffic.
+    The gain is GRO on against off with the same (GSO) sender.
+    """
+    cfg, size = b.cfg, 1200
+    tx_count, rx_count, rate = cfg["offload_tx_count"], cfg["offload_rx_count"], cfg["offload_rate"]
+
+    case = "send 1200B batch"
+    raw = {"GSO": "raw sendmmsg + UDP_SEGMENT", "off": "raw sendmmsg"}
+    for dispatch, label in (("host", "libdgram host"), ("io", "libdgram io-thread")):
+        for mode, flag in (("GSO", "gso"), ("off", "off")):
+            name = f"{label}, {'GSO' if mode == 'GSO' else 'offload off'}"
+            argv = b.prog("bench_dgram", "send", "--dispatch", dispatch, "--batch", SEND_BATCH, "--offload", flag)
+            refs = {"base": raw[mode]}
+            if mode == "GSO":
+                refs["off"] = f"{label}, offload off"
+            yield Run(case, name, lambda argv=argv: b.send(argv, tx_count, size, show_offload=True), refs=refs)
+    for mode, extra in (("GSO", ["--gso", 1]), ("off", [])):
+        argv = b.prog("bench_raw", "send", "--batch", SEND_BATCH, *extra)
+        yield Run(case, raw[mode], lambda argv=argv: b.send(argv, tx_count, size, show_offload=True),
+                  "base" if mode == "off" else None,
+                  refs={"base": raw[mode], "off": raw["off"]} if mode == "GSO" else None)
+
+    senders = (("GSO sender", ("--gso", 1, "--rate", rate)), ("sendmmsg sender", ("--rate", rate)))
+    for sender, sender_args in senders:
+        case = f"recv 1200B offload, {sender}"
+        raw = {"on": "raw recvmmsg + UDP_GRO", "off": "raw recvmmsg"}
+        for dispatch, label in (("host", "libdgram host"), ("io", "libdgram io-thread")):
+            for gro in ("on", "off"):
+                flag = "gro" if gro == "on" else "off"
+                argv = b.prog("bench_dgram", "recv", "--dispatch", dispatch, "--offload", flag)
+                refs = {"base": raw[gro]}
+                if gro == "on":
+                    refs["off"] = f"{label}, GRO off"
+                yield Run(case, f"{label}, GRO {gro}",
+                          lambda argv=argv, sender_args=sender_args: b.receive(
+                              argv, rx_count, size, sender_args=sender_args, show_offload=True), refs=refs)
+        for gro in ("on", "off"):
+            argv = b.prog("bench_raw", "recv", *(["--gro", 1] if gro == "on" else []))
+            yield Run(case, raw[gro],
+                      lambda argv=argv, sender_args=sender_args: b.receive(
+                          argv, rx_count, size, sender_args=sender_args, show_offload=True),
+                      "base" if gro == "off" else None,
+                      refs={"base": raw[gro], "off": raw["off"]} if gro == "on" else None)
 
 
 def callgrind_plan(b):
@@ -332,18 +436,23 @@ def median_row(samples):
     for m in METRICS:
         values = [s[m] for s in samples if s.get(m) is not None]
         row[m] = statistics.median(values) if values else None
+    # Text: what every repetition reported (normally one value).
+    texts = list(dict.fromkeys(s["offload"] for s in samples if s.get("offload")))
+    row["offload"] = " / ".join(texts) if texts else None
     return row
 
 
-def add_ratios(rows, bases):
+def add_ratios(rows, bases, refs):
     """Ratio columns against the baselines of the same case and run.
 
     Throughput cases compare datagrams/s (higher is better) and CPU per
     datagram (lower is better); the RTT case compares the median round trip.
+    A row's own references (`refs`) take precedence over the case's baselines.
     """
-    for (case, _), row in rows.items():
-        for kind, col, cpu_col in (("base", "vs_base", "cpu_vs_base"), ("uv", "vs_uv", "cpu_vs_uv")):
-            base = rows.get((case, bases.get((case, kind))))
+    for (case, contender), row in rows.items():
+        own = refs.get((case, contender), {})
+        for kind, col, cpu_col in RATIOS:
+            base = rows.get((case, own.get(kind, bases.get((case, kind)))))
             if not base:
                 continue
             metric = "rtt_median_us" if case.startswith("rtt") else "dgrams_per_s"
@@ -372,7 +481,7 @@ def print_table(rows):
         if n > 1 and r[0] != prev_case:
             print()
         prev_case = r[0]
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print("  ".join(c.ljust(w) if i < len(TEXT) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
 
 
 def csv_value(v):
@@ -388,27 +497,40 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny counts, 1 repetition, no callgrind")
     ap.add_argument("--build-dir", default="build/bench")
     ap.add_argument("--out-dir", default=None, help="where the CSV files go (default: benches/, or the "
-                    "build dir with --quick)")
+                    "build dir with --quick or --cases)")
+    ap.add_argument("--cases", default=None, help="only the cases whose name contains one of these "
+                    "comma-separated strings (e.g. \"send 1200B,offload\")")
     args = ap.parse_args()
     b = Bench(args.build_dir, "quick" if args.quick else "full")
-    out_dir = args.out_dir or (b.build if args.quick else BENCH_DIR)
+    # A partial run never overwrites the committed full results by default.
+    out_dir = args.out_dir or (b.build if args.quick or args.cases else BENCH_DIR)
+    wanted = [w.strip() for w in args.cases.split(",") if w.strip()] if args.cases else None
+
+    def selected(case):
+        return wanted is None or any(w in case for w in wanted)
     cfg = b.cfg
 
     meta = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), kernel=platform.release(),
                 cores=os.cpu_count())
     print(f"libdgram benchmarks ({b.mode} mode): {meta['date']}, kernel {meta['kernel']}, {meta['cores']} cores, "
           f"{cfg['reps']} repetition(s), medians shown", flush=True)
+    if wanted:
+        print(f"only the cases matching: {', '.join(wanted)}", flush=True)
     if not b.node:
         print("note: node not found, the 'node dgram' receiver is skipped", flush=True)
 
-    samples, bases, failures, raw = {}, {}, [], []
+    samples, bases, refs, failures, raw = {}, {}, {}, [], []
     started = time.monotonic()
     for rep in range(1, cfg["reps"] + 1):
-        for case, contender, base, fn in plan(b):
-            if base:
-                bases[(case, base)] = contender
+        for run in plan(b):
+            case, contender = run.case, run.contender
+            if not selected(case):
+                continue
+            if run.base:
+                bases[(case, run.base)] = contender
+            refs[(case, contender)] = run.refs
             try:
-                result = fn()
+                result = run.fn()
             except (BenchError, OSError, KeyError, ZeroDivisionError) as e:
                 failures.append(f"{case} / {contender} (repetition {rep}): {e}")
                 print(f"  FAILED {case} / {contender}: {e}", file=sys.stderr, flush=True)
@@ -427,6 +549,8 @@ def main():
             print("note: valgrind not found, instructions per datagram not measured", flush=True)
         else:
             for case, contender, fn in callgrind_plan(b):
+                if not selected(case):
+                    continue
                 try:
                     result = fn()
                 except (BenchError, OSError, KeyError, ZeroDivisionError) as e:
@@ -443,12 +567,15 @@ def main():
                     instr_per_dgram=result["instr_per_dgram"], instr_lib_per_dgram=result["instr_lib_per_dgram"])
                 raw.append(dict(result, case=case + " callgrind", contender=contender, repetition=1))
 
-    add_ratios(rows, bases)
+    add_ratios(rows, bases, refs)
     print()
     print_table(rows)
     print()
-    print("x base: datagrams/s (RTT: median) relative to raw recvmmsg / raw sendto / raw blocking / 1 socket; "
-          "x uv: relative to libuv / uv_udp_try_send / libuv. CPU x: CPU per datagram, same baselines.")
+    print("x base: datagrams/s (RTT: median) relative to raw recvmmsg / raw sendto / raw blocking / 1 socket, "
+          "in the offload cases to the raw contender with the same offload; "
+          "x uv: relative to libuv / uv_udp_try_send / libuv; "
+          "x off: relative to the same contender with offload off (offload cases). "
+          "CPU x: CPU per datagram, same baselines.")
     print(f"total time {time.monotonic() - started:.0f}s")
 
     os.makedirs(out_dir, exist_ok=True)
@@ -461,7 +588,7 @@ def main():
             w.writerow([meta["date"], meta["kernel"], meta["cores"]] + [csv_value(full.get(n)) for n in names])
     with open(os.path.join(out_dir, "results-raw.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        raw_names = ["case", "contender", "repetition"] + METRICS + ["received", "sent", "wall_s"]
+        raw_names = ["case", "contender", "repetition", "offload"] + METRICS + ["received", "sent", "wall_s"]
         w.writerow(["date", "kernel", "cores"] + raw_names)
         for r in raw:
             w.writerow([meta["date"], meta["kernel"], meta["cores"]] + [csv_value(r.get(n)) for n in raw_names])

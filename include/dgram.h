@@ -1044,6 +1044,13 @@ uint32_t dgram_offload_support(void);
 int dgram_set_offload(dgram_socket *s, uint32_t flags);
 
 /**
+ * The socket's offloads in effect now (`DGRAM_OFFLOAD_*` flags), or a
+ * negative code. GSO can go off by itself: the first time the kernel or the
+ * route's device refuses a UDP_SEGMENT write, the socket stops using it.
+ */
+int dgram_get_offload(const dgram_socket *s);
+
+/**
  * Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
  * (`socket.setMulticastLoopback`).
  */

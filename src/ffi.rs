@@ -809,6 +809,16 @@ pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> 
     })
 }
 
+/// The socket's offloads in effect now (`DGRAM_OFFLOAD_*` flags), or a
+/// negative code. GSO can go off by itself: the first time the kernel or the
+/// route's device refuses a UDP_SEGMENT write, the socket stops using it.
+#[no_mangle]
+pub unsafe extern "C" fn dgram_get_offload(s: *const dgram_socket) -> c_int {
+    guard(DGRAM_EINTERNAL, || {
+        result_int(socket(s).and_then(|s| s.offload()).map(|f| f as i32))
+    })
+}
+
 /// Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
 /// (`socket.setMulticastLoopback`).
 #[no_mangle]

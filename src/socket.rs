@@ -1403,6 +1403,14 @@ impl Socket {
         Ok(st.offload_flags())
     }
 
+    /// The offloads in effect now (GSO goes off by itself the first time
+    /// the kernel refuses it).
+    pub fn offload(&self) -> Result<u32> {
+        let st = self.state.lock();
+        st.check_open()?;
+        Ok(st.offload_flags())
+    }
+
     /// The metadata of the datagram being delivered, inside the socket's
     /// message callback; `DGRAM_EINVAL` anywhere else, or for a datagram
     /// read without metadata.
