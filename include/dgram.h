@@ -560,7 +560,9 @@ typedef struct {
    */
   int32_t ttl;
   /**
-   * When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS).
+   * When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS; with
+   * microsecond resolution (SO_TIMESTAMP) where the system refuses that,
+   * as qemu-user does; absent where it refuses both).
    */
   int64_t timestamp_sec;
   /**
@@ -940,7 +942,9 @@ int dgram_add_source_specific_membership(dgram_socket *s,
 /**
  * Leaves a source-specific group (Node
  * `socket.dropSourceSpecificMembership`); arguments as for the join.
- * Leaving one not joined is `DGRAM_EADDRNOTAVAIL`.
+ * The kernel's answers: a group this socket never joined is
+ * `DGRAM_EINVAL`, a source it did not join within a joined group
+ * `DGRAM_EADDRNOTAVAIL`.
  */
 int dgram_drop_source_specific_membership(dgram_socket *s,
                                           const char *source,

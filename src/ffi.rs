@@ -664,7 +664,9 @@ pub unsafe extern "C" fn dgram_add_source_specific_membership(
 
 /// Leaves a source-specific group (Node
 /// `socket.dropSourceSpecificMembership`); arguments as for the join.
-/// Leaving one not joined is `DGRAM_EADDRNOTAVAIL`.
+/// The kernel's answers: a group this socket never joined is
+/// `DGRAM_EINVAL`, a source it did not join within a joined group
+/// `DGRAM_EADDRNOTAVAIL`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_drop_source_specific_membership(
     s: *mut dgram_socket,

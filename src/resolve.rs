@@ -73,7 +73,10 @@ impl Resolver {
         let Some(handle) = self.thread.lock().take() else {
             return;
         };
-        if std::thread::current().id() == handle.thread().id() || self.shared.busy.load(SeqCst) {
+        // Never called on the resolver thread itself: no callback runs there,
+        // and the context's last reference is never dropped there with the
+        // context not yet shut down.
+        if self.shared.busy.load(SeqCst) {
             drop(handle);
         } else {
             let _ = handle.join();

@@ -1371,8 +1371,13 @@ impl Socket {
             Family::V4 => &v4,
             Family::V6 => &v6,
         };
-        for &(level, name) in own.iter().chain(&[(libc::SOL_SOCKET, sys::SO_TIMESTAMPNS)]) {
+        for &(level, name) in own {
             sys::set_int_option(fd, level, name, value)?;
+        }
+        // Nanoseconds where the system has them, else microseconds (qemu-user
+        // refuses SO_TIMESTAMPNS), else no timestamp: `has_timestamp` tells.
+        if sys::set_int_option(fd, libc::SOL_SOCKET, sys::SO_TIMESTAMPNS, value).is_err() {
+            let _ = sys::set_int_option(fd, libc::SOL_SOCKET, sys::SO_TIMESTAMP, value);
         }
         if self.family == Family::V6 {
             // IPv4 datagrams on a dual-stack socket carry IPv4 control

@@ -186,6 +186,9 @@ pub(crate) const UDP_GRO: libc::c_int = 104;
 /// SO_TIMESTAMPNS_OLD: a `struct timespec` of the target's own time_t, which
 /// is what `libc::timespec` is on each target.
 pub(crate) const SO_TIMESTAMPNS: libc::c_int = 35;
+/// SO_TIMESTAMP_OLD: a `struct timeval`, the fallback where SO_TIMESTAMPNS
+/// is refused (qemu-user emulates only this one).
+pub(crate) const SO_TIMESTAMP: libc::c_int = 29;
 
 /// What the kernel said about one received datagram in its control messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -318,6 +321,10 @@ impl RecvMmsg {
                     (libc::SOL_SOCKET, SO_TIMESTAMPNS) if len >= std::mem::size_of::<libc::timespec>() => {
                         let ts = data.cast::<libc::timespec>().read_unaligned();
                         meta.timestamp = Some((ts.tv_sec as i64, ts.tv_nsec as u32));
+                    }
+                    (libc::SOL_SOCKET, SO_TIMESTAMP) if len >= std::mem::size_of::<libc::timeval>() => {
+                        let tv = data.cast::<libc::timeval>().read_unaligned();
+                        meta.timestamp = Some((tv.tv_sec as i64, tv.tv_usec as u32 * 1000));
                     }
                     (SOL_UDP, UDP_GRO) if len >= std::mem::size_of::<libc::c_int>() => {
                         let size = data.cast::<libc::c_int>().read_unaligned();

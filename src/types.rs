@@ -181,7 +181,9 @@ pub struct dgram_meta {
     pub ifindex: u32,
     /// The IPv4 TTL or IPv6 hop limit it arrived with (0..255).
     pub ttl: i32,
-    /// When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS).
+    /// When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS; with
+    /// microsecond resolution (SO_TIMESTAMP) where the system refuses that,
+    /// as qemu-user does; absent where it refuses both).
     pub timestamp_sec: i64,
     /// Nanoseconds of `timestamp_sec`, 0..999999999.
     pub timestamp_nsec: u32,

@@ -208,12 +208,13 @@ function (native, argv, env) {
       hooks().message(id, buf, address, family, port);
     }),
     onListening: entry(function (id) { hooks().listening(id); }),
+    onConnect: entry(function (id) { hooks().connect(id); }),
     onClose: entry(function (id) { hooks().close(id); }),
-    onError: entry(function (id, code, syscall, address, port) {
-      hooks().error(id, code, syscall, address, port);
+    onError: entry(function (id, code, syscall, address, port, hostname) {
+      hooks().error(id, code, syscall, address, port, hostname);
     }),
-    onSent: entry(function (req, length, code, syscall, address, port) {
-      hooks().sent(req, length, code, syscall, address, port);
+    onSent: entry(function (req, length, code, syscall, address, port, hostname) {
+      hooks().sent(req, length, code, syscall, address, port, hostname);
     }),
     // After the loop: process 'exit'. `fatal`: an exception escaped (code 1).
     emitExit: function (code, fatal) {

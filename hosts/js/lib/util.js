@@ -114,3 +114,16 @@ exports.exceptionWithHostPort = function (code, syscall, address, port) {
   if (port > 0) e.port = port;
   return e;
 };
+
+// A failed host name lookup, as Node's dnsException: code 'ENOTFOUND' (or
+// 'EAI_AGAIN'), errno, syscall 'getaddrinfo', hostname, and the message
+// "getaddrinfo ENOTFOUND name".
+exports.dnsException = function (code, syscall, hostname) {
+  var name = native.errName(code);
+  var e = new Error(syscall + ' ' + name + (hostname ? ' ' + hostname : ''));
+  e.errno = code;
+  e.code = name;
+  e.syscall = syscall;
+  if (hostname) e.hostname = hostname;
+  return e;
+};

@@ -7,9 +7,11 @@
  * The C side is thin: a `native` object (sockets as integer handles mapping
  * to dgram_* calls, a clock, file reading, printing, exit) and the event loop:
  * poll() on dgram_context_fd() with the nearest JS timer as timeout, then
- * dgram_context_dispatch() and the due timers. Everything a script sees
- * (process, console, timers, Buffer, require, events, assert, dgram) is
- * JavaScript from hosts/js/lib, compiled into the binary (builtins.c).
+ * dgram_context_dispatch() and the due timers, until dgram_context_active()
+ * is 0 (unref'd sockets do not count) and no referenced timer or nextTick
+ * callback waits. Everything a script sees (process, console, timers,
+ * Buffer, require, events, assert, dgram) is JavaScript from hosts/js/lib,
+ * compiled into the binary (builtins.c).
  *
  * Every entry into JavaScript goes through one protected call into the
  * `host` object made by lib/bootstrap.js. When an exception escapes it, or
@@ -119,11 +121,16 @@ static void push_addr_fields(duk_context *d, const dgram_addr *a) {
     duk_push_uint(d, a->port);
 }
 
+/* code, syscall, address, port, hostname (undefined unless a lookup failed). */
 static void push_error_fields(duk_context *d, const dgram_error *e) {
     duk_push_int(d, e->code);
     duk_push_string(d, e->syscall ? e->syscall : "");
     duk_push_string(d, e->addr.address);
     duk_push_uint(d, e->addr.port);
+    if (e->hostname)
+        duk_push_string(d, e->hostname);
+    else
+        duk_push_undefined(d);
 }
 
 /* ---- library callbacks (host dispatch: on this thread) ---------------- */
@@ -156,6 +163,16 @@ static void on_listening(dgram_socket *s, void *userdata) {
     duk_pop(H.duk);
 }
 
+static void on_connect(dgram_socket *s, void *userdata) {
+    (void)s;
+    if (H.stopping)
+        return;
+    host_call_begin("onConnect");
+    duk_push_uint(H.duk, (duk_uint_t)(uintptr_t)userdata);
+    host_call_end(1);
+    duk_pop(H.duk);
+}
+
 static void on_close(dgram_socket *s, void *userdata) {
     (void)s;
     size_t id = (size_t)(uintptr_t)userdata;
@@ -176,7 +193,7 @@ static void on_error(dgram_socket *s, const dgram_error *err, void *userdata) {
     host_call_begin("onError");
     duk_push_uint(H.duk, (duk_uint_t)(uintptr_t)userdata);
     push_error_fields(H.duk, err);
-    host_call_end(5);
+    host_call_end(6);
     duk_pop(H.duk);
 }
 
@@ -195,8 +212,9 @@ static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void
         duk_push_string(d, "send");
         duk_push_string(d, "");
         duk_push_uint(d, 0);
+        duk_push_undefined(d);
     }
-    host_call_end(6);
+    host_call_end(7);
     duk_pop(d);
 }
 
@@ -342,6 +360,7 @@ static duk_ret_t n_create_socket(duk_context *d) {
         return 1;
     }
     dgram_on_listening(s, on_listening);
+    dgram_on_connect(s, on_connect);
     dgram_on_close(s, on_close);
     dgram_on_error(s, on_error);
     H.socks[id] = s;
@@ -409,23 +428,34 @@ static duk_ret_t n_close(duk_context *d) {
     return 1;
 }
 
-/* address(h): {address, family, port} or a negative code. */
-static duk_ret_t n_address(duk_context *d) {
-    dgram_socket *s = sock_get(d, 0);
-    dgram_addr a;
-    int rc = s ? dgram_address(s, &a) : DGRAM_EBADF;
+/* Pushes {address, family, port} for `a`, or the code when rc < 0. */
+static duk_ret_t push_addr_result(duk_context *d, int rc, const dgram_addr *a) {
     if (rc < 0) {
         duk_push_int(d, rc);
         return 1;
     }
     duk_push_object(d);
-    duk_push_string(d, a.address);
+    duk_push_string(d, a->address);
     duk_put_prop_string(d, -2, "address");
-    duk_push_string(d, a.family == DGRAM_IPV6 ? "IPv6" : "IPv4");
+    duk_push_string(d, a->family == DGRAM_IPV6 ? "IPv6" : "IPv4");
     duk_put_prop_string(d, -2, "family");
-    duk_push_uint(d, a.port);
+    duk_push_uint(d, a->port);
     duk_put_prop_string(d, -2, "port");
     return 1;
+}
+
+/* address(h): {address, family, port} or a negative code. */
+static duk_ret_t n_address(duk_context *d) {
+    dgram_socket *s = sock_get(d, 0);
+    dgram_addr a;
+    return push_addr_result(d, s ? dgram_address(s, &a) : DGRAM_EBADF, &a);
+}
+
+/* remoteAddress(h): the connected peer {address, family, port} or a code. */
+static duk_ret_t n_remote_address(duk_context *d) {
+    dgram_socket *s = sock_get(d, 0);
+    dgram_addr a;
+    return push_addr_result(d, s ? dgram_remote_address(s, &a) : DGRAM_EBADF, &a);
 }
 
 #define SOCK_OR_EBADF(d, s)                                                                       \
@@ -468,6 +498,93 @@ static duk_ret_t n_add_membership(duk_context *d) {
 static duk_ret_t n_drop_membership(duk_context *d) {
     SOCK_OR_EBADF(d, s);
     duk_push_int(d, dgram_drop_membership(s, duk_to_string(d, 1), opt_string(d, 2)));
+    return 1;
+}
+
+/* connect(h, port, address|null): 0 or a negative code; 'connect' follows
+ * (host.onConnect), or for a host name an 'error' when the lookup fails. */
+static duk_ret_t n_connect(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_connect(s, duk_get_int(d, 1), opt_string(d, 2), NULL));
+    return 1;
+}
+
+static duk_ret_t n_disconnect(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_disconnect(s));
+    return 1;
+}
+
+static duk_ret_t n_set_multicast_interface(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_set_multicast_interface(s, duk_to_string(d, 1)));
+    return 1;
+}
+
+/* add/dropSourceSpecificMembership(h, source, group, iface|null) */
+static duk_ret_t n_add_ssm(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_add_source_specific_membership(s, duk_to_string(d, 1), duk_to_string(d, 2),
+                                                         opt_string(d, 3)));
+    return 1;
+}
+
+static duk_ret_t n_drop_ssm(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_drop_source_specific_membership(s, duk_to_string(d, 1), duk_to_string(d, 2),
+                                                          opt_string(d, 3)));
+    return 1;
+}
+
+/* set{Recv,Send}BufferSize(h, size): 0 or a code; size 1..INT_MAX (dgram.js checks). */
+static duk_ret_t n_set_recv_buffer_size(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_set_recv_buffer_size(s, duk_get_int(d, 1)));
+    return 1;
+}
+
+static duk_ret_t n_set_send_buffer_size(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_set_send_buffer_size(s, duk_get_int(d, 1)));
+    return 1;
+}
+
+/* get{Recv,Send}BufferSize(h): the size in bytes or a negative code. */
+static duk_ret_t n_get_recv_buffer_size(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_get_recv_buffer_size(s));
+    return 1;
+}
+
+static duk_ret_t n_get_send_buffer_size(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_get_send_buffer_size(s));
+    return 1;
+}
+
+/* sendQueue{Size,Count}(h): bytes / datagrams not yet handed to the kernel. */
+static duk_ret_t n_send_queue_size(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_send_queue_size(s));
+    return 1;
+}
+
+static duk_ret_t n_send_queue_count(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_send_queue_count(s));
+    return 1;
+}
+
+/* ref(h) / unref(h): whether the socket keeps the loop alive (see run_loop). */
+static duk_ret_t n_ref(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_socket_ref(s));
+    return 1;
+}
+
+static duk_ret_t n_unref(duk_context *d) {
+    SOCK_OR_EBADF(d, s);
+    duk_push_int(d, dgram_socket_unref(s));
     return 1;
 }
 
@@ -517,6 +634,20 @@ static const duk_function_list_entry native_funcs[] = {
     {"setMulticastLoopback", n_set_multicast_loopback, 2},
     {"addMembership", n_add_membership, 3},
     {"dropMembership", n_drop_membership, 3},
+    {"connect", n_connect, 3},
+    {"disconnect", n_disconnect, 1},
+    {"remoteAddress", n_remote_address, 1},
+    {"setMulticastInterface", n_set_multicast_interface, 2},
+    {"addSourceSpecificMembership", n_add_ssm, 4},
+    {"dropSourceSpecificMembership", n_drop_ssm, 4},
+    {"setRecvBufferSize", n_set_recv_buffer_size, 2},
+    {"setSendBufferSize", n_set_send_buffer_size, 2},
+    {"getRecvBufferSize", n_get_recv_buffer_size, 1},
+    {"getSendBufferSize", n_get_send_buffer_size, 1},
+    {"sendQueueSize", n_send_queue_size, 1},
+    {"sendQueueCount", n_send_queue_count, 1},
+    {"ref", n_ref, 1},
+    {"unref", n_unref, 1},
     {"errName", n_err_name, 1},
     {"strerror", n_strerror, 1},
     {"active", n_active, 0},
@@ -591,6 +722,9 @@ static void run_loop(void) {
         double ref = host_number("hasRef");
         if (H.stopping)
             break;
+        /* dgram_context_active leaves out unref'd sockets (socket.unref()):
+         * their being bound, 'listening', 'connect' and datagrams do not
+         * keep the process alive, exactly as unref'd timers do not. */
         if (dgram_context_active(H.ctx) == 0 && ref <= 0)
             break;
         int timeout = t < 0 ? -1 : (t > INT_MAX ? INT_MAX : (int)ceil(t));

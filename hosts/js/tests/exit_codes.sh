@@ -3,7 +3,7 @@
 # the message and stack on stderr when an exception escapes the script, a
 # callback, a timer or an exit listener, or an 'error' event has no
 # listener; process.exit(code) and process.exitCode; a script with nothing
-# left to do (only an unbound socket, an unref'ed timer) ends at once.
+# left to do (only an unbound socket, an unref'ed timer or socket) ends at once.
 #   exit_codes.sh DGRAMJS TESTS_DIR
 dgramjs=$1
 dir=$(mktemp -d)
@@ -96,6 +96,13 @@ var s = require('dgram').createSocket('udp4');   // never bound: not alive
 s.setTTL(10);
 setTimeout(function () { console.log('unref timer fired'); }, 100000).unref();
 console.log('done');
+EOF_JS
+
+check unref_socket 0 - 'listening
+exit 0' <<'EOF_JS'
+var s = require('dgram').createSocket('udp4');
+s.bind(0, '127.0.0.1', function () { console.log('listening'); s.unref(); });
+process.on('exit', function (c) { console.log('exit', c); });
 EOF_JS
 
 check syntax_error 1 'SyntaxError' - <<'EOF_JS'

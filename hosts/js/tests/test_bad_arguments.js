@@ -1,6 +1,6 @@
 // Bad arguments throw at the call, as in Node: TypeError for a bad type or
-// a non-string address, RangeError for a port out of range or a bad
-// offset/length; libdgram's EINVAL for a TTL out of range comes back as an
+// a non-string address or buffer size, RangeError for a port out of range,
+// a bad offset/length or a negative buffer size; libdgram's EINVAL for a TTL out of range comes back as an
 // Error with code 'EINVAL'. A failed bind emits 'error' (asynchronously) and
 // does not keep its listening callback; the socket can bind again.
 var assert = require('assert');
@@ -16,6 +16,8 @@ throwsCode(function () { dgram.createSocket('udp5'); }, TypeError, 'ERR_SOCKET_B
 throwsCode(function () { dgram.createSocket({ type: 'tcp' }); }, TypeError, 'ERR_SOCKET_BAD_TYPE');
 throwsCode(function () { dgram.createSocket(); }, TypeError, 'ERR_SOCKET_BAD_TYPE');
 throwsCode(function () { dgram.createSocket({ type: 'udp4', recvBufferSize: -1 }); },
+  RangeError, 'ERR_OUT_OF_RANGE');
+throwsCode(function () { dgram.createSocket({ type: 'udp4', sendBufferSize: '4096' }); },
   TypeError, 'ERR_INVALID_ARG_TYPE');
 
 var s = dgram.createSocket('udp4');
