@@ -492,6 +492,11 @@ static inline test_two_hosts test_two_hosts_or_skip(void) {
             "ip -6 addr add 2001:db8::2/64 dev dgv1 nodad && ip link set dgv1 up && "
             "ip route add 224.0.0.0/4 dev dgv1'",
             peer);
+    /* A veth carries nothing until both ends report the carrier (LOWER_UP),
+     * a moment after `up`: a datagram sent before is dropped silently. */
+    test_sh("for i in $(seq 500); do ip link show dgv0 | grep -q LOWER_UP && "
+            "nsenter --net=%s ip link show dgv1 | grep -q LOWER_UP && exit 0; sleep 0.01; done; exit 1",
+            peer);
     return hosts;
 }
 

@@ -391,7 +391,7 @@ impl Socket {
 
     fn bind_locked(&self, ctx: &Context, st: &mut State, target: SocketAddr) -> Result<()> {
         let fd = st.raw_fd()?;
-        SockRef::from(&*st.fd()?).bind(&SockAddr::from(target))?;
+        SockRef::from(st.fd()?).bind(&SockAddr::from(target))?;
         ctx.watch(fd, self.token)?;
         st.bound = true;
         if st.referenced {
@@ -465,7 +465,7 @@ impl Socket {
         once: dgram_event_cb,
     ) -> Result<()> {
         self.ensure_bound(ctx, st)?;
-        SockRef::from(&*st.fd()?).connect(&SockAddr::from(peer))?;
+        SockRef::from(st.fd()?).connect(&SockAddr::from(peer))?;
         st.peer = Some(peer);
         self.push(ctx, st, EventKind::Connect { once });
         Ok(())
@@ -486,7 +486,7 @@ impl Socket {
         // it stays reachable where its peer and the host knew it.
         if let (Some(bound), Ok(now)) = (st.bound_addr, fd.local_addr()) {
             if now.port() == 0 {
-                SockRef::from(&*fd).bind(&SockAddr::from(bound))?;
+                SockRef::from(fd).bind(&SockAddr::from(bound))?;
             }
         }
         st.peer = None;
@@ -579,7 +579,7 @@ impl Socket {
             self.ensure_bound(&*self.context()?, st)?;
         }
         if st.send_queue.is_empty() {
-            let fd = st.fd.as_deref().ok_or(Errno::BADF)?;
+            let fd = st.fd()?;
             match send_datagram(fd, bufs, dest) {
                 Ok(()) => {
                     if cb.is_some() {
@@ -1167,7 +1167,7 @@ impl Socket {
         let st = self.state.lock();
         st.check_open()?;
         let fd = st.fd()?;
-        f(SockRef::from(&*fd)).map_err(Errno::from)
+        f(SockRef::from(fd)).map_err(Errno::from)
     }
 
     /// `DGRAM_EBADF` once closed: checked before any argument, so that a
@@ -1214,7 +1214,7 @@ impl Socket {
         let st = self.state.lock();
         st.check_open()?;
         let fd = st.fd()?;
-        let socket = SockRef::from(&*fd);
+        let socket = SockRef::from(fd);
         let group = addr::multicast_group(group.ok_or(Errno::INVAL)?, self.family, fd.as_raw_fd())?;
         let result = match group {
             IpAddr::V4(group) => {
@@ -1257,7 +1257,7 @@ impl Socket {
         let result = match (source, group) {
             (IpAddr::V4(source), IpAddr::V4(group)) => {
                 let iface = addr::membership_interface_v4(iface)?;
-                let socket = SockRef::from(&*fd);
+                let socket = SockRef::from(fd);
                 if join {
                     socket.join_ssm_v4(&source, &group, &iface)
                 } else {
@@ -1281,7 +1281,7 @@ impl Socket {
         st.check_open()?;
         let fd = st.fd()?;
         let text = iface.ok_or(Errno::INVAL)?;
-        let socket = SockRef::from(&*fd);
+        let socket = SockRef::from(fd);
         match self.family {
             Family::V4 => {
                 let addr = addr::membership_interface_v4(Some(text))?;
@@ -1513,8 +1513,9 @@ impl State {
         }
     }
 
-    fn fd(&self) -> Result<Arc<UdpSocket>> {
-        self.fd.clone().ok_or(Errno::BADF)
+    /// The open socket, borrowed for a call made under the state lock.
+    fn fd(&self) -> Result<&UdpSocket> {
+        self.fd.as_deref().ok_or(Errno::BADF)
     }
 
     fn recycle(&mut self, mut buffer: Vec<u8>) {
