@@ -552,7 +552,10 @@ typedef struct {
    */
   dgram_addr local;
   /**
-   * The index of the interface it arrived on (if_nametoindex), with `local`.
+   * The index of the interface it arrived on (if_nametoindex), with
+   * `local`; 0 where the kernel did not record it: an IPv4 datagram that
+   * was already waiting in the socket's buffer when
+   * `dgram_set_message_meta` was turned on.
    */
   uint32_t ifindex;
   /**
@@ -560,7 +563,9 @@ typedef struct {
    */
   int32_t ttl;
   /**
-   * When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS; with
+   * When the kernel received it (for a datagram already waiting when
+   * `dgram_set_message_meta` was turned on: when it was read), as
+   * CLOCK_REALTIME (SO_TIMESTAMPNS; with
    * microsecond resolution (SO_TIMESTAMP) where the system refuses that,
    * as qemu-user does; absent where it refuses both).
    */
@@ -796,7 +801,8 @@ int dgram_sendv(dgram_socket *s,
  *
  * `port` and `address` as for `dgram_send`, except that `address` must be
  * numeric (or "localhost"): a host name is `DGRAM_EINVAL` (connect once
- * and send to the peer instead). `count` 0 does nothing; over
+ * and send to the peer instead). `count` 0 sends nothing (the destination is
+ * still checked); over
  * `DGRAM_SEND_BATCH_MAX` (1024) is
  * `DGRAM_EINVAL`; any datagram over the size limit is `DGRAM_EMSGSIZE`,
  * a piece with NULL `base` and `len` > 0 `DGRAM_EINVAL`. The batch is
@@ -869,6 +875,11 @@ int dgram_on_connect(dgram_socket *s, dgram_event_cb cb);
  * `DGRAM_ENOTCONN` if the connect does). Once connected, an ICMP port
  * unreachable from the peer comes as an 'error' event with
  * `DGRAM_ECONNREFUSED`.
+ *
+ * Operations of one socket keep their call order: while an earlier bind,
+ * connect or send of this socket waits for a lookup, a numeric connect
+ * waits behind it too, and its connect(2) errors come as an 'error' event
+ * (syscall "connect"). The same holds for a numeric `dgram_bind`.
  */
 int dgram_connect(dgram_socket *s, int32_t port, const char *address, dgram_event_cb on_connect);
 
@@ -1011,7 +1022,9 @@ int dgram_socket_ref(dgram_socket *s);
  * address and interface (IP_PKTINFO / IPV6_RECVPKTINFO), TTL or hop limit
  * (IP_RECVTTL / IPV6_RECVHOPLIMIT) and receive timestamp (SO_TIMESTAMPNS),
  * for `dgram_message_meta`; `on` false stops. Off by default, and then it
- * costs nothing. Applies to datagrams read after the call.
+ * costs nothing. Applies to datagrams that reach the socket after the
+ * call: those already waiting come without metadata, or with part of it
+ * (see the `has_` flags).
  */
 int dgram_set_message_meta(dgram_socket *s, bool on);
 

@@ -234,18 +234,24 @@ impl RecvBatch {
     /// that is going to wait in the queue: a host that falls behind then
     /// holds its backlog in a few dense batches, not a sparse one per read.
     pub fn compact(&mut self) {
-        let mut packed = 0;
+        let mut end = 0usize;
         for entry in &mut self.entries[self.next..self.len] {
-            // Never moves data forwards: each slot holds less than a slot
-            // and starts at least a slot after the previous entry.
-            debug_assert!(packed <= entry.offset);
+            // Never moves data forwards, which would overwrite datagrams not
+            // moved yet: entries lie in order without overlapping, so the
+            // packed end never passes the next entry's start. Aligned to 8
+            // where that still holds; datagrams split from one GRO buffer
+            // lie back to back, and stay so (found by the fuzzer: aligning
+            // them moved data forwards).
+            let aligned = end.next_multiple_of(8);
+            let at = if aligned <= entry.offset { aligned } else { end };
+            debug_assert!(at <= entry.offset, "compact would move a datagram forwards");
             self.data
                 .as_mut_slice()
-                .copy_within(entry.offset..entry.offset + entry.len, packed);
-            entry.offset = packed;
-            packed += entry.len.next_multiple_of(8);
+                .copy_within(entry.offset..entry.offset + entry.len, at);
+            entry.offset = at;
+            end = at + entry.len;
         }
-        self.packed_end = packed;
+        self.packed_end = end.next_multiple_of(8).min(self.data.as_slice().len());
     }
 
     /// The run holding the next datagram: its socket, and how many of its
@@ -446,6 +452,40 @@ mod tests {
             assert_eq!(*port, if i < BATCH_SLOTS { 1 } else { 2 });
         }
         first.clear();
+        ctx.shut_down();
+    }
+
+    #[test]
+    fn compact_keeps_back_to_back_gro_datagrams_intact() {
+        // A GRO buffer of 7-byte datagrams, split: entries at 0, 7, 14, ...
+        // of one slot. Aligning each to 8 would move them forwards.
+        let ctx = Context::new(Mode::Host, 0).unwrap();
+        let a = socket(&ctx);
+        let mut batch = RecvBatch::new().unwrap();
+        let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 7]).collect();
+        let from = SocketAddr::from(([127, 0, 0, 1], 1));
+        for (i, p) in payloads.iter().enumerate() {
+            batch.slots_mut()[i * 7..i * 7 + 7].copy_from_slice(p);
+            batch.entries[i] = Entry {
+                offset: i * 7,
+                len: 7,
+                from,
+                has_meta: false,
+            };
+        }
+        batch.len = payloads.len();
+        batch.packed_end = SLOT_SIZE;
+        batch.runs.push(Run {
+            socket: Arc::clone(&a),
+            end: batch.len,
+        });
+        batch.compact();
+        let got = drain(&mut batch);
+        assert_eq!(got.len(), payloads.len());
+        for (i, (data, _)) in got.iter().enumerate() {
+            assert_eq!(data, &payloads[i], "datagram {i}");
+        }
+        batch.clear();
         ctx.shut_down();
     }
 

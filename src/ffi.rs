@@ -439,7 +439,8 @@ pub unsafe extern "C" fn dgram_sendv(
 ///
 /// `port` and `address` as for `dgram_send`, except that `address` must be
 /// numeric (or "localhost"): a host name is `DGRAM_EINVAL` (connect once
-/// and send to the peer instead). `count` 0 does nothing; over
+/// and send to the peer instead). `count` 0 sends nothing (the destination is
+/// still checked); over
 /// `DGRAM_SEND_BATCH_MAX` (1024) is
 /// `DGRAM_EINVAL`; any datagram over the size limit is `DGRAM_EMSGSIZE`,
 /// a piece with NULL `base` and `len` > 0 `DGRAM_EINVAL`. The batch is
@@ -559,6 +560,11 @@ pub unsafe extern "C" fn dgram_on_connect(s: *mut dgram_socket, cb: dgram_event_
 /// `DGRAM_ENOTCONN` if the connect does). Once connected, an ICMP port
 /// unreachable from the peer comes as an 'error' event with
 /// `DGRAM_ECONNREFUSED`.
+///
+/// Operations of one socket keep their call order: while an earlier bind,
+/// connect or send of this socket waits for a lookup, a numeric connect
+/// waits behind it too, and its connect(2) errors come as an 'error' event
+/// (syscall "connect"). The same holds for a numeric `dgram_bind`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_connect(
     s: *mut dgram_socket,
@@ -760,7 +766,9 @@ pub unsafe extern "C" fn dgram_socket_ref(s: *mut dgram_socket) -> c_int {
 /// address and interface (IP_PKTINFO / IPV6_RECVPKTINFO), TTL or hop limit
 /// (IP_RECVTTL / IPV6_RECVHOPLIMIT) and receive timestamp (SO_TIMESTAMPNS),
 /// for `dgram_message_meta`; `on` false stops. Off by default, and then it
-/// costs nothing. Applies to datagrams read after the call.
+/// costs nothing. Applies to datagrams that reach the socket after the
+/// call: those already waiting come without metadata, or with part of it
+/// (see the `has_` flags).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_message_meta(s: *mut dgram_socket, on: bool) -> c_int {
     guard_code(|| socket(s)?.set_message_meta(on))

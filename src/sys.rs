@@ -305,6 +305,10 @@ impl RecvMmsg {
                     (libc::IPPROTO_IP, libc::IP_PKTINFO) if len >= std::mem::size_of::<libc::in_pktinfo>() => {
                         let info = data.cast::<libc::in_pktinfo>().read_unaligned();
                         let dst = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                        // The address comes from the IP header; the interface
+                        // is recorded only for datagrams that reached the socket
+                        // while it asked, and is 0 for those queued before
+                        // (found by the fuzzer).
                         meta.local = Some((IpAddr::V4(dst), info.ipi_ifindex as u32));
                     }
                     (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if len >= std::mem::size_of::<libc::in6_pktinfo>() => {

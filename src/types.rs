@@ -177,11 +177,16 @@ pub struct dgram_meta {
     /// one of the host's addresses, or a multicast or broadcast address),
     /// with the socket's port.
     pub local: dgram_addr,
-    /// The index of the interface it arrived on (if_nametoindex), with `local`.
+    /// The index of the interface it arrived on (if_nametoindex), with
+    /// `local`; 0 where the kernel did not record it: an IPv4 datagram that
+    /// was already waiting in the socket's buffer when
+    /// `dgram_set_message_meta` was turned on.
     pub ifindex: u32,
     /// The IPv4 TTL or IPv6 hop limit it arrived with (0..255).
     pub ttl: i32,
-    /// When the kernel received it, as CLOCK_REALTIME (SO_TIMESTAMPNS; with
+    /// When the kernel received it (for a datagram already waiting when
+    /// `dgram_set_message_meta` was turned on: when it was read), as
+    /// CLOCK_REALTIME (SO_TIMESTAMPNS; with
     /// microsecond resolution (SO_TIMESTAMP) where the system refuses that,
     /// as qemu-user does; absent where it refuses both).
     pub timestamp_sec: i64,

@@ -80,6 +80,47 @@ def cb_free_ctx():   # op 5: free this socket's context
 def nothing():
     return [15, 0, 0, 0, 0, 0, 0, 0]
 
+# Issue 8: connect, batches, offloads, metadata (ops 20..23; callback ops 16..19).
+def connect(slot, to_slot, dest=None, once=True):
+    # op 20: connect(slot, port of to_slot, dest None or fixed[idx], one-shot cb)
+    d = [0] if dest is None else [1, dest]
+    return [20, slot, 0, to_slot] + d + [1 if once else 0]
+
+def disconnect(slot):
+    return [21, slot, 0]
+
+def remote_address(slot):
+    return [21, slot, 3]
+
+def send_peer(slot, length, cb=True):
+    # op 7 with port 0 (mode 3) and NULL address: to the connected peer
+    return [7, slot, 3, 0, 1 if cb else 0, 1, 1, length, 1]
+
+def batch(slot, to_slot, count, size, half_last=False, dest=0, cb=True):
+    # op 22: batch(slot, port of to_slot (to_slot None: port 0), dest, with_cb,
+    #              count 1 + (count-1) % 140, one size (u16 % 1600), last, no NULLs)
+    port = [3] if to_slot is None else [0, to_slot]
+    d = [0] if dest is None else [1, dest]
+    return ([22, slot] + port + d + [1 if cb else 0, 4, count - 1, 0, 10]
+            + list(struct.pack("<H", size)) + [1 if half_last else 0, 1, 1])
+
+def meta_on(slot):       # op 23/5: set_message_meta(true)
+    return [23, slot, 5, 1]
+
+def offload(slot, flags): # op 23/4: set_offload(flags 0..3)
+    return [23, slot, 4, 0, flags]
+
+def queue_figures(slot): # op 23/2
+    return [23, slot, 2]
+
+CONNECT = 4
+
+def cb_meta():       # callback op 19/6: message_meta from a callback
+    return [19, 6, 1, 0, 0, 0, 0, 0]
+
+def cb_disconnect(): # callback op 17/0
+    return [17, 0, 0, 0, 0, 0, 0, 0]
+
 def seed(script, ops):
     script = bytes(b for part in script for b in part)
     ops = bytes(b for part in ops for b in part)
@@ -111,11 +152,32 @@ SEEDS = {
         # the ICMP errors come back as send errors and 'error' events.
         [ctx(0), sock(0, 0, handlers=(ERROR,)), send(0, 5, 10), send(0, 5, 10, cb=False),
          dispatch(0), sleep(), dispatch(0), sleep(), send(0, 5, 10), dispatch(0)]),
+    "seed-connect-host": seed(
+        [reply(10), cb_meta(), nothing(), reply(20), cb_disconnect(), reply(30), nothing(), cb_close()],
+        [ctx(0), sock(0, 0, handlers=(LISTENING, CLOSE, ERROR)), sock(1, 0, handlers=(CONNECT, ERROR)),
+         meta_on(0), bind(0), bind(1), connect(1, 0), remote_address(1),
+         send_peer(1, 12), send(1, 0, 5), dispatch(0), sleep(), dispatch(0),
+         batch(1, None, 5, 100, dest=None), queue_figures(1), dispatch(0), sleep(), dispatch(0),
+         disconnect(1), remote_address(1), send(1, 0, 7), dispatch(0), sleep(), dispatch(0)]),
+    "seed-connect-io-udp6": seed(
+        [reply(8), reply(9), cb_meta(), cb_disconnect(), reply(10), cb_close(), cb_free()],
+        [ctx(0, io=True), sock(0, 0, udp6=True, handlers=(CLOSE, ERROR)),
+         sock(1, 0, udp6=True, handlers=(CONNECT, CLOSE)), meta_on(0), meta_on(1),
+         bind(0, addr_index=1), connect(1, 0, dest=1), send_peer(1, 40), sleep(100),
+         batch(1, None, 3, 500, dest=None), sleep(100), remote_address(1), disconnect(1), sleep(100)]),
+    "seed-batch-gso": seed(
+        [nothing(), cb_meta(), nothing(), reply(3), nothing(), cb_meta()],
+        [ctx(0), sock(0, 0, handlers=(CLOSE, ERROR)), sock(1, 0), offload(0, 3), offload(1, 3),
+         meta_on(0), bind(0), batch(1, 0, 70, 1200, half_last=True), batch(1, 0, 4, 0),
+         batch(1, 0, 140, 1400), queue_figures(1),
+         dispatch(0), sleep(), dispatch(0), sleep(), dispatch(0), queue_figures(1), dispatch(0)]),
 }
 
 if __name__ == "__main__":
-    os.makedirs(OUT, exist_ok=True)
+    import sys
+    out = sys.argv[1] if len(sys.argv) > 1 else OUT   # another directory, e.g. a work corpus
+    os.makedirs(out, exist_ok=True)
     for name, data in SEEDS.items():
-        with open(os.path.join(OUT, name), "wb") as f:
+        with open(os.path.join(out, name), "wb") as f:
             f.write(data)
         print(f"{name}: {len(data)} bytes")
