@@ -88,6 +88,20 @@ unsafe fn bytes<'a>(base: *const c_void, len: usize) -> Result<&'a [u8]> {
     }
 }
 
+/// For the functions that write one value into `*out`: a closed socket is
+/// `DGRAM_EBADF` whatever `out` is, then a NULL `out` is `DGRAM_EINVAL`.
+///
+/// SAFETY: `s` as for [`borrow_handle`]; `out` is NULL or writable.
+unsafe fn write_out<T>(s: *const dgram_socket, out: *mut T, get: impl FnOnce(&Socket) -> Result<T>) -> Result<()> {
+    let socket = socket(s)?;
+    socket.ensure_open()?;
+    if out.is_null() {
+        return Err(Errno::INVAL);
+    }
+    out.write(get(&socket)?);
+    Ok(())
+}
+
 fn result_int(result: Result<c_int>) -> c_int {
     match result {
         Ok(value) => value,
@@ -513,15 +527,7 @@ pub unsafe extern "C" fn dgram_socket_free(s: *mut dgram_socket) {
 /// `DGRAM_EBADF` when closed or not bound yet; `DGRAM_EINVAL` for NULL `out`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_address(s: *const dgram_socket, out: *mut dgram_addr) -> c_int {
-    guard_code(|| {
-        let socket = socket(s)?;
-        socket.ensure_open()?;
-        if out.is_null() {
-            return Err(Errno::INVAL);
-        }
-        out.write(socket.address()?);
-        Ok(())
-    })
+    guard_code(|| write_out(s, out, Socket::address))
 }
 
 /// Writes the socket's counters into `*out` (see `dgram_stats`). Works on a
@@ -589,15 +595,7 @@ pub unsafe extern "C" fn dgram_disconnect(s: *mut dgram_socket) -> c_int {
 /// `DGRAM_EBADF` when closed, `DGRAM_EINVAL` for NULL `out`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_remote_address(s: *const dgram_socket, out: *mut dgram_addr) -> c_int {
-    guard_code(|| {
-        let socket = socket(s)?;
-        socket.ensure_open()?;
-        if out.is_null() {
-            return Err(Errno::INVAL);
-        }
-        out.write(socket.remote_address()?);
-        Ok(())
-    })
+    guard_code(|| write_out(s, out, Socket::remote_address))
 }
 
 /// Sets or clears SO_BROADCAST (`socket.setBroadcast`).
@@ -781,15 +779,7 @@ pub unsafe extern "C" fn dgram_set_message_meta(s: *mut dgram_socket, on: bool) 
 /// `dgram_set_message_meta` was off; `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_message_meta(s: *const dgram_socket, out: *mut dgram_meta) -> c_int {
-    guard_code(|| {
-        let socket = socket(s)?;
-        socket.ensure_open()?;
-        if out.is_null() {
-            return Err(Errno::INVAL);
-        }
-        out.write(socket.message_meta()?);
-        Ok(())
-    })
+    guard_code(|| write_out(s, out, Socket::message_meta))
 }
 
 /// The segmentation offloads this kernel has (`DGRAM_OFFLOAD_GSO`,
