@@ -137,6 +137,20 @@ impl RecvBatch {
         if mode.meta && self.metas.is_none() {
             self.metas = Some(Box::new([RecvMeta::default(); BATCH_ENTRIES]));
         }
+        if !mode.control() {
+            // The common case, kept to what it was before metadata and GRO:
+            // one datagram per slot, nothing but its length and source.
+            for (slot, entry) in self.entries[..count].iter_mut().enumerate() {
+                *entry = Entry {
+                    offset: slot * SLOT_SIZE,
+                    len: mmsg.len(slot).min(SLOT_SIZE),
+                    from: mmsg.source(slot).unwrap_or(UNKNOWN_SOURCE),
+                    has_meta: false,
+                };
+            }
+            self.finish_fill(socket, count, count);
+            return count;
+        }
         let mut len = 0;
         for slot in 0..count {
             let total = mmsg.len(slot).min(SLOT_SIZE);
@@ -178,15 +192,20 @@ impl RecvBatch {
                 }
             }
         }
+        self.finish_fill(socket, count, len);
+        len
+    }
+
+    /// Records `len` datagrams read into the first `slots` slots.
+    fn finish_fill(&mut self, socket: &Arc<Socket>, slots: usize, len: usize) {
         self.len = len;
-        self.packed_end = count * SLOT_SIZE;
+        self.packed_end = slots * SLOT_SIZE;
         if len > 0 {
             self.runs.push(Run {
                 socket: Arc::clone(socket),
                 end: len,
             });
         }
-        len
     }
 
     /// Copies the datagrams of `other` (one read, not yet queued) behind

@@ -170,6 +170,9 @@ pub struct RecvMmsg {
     /// Ancillary data (metadata, GRO segment size), offered only to sockets
     /// that asked for it: the kernel does no cmsg work for the others.
     controls: [[u64; CONTROL_WORDS]; MMSG_BATCH],
+    /// Whether the headers point at `controls` now; they are rewritten only
+    /// when a read wants otherwise.
+    control_on: bool,
 }
 
 /// Room for every control message a socket may ask for at once: IPv6 or
@@ -231,21 +234,27 @@ impl RecvMmsg {
             &mut self.iovs[..count],
             &mut self.names[..count],
         );
-        let controls = &mut self.controls[..count];
-        for (i, (((hdr, iov), name), ctrl)) in hdrs.iter_mut().zip(iovs).zip(names).zip(controls).enumerate() {
+        for (i, ((hdr, iov), name)) in hdrs.iter_mut().zip(iovs).zip(names).enumerate() {
             // SAFETY: i * slot + slot <= region.len(), checked by `count`.
             iov.iov_base = unsafe { base.add(i * slot) }.cast();
             iov.iov_len = slot;
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            if control {
-                hdr.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
-                hdr.msg_hdr.msg_controllen = std::mem::size_of_val(ctrl) as _;
-            } else {
-                hdr.msg_hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_hdr.msg_controllen = 0;
+        }
+        if control || self.control_on {
+            // The kernel shrinks msg_controllen to what it wrote: set it
+            // again for every read that asks, and clear it once after.
+            for (hdr, ctrl) in self.hdrs.iter_mut().zip(&mut self.controls) {
+                if control {
+                    hdr.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+                    hdr.msg_hdr.msg_controllen = std::mem::size_of_val(ctrl) as _;
+                } else {
+                    hdr.msg_hdr.msg_control = std::ptr::null_mut();
+                    hdr.msg_hdr.msg_controllen = 0;
+                }
             }
+            self.control_on = control;
         }
         loop {
             // SAFETY: `count` headers, each pointing at its own iovec (into
