@@ -563,11 +563,11 @@ typedef struct {
    */
   int32_t ttl;
   /**
-   * When the kernel received it (for a datagram already waiting when
-   * `dgram_set_message_meta` was turned on: when it was read), as
-   * CLOCK_REALTIME (SO_TIMESTAMPNS; with
-   * microsecond resolution (SO_TIMESTAMP) where the system refuses that,
-   * as qemu-user does; absent where it refuses both).
+   * When the kernel received it, as CLOCK_REALTIME seconds (SO_TIMESTAMPNS).
+   * For a datagram already waiting when `dgram_set_message_meta` was
+   * turned on, when it was read instead. Where the system refuses
+   * nanoseconds (qemu-user does), microseconds (SO_TIMESTAMP); where it
+   * refuses both, `has_timestamp` is false.
    */
   int64_t timestamp_sec;
   /**

@@ -184,11 +184,11 @@ pub struct dgram_meta {
     pub ifindex: u32,
     /// The IPv4 TTL or IPv6 hop limit it arrived with (0..255).
     pub ttl: i32,
-    /// When the kernel received it (for a datagram already waiting when
-    /// `dgram_set_message_meta` was turned on: when it was read), as
-    /// CLOCK_REALTIME (SO_TIMESTAMPNS; with
-    /// microsecond resolution (SO_TIMESTAMP) where the system refuses that,
-    /// as qemu-user does; absent where it refuses both).
+    /// When the kernel received it, as CLOCK_REALTIME seconds (SO_TIMESTAMPNS).
+    /// For a datagram already waiting when `dgram_set_message_meta` was
+    /// turned on, when it was read instead. Where the system refuses
+    /// nanoseconds (qemu-user does), microseconds (SO_TIMESTAMP); where it
+    /// refuses both, `has_timestamp` is false.
     pub timestamp_sec: i64,
     /// Nanoseconds of `timestamp_sec`, 0..999999999.
     pub timestamp_nsec: u32,
