@@ -279,7 +279,7 @@
 /**
  * Receive offload: let the kernel hand over runs of datagrams of one flow as
  * one UDP_GRO buffer, split back into datagrams before the message callback.
- * Off by default (see `dgram_set_offload`).
+ * Off by default; once on, on for the socket's life (see `dgram_set_offload`).
  */
 #define DGRAM_OFFLOAD_GRO 2
 
@@ -1046,8 +1046,11 @@ uint32_t dgram_offload_support(void);
 /**
  * Chooses the socket's segmentation offloads: `flags` is a set of
  * `DGRAM_OFFLOAD_*` (others are `DGRAM_EINVAL`). Those the kernel lacks
- * are left off, so the socket behaves as without them. Returns the flags
- * now in effect, or a negative code.
+ * are left off, so the socket behaves as without them. GRO, once on, stays
+ * on for the socket's life, whatever later calls ask: the kernel keeps the
+ * buffers it coalesced, and without the option it would hand them over as
+ * single datagrams with no way to split them. Returns the flags now in
+ * effect, or a negative code.
  *
  * GSO (default on where supported) only changes how many system calls and
  * packets a send takes, never what is received. GRO (default off) lets the

@@ -791,8 +791,11 @@ pub extern "C" fn dgram_offload_support() -> u32 {
 
 /// Chooses the socket's segmentation offloads: `flags` is a set of
 /// `DGRAM_OFFLOAD_*` (others are `DGRAM_EINVAL`). Those the kernel lacks
-/// are left off, so the socket behaves as without them. Returns the flags
-/// now in effect, or a negative code.
+/// are left off, so the socket behaves as without them. GRO, once on, stays
+/// on for the socket's life, whatever later calls ask: the kernel keeps the
+/// buffers it coalesced, and without the option it would hand them over as
+/// single datagrams with no way to split them. Returns the flags now in
+/// effect, or a negative code.
 ///
 /// GSO (default on where supported) only changes how many system calls and
 /// packets a send takes, never what is received. GRO (default off) lets the

@@ -1399,10 +1399,13 @@ impl Socket {
             return Err(Errno::INVAL);
         }
         let flags = flags & sys::offload_support();
-        let gro = flags & DGRAM_OFFLOAD_GRO != 0;
-        if gro != st.read_mode.gro {
-            sys::set_int_option(st.raw_fd()?, sys::SOL_UDP, sys::UDP_GRO, i32::from(gro))?;
-            st.read_mode.gro = gro;
+        // GRO, once on, stays on: buffers the kernel coalesced while it was
+        // on stay coalesced in its queue, and once the option is off it
+        // hands them over without their segment size, as one datagram that
+        // nobody could split (found by the fuzzer).
+        if flags & DGRAM_OFFLOAD_GRO != 0 && !st.read_mode.gro {
+            sys::set_int_option(st.raw_fd()?, sys::SOL_UDP, sys::UDP_GRO, 1)?;
+            st.read_mode.gro = true;
         }
         st.gso = flags & DGRAM_OFFLOAD_GSO != 0;
         Ok(st.offload_flags())

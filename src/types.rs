@@ -214,7 +214,7 @@ pub const DGRAM_SEND_BATCH_MAX: u32 = 1024;
 pub const DGRAM_OFFLOAD_GSO: u32 = 1;
 /// Receive offload: let the kernel hand over runs of datagrams of one flow as
 /// one UDP_GRO buffer, split back into datagrams before the message callback.
-/// Off by default (see `dgram_set_offload`).
+/// Off by default; once on, on for the socket's life (see `dgram_set_offload`).
 pub const DGRAM_OFFLOAD_GRO: u32 = 2;
 
 /// One piece of a message for `dgram_sendv` (the IoT.js Array message).
