@@ -587,7 +587,6 @@ impl Context {
     /// kernel's buffer instead, and what overflows that is dropped and
     /// counted by the kernel.
     fn read(&self, socket: &Arc<Socket>, reader: &mut Reader) {
-        let Some((fd, mode)) = socket.reader_fd() else { return };
         for _ in 0..READS_PER_WAKEUP {
             if reader.batch.is_none() {
                 reader.batch = self.pool.take();
@@ -608,6 +607,11 @@ impl Context {
                 }
                 return;
             };
+            // The mode is taken per read, and holds until the read is
+            // accepted: turning GRO on waits for a read in flight (see
+            // `Socket::set_offload`).
+            let Some(reading) = socket.begin_read() else { return };
+            let (fd, mode) = (reading.fd(), reading.mode());
             // As many slots as the socket's recent reads suggest: reads cost
             // the same natively either way, but tools that check every
             // iovec byte (valgrind) pay for each offered slot.

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
 use crate::addr::{self, Destination, Family};
@@ -124,6 +124,8 @@ struct State {
     /// Send runs of equal datagrams with UDP_SEGMENT; turned off for good
     /// the first time the kernel refuses it on this socket.
     gso: bool,
+    /// The I/O thread reads with the `read_mode` it took (`begin_read`).
+    reading: bool,
     send_queue: VecDeque<QueuedSend>,
     queued_bytes: usize,
     /// The destination of the last send, parsed: a socket mostly sends to
@@ -155,6 +157,32 @@ pub struct Socket {
     /// The bound port, for the metadata's local address.
     local_port: AtomicU32,
     counters: Counters,
+    /// Signalled when a read ends (`Reading` dropped).
+    read_done: Condvar,
+}
+
+/// One read of a socket in progress on the I/O thread (`begin_read`).
+pub struct Reading<'a> {
+    socket: &'a Socket,
+    fd: Arc<UdpSocket>,
+    mode: ReadMode,
+}
+
+impl Reading<'_> {
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn mode(&self) -> ReadMode {
+        self.mode
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.socket.state.lock().reading = false;
+        self.socket.read_done.notify_all();
+    }
 }
 
 /// What `dgram_socket_stats` reports, kept as it happens.
@@ -228,6 +256,7 @@ impl Socket {
                 referenced: true,
                 read_mode: ReadMode::default(),
                 gso: sys::offload_support() & DGRAM_OFFLOAD_GSO != 0,
+                reading: false,
                 send_queue: VecDeque::new(),
                 queued_bytes: 0,
                 spare_buffers: Vec::new(),
@@ -247,6 +276,7 @@ impl Socket {
             read_hint: AtomicUsize::new(BATCH_SLOTS),
             local_port: AtomicU32::new(0),
             counters: Counters::default(),
+            read_done: Condvar::new(),
         });
         ctx.register(token, Arc::clone(&socket));
         Ok(socket)
@@ -936,15 +966,21 @@ impl Socket {
 
     // ---- receive -------------------------------------------------------------
 
-    /// The fd to read from (I/O thread, on EPOLLIN), or `None` once closed.
-    /// The I/O thread's clone keeps the fd open through a read that races a
-    /// close.
-    pub fn reader_fd(&self) -> Option<(Arc<UdpSocket>, ReadMode)> {
-        let st = self.state.lock();
+    /// Starts one read (I/O thread, on EPOLLIN): the fd, whose clone keeps
+    /// it open through a read that races a close, and the read mode, which
+    /// holds until the guard goes; `None` once closed.
+    pub fn begin_read(&self) -> Option<Reading<'_>> {
+        let mut st = self.state.lock();
         if st.closed {
             return None;
         }
-        Some((st.fd.clone()?, st.read_mode))
+        let fd = st.fd.clone()?;
+        st.reading = true;
+        Some(Reading {
+            socket: self,
+            fd,
+            mode: st.read_mode,
+        })
     }
 
     /// Counts and queues the `count` datagrams just read into `*batch`, or
@@ -1404,8 +1440,19 @@ impl Socket {
         // hands them over without their segment size, as one datagram that
         // nobody could split (found by the fuzzer).
         if flags & DGRAM_OFFLOAD_GRO != 0 && !st.read_mode.gro {
-            sys::set_int_option(st.raw_fd()?, sys::SOL_UDP, sys::UDP_GRO, 1)?;
+            // Reads that start from now on split GRO buffers. One already
+            // under way took the old mode, without control messages: the
+            // kernel must not coalesce before it ends (found by the fuzzer:
+            // a buffer read that way came as one datagram). No read is under
+            // way when this runs on the I/O thread, in a callback.
             st.read_mode.gro = true;
+            while st.reading {
+                self.read_done.wait(&mut st);
+            }
+            if let Err(err) = sys::set_int_option(st.raw_fd()?, sys::SOL_UDP, sys::UDP_GRO, 1) {
+                st.read_mode.gro = false;
+                return Err(err.into());
+            }
         }
         st.gso = flags & DGRAM_OFFLOAD_GSO != 0;
         Ok(st.offload_flags())
