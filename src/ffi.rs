@@ -795,7 +795,8 @@ pub extern "C" fn dgram_offload_support() -> u32 {
 /// on for the socket's life, whatever later calls ask: the kernel keeps the
 /// buffers it coalesced, and without the option it would hand them over as
 /// single datagrams with no way to split them. Returns the flags now in
-/// effect, or a negative code.
+/// effect, or a negative code. Turning GRO on waits for a read of this
+/// socket that the I/O thread may have under way (a system call's time).
 ///
 /// GSO (default on where supported) only changes how many system calls and
 /// packets a send takes, never what is received. GRO (default off) lets the
