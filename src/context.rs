@@ -626,7 +626,7 @@ impl Context {
                 Ok(n) => {
                     socket.update_read_hint(n, slots);
                     let datagrams = batch.fill(socket, &reader.mmsg, n, mode);
-                    socket.accept_batch(self, &mut reader.batch, datagrams);
+                    reading.accept(self, &mut reader.batch, datagrams);
                     if n < slots {
                         return; // The socket is drained.
                     }

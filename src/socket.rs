@@ -126,6 +126,8 @@ struct State {
     gso: bool,
     /// The I/O thread reads with the `read_mode` it took (`begin_read`).
     reading: bool,
+    /// Threads waiting for that read to end (`set_offload`).
+    read_waiters: u32,
     send_queue: VecDeque<QueuedSend>,
     queued_bytes: usize,
     /// The destination of the last send, parsed: a socket mostly sends to
@@ -161,11 +163,13 @@ pub struct Socket {
     read_done: Condvar,
 }
 
-/// One read of a socket in progress on the I/O thread (`begin_read`).
+/// One read of a socket in progress on the I/O thread (`begin_read`); it
+/// ends with `accept` (what was read is queued), or when dropped.
 pub struct Reading<'a> {
     socket: &'a Socket,
     fd: Arc<UdpSocket>,
     mode: ReadMode,
+    ended: bool,
 }
 
 impl Reading<'_> {
@@ -176,12 +180,21 @@ impl Reading<'_> {
     pub fn mode(&self) -> ReadMode {
         self.mode
     }
+
+    /// Counts and queues the `count` datagrams read into `*batch` (or
+    /// empties it if the socket closed meanwhile), and ends the read, all
+    /// under one lock.
+    pub fn accept(mut self, ctx: &Context, batch: &mut Option<Box<RecvBatch>>, count: usize) {
+        self.socket.accept_batch(ctx, batch, count);
+        self.ended = true;
+    }
 }
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
-        self.socket.state.lock().reading = false;
-        self.socket.read_done.notify_all();
+        if !self.ended {
+            self.socket.state.lock().end_read(&self.socket.read_done);
+        }
     }
 }
 
@@ -257,6 +270,7 @@ impl Socket {
                 read_mode: ReadMode::default(),
                 gso: sys::offload_support() & DGRAM_OFFLOAD_GSO != 0,
                 reading: false,
+                read_waiters: 0,
                 send_queue: VecDeque::new(),
                 queued_bytes: 0,
                 spare_buffers: Vec::new(),
@@ -980,13 +994,16 @@ impl Socket {
             socket: self,
             fd,
             mode: st.read_mode,
+            ended: false,
         })
     }
 
     /// Counts and queues the `count` datagrams just read into `*batch`, or
     /// empties it if the socket closed meanwhile (they are then nobody's).
-    pub fn accept_batch(&self, ctx: &Context, batch: &mut Option<Box<RecvBatch>>, count: usize) {
+    /// Ends the read (`reading`), in the same lock.
+    fn accept_batch(&self, ctx: &Context, batch: &mut Option<Box<RecvBatch>>, count: usize) {
         let mut st = self.state.lock();
+        st.end_read(&self.read_done);
         if st.closed {
             if let Some(batch) = batch.as_mut() {
                 drop(st);
@@ -1446,9 +1463,11 @@ impl Socket {
             // a buffer read that way came as one datagram). No read is under
             // way when this runs on the I/O thread, in a callback.
             st.read_mode.gro = true;
+            st.read_waiters += 1;
             while st.reading {
                 self.read_done.wait(&mut st);
             }
+            st.read_waiters -= 1;
             if let Err(err) = sys::set_int_option(st.raw_fd()?, sys::SOL_UDP, sys::UDP_GRO, 1) {
                 st.read_mode.gro = false;
                 return Err(err.into());
@@ -1525,6 +1544,14 @@ impl From<Destination> for Target {
 }
 
 impl State {
+    /// The I/O thread's read is over: wake whoever waits for that.
+    fn end_read(&mut self, done: &Condvar) {
+        self.reading = false;
+        if self.read_waiters > 0 {
+            done.notify_all();
+        }
+    }
+
     fn raw_fd(&self) -> Result<RawFd> {
         self.fd.as_ref().map(|fd| fd.as_raw_fd()).ok_or(Errno::BADF)
     }
