@@ -102,11 +102,13 @@ unsafe fn write_out<T>(s: *const dgram_socket, out: *mut T, get: impl FnOnce(&So
     Ok(())
 }
 
-fn result_int(result: Result<c_int>) -> c_int {
-    match result {
+/// [`guard`] for the functions returning a non-negative value or a
+/// negative code.
+fn guard_int(body: impl FnOnce() -> Result<c_int>) -> c_int {
+    guard(DGRAM_EINTERNAL, || match body() {
         Ok(value) => value,
         Err(Errno(code)) => code,
-    }
+    })
 }
 
 fn clamp_int(value: usize) -> c_int {
@@ -158,10 +160,7 @@ pub unsafe extern "C" fn dgram_context_new(opts: *const dgram_context_options) -
 /// do not close it, and do not read from it. `DGRAM_EINVAL` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
-    guard(DGRAM_EINTERNAL, || match context(ctx) {
-        Ok(ctx) => ctx.host_fd(),
-        Err(Errno(code)) => code,
-    })
+    guard_int(|| Ok(context(ctx)?.host_fd()))
 }
 
 /// Runs the callbacks of waiting events on the calling thread, without
@@ -700,17 +699,13 @@ pub unsafe extern "C" fn dgram_set_send_buffer_size(s: *mut dgram_socket, size: 
 /// error (`DGRAM_EBADF` when closed).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_get_recv_buffer_size(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        result_int(socket(s).and_then(|s| s.buffer_size(true)))
-    })
+    guard_int(|| socket(s)?.buffer_size(true))
 }
 
 /// SO_SNDBUF in bytes (Node `socket.getSendBufferSize`); as for the receive buffer.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_get_send_buffer_size(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        result_int(socket(s).and_then(|s| s.buffer_size(false)))
-    })
+    guard_int(|| socket(s)?.buffer_size(false))
 }
 
 /// Bytes accepted by `dgram_send`/`dgram_sendv`/`dgram_send_batch` and not
@@ -719,26 +714,14 @@ pub unsafe extern "C" fn dgram_get_send_buffer_size(s: *const dgram_socket) -> c
 /// every send went straight out. `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_send_queue_size(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        result_int(
-            socket(s)
-                .and_then(|s| s.send_queue_figures())
-                .map(|(bytes, _)| clamp_int(bytes)),
-        )
-    })
+    guard_int(|| Ok(clamp_int(socket(s)?.send_queue_figures()?.0)))
 }
 
 /// The number of datagrams counted by `dgram_send_queue_size` (Node
 /// `socket.getSendQueueCount`).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_send_queue_count(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        result_int(
-            socket(s)
-                .and_then(|s| s.send_queue_figures())
-                .map(|(_, count)| clamp_int(count)),
-        )
-    })
+    guard_int(|| Ok(clamp_int(socket(s)?.send_queue_figures()?.1)))
 }
 
 /// Lets the socket stop counting in `dgram_context_active` (Node
@@ -808,9 +791,7 @@ pub extern "C" fn dgram_offload_support() -> u32 {
 /// queue may exceed `max_pending_events` by up to 127 datagrams.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        result_int(socket(s).and_then(|s| s.set_offload(flags)).map(|f| f as i32))
-    })
+    guard_int(|| socket(s)?.set_offload(flags).map(|f| f as c_int))
 }
 
 /// The socket's offloads in effect now (`DGRAM_OFFLOAD_*` flags), or a
@@ -818,9 +799,7 @@ pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> 
 /// route's device refuses a UDP_SEGMENT write, the socket stops using it.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_get_offload(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || {
-        result_int(socket(s).and_then(|s| s.offload()).map(|f| f as i32))
-    })
+    guard_int(|| socket(s)?.offload().map(|f| f as c_int))
 }
 
 /// Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
@@ -842,10 +821,7 @@ pub unsafe extern "C" fn dgram_set_multicast_ttl(s: *mut dgram_socket, ttl: i32)
 /// blocking mode. `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_fileno(s: *const dgram_socket) -> c_int {
-    guard(DGRAM_EINTERNAL, || match socket(s).and_then(|s| s.fileno()) {
-        Ok(fd) => fd,
-        Err(Errno(code)) => code,
-    })
+    guard_int(|| socket(s)?.fileno())
 }
 
 // ---- errors and version ----------------------------------------------------------

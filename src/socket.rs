@@ -596,14 +596,7 @@ impl Socket {
             }
             Target::Peer if st.deferred.is_empty() => self.send_locked(&mut st, bufs, None, length, cb, send_data),
             target => {
-                let ctx = self.context()?;
-                let mut data = st.spare_buffers.pop().unwrap_or_default();
-                for buf in bufs {
-                    data.extend_from_slice(buf);
-                }
-                st.deferred_sends += 1;
-                st.deferred_bytes += data.len();
-                self.defer(&ctx, &mut st, Deferred::Send { data, cb, send_data }, target);
+                self.defer_send(&*self.context()?, &mut st, bufs, cb, send_data, target);
                 Ok(())
             }
         }
@@ -710,12 +703,8 @@ impl Socket {
         let ctx = self.context()?;
         if !st.deferred.is_empty() {
             for datagram in datagrams {
-                let mut data = st.spare_buffers.pop().unwrap_or_default();
-                data.extend_from_slice(datagram);
-                st.deferred_sends += 1;
-                st.deferred_bytes += data.len();
                 let target = dest.map_or(Target::Peer, Target::Addr);
-                self.defer(&ctx, &mut st, Deferred::Send { data, cb, send_data }, target);
+                self.defer_send(&ctx, &mut st, &[IoSlice::new(datagram)], cb, send_data, target);
             }
             return Ok(());
         }
@@ -845,6 +834,26 @@ impl Socket {
         st.deferred.push_back((op, target));
         ctx.add_pending(1);
         self.run_deferred(ctx, st);
+    }
+
+    /// Copies a datagram made of `bufs` and queues its send behind the
+    /// lookups before it, counted in the send queue's figures.
+    fn defer_send(
+        self: &Arc<Self>,
+        ctx: &Context,
+        st: &mut State,
+        bufs: &[IoSlice<'_>],
+        cb: dgram_send_cb,
+        send_data: UserPtr,
+        target: Target,
+    ) {
+        let mut data = st.spare_buffers.pop().unwrap_or_default();
+        for buf in bufs {
+            data.extend_from_slice(buf);
+        }
+        st.deferred_sends += 1;
+        st.deferred_bytes += data.len();
+        self.defer(ctx, st, Deferred::Send { data, cb, send_data }, target);
     }
 
     /// Runs the waiting operations whose address is known, in order, up to
