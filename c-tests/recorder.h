@@ -3,6 +3,11 @@
  * test to assert on afterwards.
  *
  *   event_log       the order of events, one letter each ("lLM", "LSSC")
+ *   sock_rec        everything one socket's callbacks saw: the event order,
+ *                   a count per kind, the last error, the first datagrams;
+ *                   rec_socket makes a socket with every handler recording
+ *                   into one, and an optional action hook lets a test act
+ *                   from inside a callback (close, free, send)
  *   inbox           how many datagrams a socket received, and the last one;
  *                   inbox_socket / inbox_socket_on_host make a socket
  *                   recording into one, check_inbox checks it
@@ -118,6 +123,177 @@ static inline void check_inbox_text(const inbox *in, int count, const char *text
                                     const char *from, uint16_t port,
                                     dgram_family family) {
     check_inbox(in, count, text, strlen(text), from, port, family);
+}
+
+/* ---- sock_rec ---------------------------------------------------------------
+ * Everything the callbacks of one socket saw, in one record that is the
+ * socket's userdata. Letters of `log`: l / L 'listening' (persistent
+ * handler / bind's one-shot callback), k / K 'connect' (persistent /
+ * one-shot), c / C 'close' (persistent / one-shot), E 'error', M 'message',
+ * ! a callback that must not run (rec_on_unexpected).
+ * The first REC_MSGS datagrams are kept (their first REC_MSG_CAP bytes and
+ * their whole length); with `in` set, every datagram is also stored whole
+ * in that inbox. Data first, counters last (test_add), so a thread that
+ * sees a count also sees what it counts. */
+#define REC_MSGS 16
+#define REC_MSG_CAP 64
+
+typedef struct sock_rec sock_rec;
+
+/* Called after each event is recorded, with its letter, on the thread the
+ * callback runs on: a test's own action from inside a callback. */
+typedef void (*sock_rec_action)(sock_rec *r, dgram_socket *s, char letter);
+
+struct sock_rec {
+    dgram_socket *s; /* every callback must come with this handle */
+    event_log log;
+    int listen_p, listen_once, connect_p, connect_once, close_p, close_once;
+    int errors;            /* 'error' events; the last one: */
+    int err_code;
+    char err_syscall[32];  /* "(null)" when the library gave none */
+    char err_hostname[256]; /* "" when the library gave none */
+    dgram_addr err_addr;
+    int count;                         /* datagrams */
+    size_t len[REC_MSGS];              /* their whole lengths */
+    uint8_t data[REC_MSGS][REC_MSG_CAP]; /* their first bytes */
+    dgram_addr rinfo[REC_MSGS];
+    inbox *in;             /* when set, every datagram is stored here too */
+    int freed;             /* the test released the handle: set it first */
+    int after_free;        /* callbacks that came after `freed` was set */
+    int bad;               /* callbacks with another handle */
+    int unexpected;        /* calls of rec_on_unexpected */
+    sock_rec_action action;
+    void *user;            /* the action's own data */
+};
+
+static inline void rec_note(sock_rec *r, dgram_socket *s, char letter) {
+    if (s != r->s)
+        r->bad++;
+    if (r->freed)
+        r->after_free++;
+    event_log_add(&r->log, letter);
+}
+
+static inline void rec_event(sock_rec *r, dgram_socket *s, char letter, int *count) {
+    rec_note(r, s, letter);
+    test_add(count, 1);
+    if (r->action)
+        r->action(r, s, letter);
+}
+
+static inline void rec_on_listening(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, 'l', &r->listen_p);
+}
+static inline void rec_on_listening_once(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, 'L', &r->listen_once);
+}
+static inline void rec_on_connect(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, 'k', &r->connect_p);
+}
+static inline void rec_on_connect_once(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, 'K', &r->connect_once);
+}
+static inline void rec_on_close(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, 'c', &r->close_p);
+}
+static inline void rec_on_close_once(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, 'C', &r->close_once);
+}
+
+static inline void rec_on_error(dgram_socket *s, const dgram_error *err, void *u) {
+    sock_rec *r = u;
+    r->err_code = err->code;
+    snprintf(r->err_syscall, sizeof r->err_syscall, "%s", err->syscall ? err->syscall : "(null)");
+    snprintf(r->err_hostname, sizeof r->err_hostname, "%s", err->hostname ? err->hostname : "");
+    r->err_addr = err->addr;
+    rec_event(r, s, 'E', &r->errors);
+}
+
+static inline void rec_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
+                                  const dgram_addr *rinfo, void *u) {
+    sock_rec *r = u;
+    int i = r->count;
+    if (i < REC_MSGS) {
+        memcpy(r->data[i], msg, len < REC_MSG_CAP ? len : REC_MSG_CAP);
+        r->len[i] = len;
+        r->rinfo[i] = *rinfo;
+    }
+    if (r->in)
+        inbox_store(r->in, s, msg, len, rinfo);
+    rec_event(r, s, 'M', &r->count);
+}
+
+/* A one-shot event callback that must never run (that of a call the
+ * library refused): counts in `unexpected`, letter '!'. */
+static inline void rec_on_unexpected(dgram_socket *s, void *u) {
+    sock_rec *r = u;
+    rec_event(r, s, '!', &r->unexpected);
+}
+
+/* Sets the persistent handlers of `s` ('listening', 'connect', 'close',
+ * 'error') to record into `r`, which must already be `s`'s userdata (with
+ * rec_on_message as its message callback, if it records datagrams too). */
+static inline void rec_attach(dgram_socket *s, sock_rec *r) {
+    r->s = s;
+    CHECK_OK(dgram_on_listening(s, rec_on_listening));
+    CHECK_OK(dgram_on_connect(s, rec_on_connect));
+    CHECK_OK(dgram_on_close(s, rec_on_close));
+    CHECK_OK(dgram_on_error(s, rec_on_error));
+}
+
+/* Creates a socket with `opts` (NULL: udp4 defaults) whose every handler
+ * records into `r` (cleared first). */
+static inline dgram_socket *rec_socket_with(dgram_context *ctx,
+                                            const dgram_socket_options *opts,
+                                            sock_rec *r) {
+    memset(r, 0, sizeof *r);
+    dgram_socket *s = test_socket_with(ctx, opts, rec_on_message, r);
+    rec_attach(s, r);
+    return s;
+}
+
+/* rec_socket_with for a socket of `type` with default options. */
+static inline dgram_socket *rec_socket(dgram_context *ctx, dgram_type type, sock_rec *r) {
+    dgram_socket_options opts = test_opts(type);
+    return rec_socket_with(ctx, &opts, r);
+}
+
+/* Host dispatch: binds `s` (recording into `r`) to address:port (0: the OS
+ * picks) with rec_on_listening_once, runs `ctx` until it came, and returns
+ * the port bound. */
+static inline uint16_t rec_bind_wait(dgram_context *ctx, dgram_socket *s, sock_rec *r,
+                                     int32_t port, const char *address) {
+    int before = test_load(&r->listen_once);
+    CHECK_OK(dgram_bind(s, port, address, rec_on_listening_once));
+    RUN_UNTIL(ctx, r->listen_once, before + 1);
+    uint16_t got = test_port(s);
+    CHECK(got != 0);
+    if (port)
+        CHECK_EQ(got, port);
+    return got;
+}
+
+/* Checks datagram `i` of `r`: `len` bytes equal to `bytes` (compared up to
+ * REC_MSG_CAP), from `from`:`port` of `family`. */
+static inline void rec_check_msg(const sock_rec *r, int i, const void *bytes, size_t len,
+                                 const char *from, uint16_t port, dgram_family family) {
+    CHECK(i < REC_MSGS);
+    CHECK(i < test_load(&r->count));
+    CHECK_EQ(r->len[i], len);
+    CHECK_MEM(r->data[i], bytes, len < REC_MSG_CAP ? len : REC_MSG_CAP);
+    CHECK_ADDR(&r->rinfo[i], from, port, family);
+}
+
+/* rec_check_msg for a datagram that is the text `text` (no NUL). */
+static inline void rec_check_text(const sock_rec *r, int i, const char *text,
+                                  const char *from, uint16_t port, dgram_family family) {
+    rec_check_msg(r, i, text, strlen(text), from, port, family);
 }
 
 /* ---- send_rec ---------------------------------------------------------------

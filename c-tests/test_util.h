@@ -5,9 +5,9 @@
  * network namespaces that clean themselves up. The recorders that callbacks
  * fill in are in recorder.h.
  *
- * Every test program is one process; a failed assertion exits 1, a test that
- * cannot run here exits TEST_SKIP (77, CTest's SKIP_RETURN_CODE) after saying
- * why. No timing is asserted anywhere: waits have generous limits that only
+ * Every case runs in a process of its own (test_runner.h); a failed
+ * assertion exits 1, a case that cannot run here exits TEST_SKIP (77,
+ * CTest's SKIP_RETURN_CODE) after saying why. No timing is asserted anywhere: waits have generous limits that only
  * turn a hang into a failure.
  */
 #ifndef DGRAM_TEST_UTIL_H
@@ -171,8 +171,12 @@ static inline void test_run_for(dgram_context *ctx, int ms) {
     }
 }
 
+/* Contexts made by test_context() and not yet finished: test_runner.h fails
+ * a case that returns with one still open. */
+static int test_open_contexts;
+
 /* Creates a context with `dispatch` mode and `max_pending_events` (0: the
- * default). */
+ * default). End it with test_context_finish(). */
 static inline dgram_context *test_context(dgram_dispatch dispatch,
                                           uint32_t max_pending_events) {
     dgram_context_options o;
@@ -181,7 +185,35 @@ static inline dgram_context *test_context(dgram_dispatch dispatch,
     o.max_pending_events = max_pending_events;
     dgram_context *ctx = dgram_context_new(&o);
     CHECK(ctx != NULL);
+    test_open_contexts++;
     return ctx;
+}
+
+/* Ends a context made by test_context(): dispatches (host mode) or waits
+ * (I/O-thread mode) until nothing is left active, for at most TEST_WAIT_MS,
+ * checks that dgram_context_active is 0 and frees the context. A case
+ * closes or frees its sockets first: a bound socket left open fails here. */
+static inline void test_context_finish(dgram_context *ctx) {
+    long long deadline = test_now_ms() + TEST_WAIT_MS;
+    while (dgram_context_active(ctx) != 0 && test_now_ms() < deadline) {
+        int rc = dgram_context_run(ctx, 10);
+        if (rc < 0)
+            FAIL("dgram_context_run: %s", dgram_err_name(rc));
+        if (rc == 0)
+            test_sleep_ms(1);
+    }
+    if (dgram_context_active(ctx) != 0)
+        FAIL("context still active (%u) at the end of the case",
+             dgram_context_active(ctx));
+    dgram_context_free(ctx);
+    test_open_contexts--;
+}
+
+/* For a context made by test_context() that the case freed some other way
+ * (from inside a callback, or to test dgram_context_free itself). */
+static inline void test_context_forget(dgram_context *ctx) {
+    (void)ctx;
+    test_open_contexts--;
 }
 
 /* Default socket options of `type`, to adjust before test_socket_with. */
@@ -450,7 +482,7 @@ static inline void test_netns_enter(int fd) {
 }
 
 /* Moves the whole process into a new network namespace with only `lo`, up.
- * Call it first in main(), before any thread or context exists. Exits with
+ * Call it first in a case, before any thread or context exists. Exits with
  * TEST_SKIP when namespaces cannot be made here. Returns the namespace's fd. */
 static inline int test_netns_isolate_or_skip(void) {
     if (geteuid() != 0)
@@ -466,7 +498,7 @@ static inline int test_netns_isolate_or_skip(void) {
  *     2001:db8::1/64
  *   host B (fd `peer_ns`): dgv1, 198.51.100.2/24, 2001:db8::2/64
  * Both have lo up and a route for IPv4 multicast (224.0.0.0/4) via the veth.
- * Call first in main(), before any thread or context exists. Exits with
+ * Call first in a case, before any thread or context exists. Exits with
  * TEST_SKIP when namespaces or `ip` are not available. */
 typedef struct {
     int self_ns;
