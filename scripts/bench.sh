@@ -12,9 +12,9 @@
 # Builds the library with `cargo build --release --locked` unless
 # DGRAM_LIB_DIR names a directory that already holds libdgram.so (its headers
 # are then taken from DGRAM_INCLUDE_DIR, else from $DGRAM_LIB_DIR/../../include
-# when that exists, else from include/). Installs what is missing (apt: cmake,
-# pkg-config, libuv1-dev, valgrind; pip: matplotlib), which needs root or an
-# environment where those are already present.
+# when that exists, else from include/). Installs what is missing through
+# scripts/lib/need.sh (apt: cmake, pkg-config, libuv1-dev, valgrind; pip:
+# matplotlib for the full run's chart); not root, it names what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,19 +26,11 @@ case "${1:-}" in
 esac
 
 echo "== dependencies"
-missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-pkg-config --exists libuv 2>/dev/null || missing+=(libuv1-dev)
-command -v valgrind >/dev/null || missing+=(valgrind)
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if ((!quick)) && ! python3 -c 'import matplotlib' 2>/dev/null; then
-    echo "installing: matplotlib (pip)"
-    python3 -m pip install -q matplotlib
+source scripts/lib/need.sh
+need cmake:cmake gcc:cc libc6-dev:/usr/include/stdio.h pkg-config:pkg-config \
+    libuv1-dev:/usr/include/uv.h valgrind:valgrind
+if ((!quick)); then
+    need_python_module matplotlib matplotlib
 fi
 command -v node >/dev/null || echo "note: node not found: the Node receiver will be skipped"
 

@@ -4,8 +4,9 @@
 # Cross-builds libdgram.so and libdgram.a for Raspberry Pi OS, cross-compiles
 # the whole C suite against them and runs it under qemu-user. On a fresh
 # Debian machine it first installs what it needs:
-#   - Debian: the target's gcc, binutils and glibc (gcc-<triple>), qemu-user,
-#     cmake, iproute2 and util-linux (for the network-namespace tests);
+#   - Debian: the target's gcc, binutils and glibc (gcc-<triple>,
+#     libc6-dev-<arch>-cross), qemu-user, cmake, iproute2, util-linux and
+#     mount (for the network-namespace tests), through scripts/lib/need.sh;
 #   - rustup: the Rust standard library for the target;
 #   - PyPI: cargo-zigbuild and ziglang, which link against an old glibc
 #     (2.31, Raspberry Pi OS bullseye) so the .so loads on bullseye and on
@@ -53,51 +54,21 @@ glibc_floor=2.31
 zigbuild_version=0.24.1
 ziglang_version=0.17.1
 
-# bullseye_sysroot ARCH: prints a directory holding Debian bullseye's libc6
-# for ARCH, downloaded (once) into build/ and verified against the release
-# file signed by Debian's archive key.
-bullseye_sysroot() {
-    local deb_arch=$1 dir="$PWD/build/sysroot-bullseye-$1" mirror=http://deb.debian.org/debian
-    if [[ -e $dir/.complete ]]; then
-        echo "$dir"
-        return
-    fi
-    local tmp
-    tmp=$(mktemp -d)
-    curl -fsS "$mirror/dists/bullseye/InRelease" -o "$tmp/InRelease"
-    gpgv --quiet --keyring /usr/share/keyrings/debian-archive-keyring.gpg "$tmp/InRelease" >&2
-    local index_sha
-    index_sha=$(awk -v f="main/binary-$deb_arch/Packages.xz" '/^SHA256:/{s=1; next} /^[^ ]/{s=0} s && $3 == f {print $1}' "$tmp/InRelease")
-    curl -fsS "$mirror/dists/bullseye/main/binary-$deb_arch/Packages.xz" -o "$tmp/Packages.xz"
-    echo "$index_sha  $tmp/Packages.xz" | sha256sum --check --quiet >&2
-    local filename deb_sha
-    read -r filename deb_sha < <(xz -dc "$tmp/Packages.xz" |
-        awk '/^Package: libc6$/{p=1} p && /^Filename:/{f=$2} p && /^SHA256:/{h=$2} p && /^$/{print f, h; exit}')
-    curl -fsS "$mirror/$filename" -o "$tmp/libc6.deb"
-    echo "$deb_sha  $tmp/libc6.deb" | sha256sum --check --quiet >&2
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    dpkg-deb -x "$tmp/libc6.deb" "$dir"
-    touch "$dir/.complete"
-    rm -rf "$tmp"
-    echo "$dir"
-}
-
 echo "== packages for $arch ($rust_target)"
-missing=()
-command -v "$triple-gcc" >/dev/null || missing+=("gcc-$triple")
-command -v "$qemu" >/dev/null || missing+=(qemu-user)
-command -v cmake >/dev/null || missing+=(cmake)
-command -v ip >/dev/null || missing+=(iproute2)
-command -v nsenter >/dev/null || missing+=(util-linux)
-command -v curl >/dev/null || missing+=(curl)
-command -v gpgv >/dev/null || missing+=(gpgv)
-command -v xz >/dev/null || missing+=(xz-utils)
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/lib/need.sh
+# The cross glibc (crt objects, the loader qemu runs) is only a Recommends of
+# the cross gcc: name it, and check for its files, not for the gcc alone.
+need "gcc-$triple:$triple-gcc" \
+    "libc6-dev-$arch-cross:/usr/$triple/lib/Scrt1.o" \
+    "libc6-dev-$arch-cross:/usr/$triple/lib/crti.o" \
+    "libc6-$arch-cross:/usr/$triple/lib/libc.so.6" \
+    "binutils-$triple:$triple-objdump" \
+    qemu-user:"$qemu" \
+    cmake:cmake \
+    iproute2:ip \
+    iproute2:tc \
+    util-linux:nsenter \
+    mount:mount
 if ! rustup target list --installed | grep -qx "$rust_target"; then
     rustup target add "$rust_target"
 fi
@@ -147,18 +118,23 @@ fi
 echo "== C suite under $qemu"
 (cd "$build" && ctest --output-on-failure -j"$(nproc)" --timeout 600)
 
-# The suite above runs on bookworm's glibc (Debian's cross sysroot). Prove the
-# floor too: the echo demo, compiled by zig for glibc 2.31, runs against the
-# .so on Debian bullseye's own glibc 2.31 (what Raspberry Pi OS bullseye
-# ships). The package is fetched from deb.debian.org and checked against the
-# signed release file, as apt would.
+# The suite above runs on bookworm's glibc (Debian's cross sysroot). The
+# floor itself is proved by what the binaries ask for: elf_libdgram checks
+# that libdgram.so needs no GLIBC_ version above the floor, and here a
+# consumer linked by zig against glibc 2.31's stubs (what Raspberry Pi OS
+# bullseye ships) must need none above it either, and must run.
 if [[ $glibc_floor == 2.31 ]]; then
-    echo "== load test on Debian bullseye's glibc 2.31"
-    sysroot=$(bullseye_sysroot "$arch")
+    echo "== a consumer linked for glibc $glibc_floor"
     zig_target=$([[ $arch == armhf ]] && echo arm-linux-gnueabihf || echo aarch64-linux-gnu)
+    echo_bin="$build/echo_glibc_$glibc_floor"
     python3 -m ziglang cc -target "$zig_target.$glibc_floor" -O2 -Iinclude examples/echo.c \
-        -L"$libdir" -ldgram -Wl,-rpath,"$libdir" -o "$build/echo_glibc_$glibc_floor"
-    "$qemu" -L "$sysroot" "$build/echo_glibc_$glibc_floor"
-    # Not the build machine's libc by accident: ask the emulated loader.
-    "$qemu" -L "$sysroot" "$sysroot/lib/$triple/libc.so.6" | head -n 1
+        -L"$libdir" -ldgram -Wl,-rpath,"$libdir" -o "$echo_bin"
+    highest=$("$triple-objdump" -T "$echo_bin" "$libdir/libdgram.so" |
+        grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)
+    echo "highest GLIBC_ version needed: $highest"
+    if [[ $(printf '%s\n%s\n' "$highest" "$glibc_floor" | sort -V | tail -n 1) != "$glibc_floor" ]]; then
+        echo "needs GLIBC_$highest, above the floor $glibc_floor" >&2
+        exit 1
+    fi
+    "$qemu" -L "/usr/$triple" "$echo_bin"
 fi

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds libdgram and the echo demo (examples/echo.c), then runs it: a UDP
-# echo server and client over 127.0.0.1 in one process.
+# echo server and client over 127.0.0.1 in one process. Installs a C
+# compiler first when run as root on a machine without one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/need.sh
+need gcc:cc libc6-dev:/usr/include/stdio.h
 cargo build --release --locked
 mkdir -p build
 # The library's SONAME is libdgram.so.0; cargo writes only libdgram.so.

@@ -35,18 +35,8 @@ case "${1:-}" in
 esac
 
 # ---- tools -------------------------------------------------------------------
-missing=()
-command -v ip >/dev/null || missing+=(iproute2)
-command -v unshare >/dev/null || missing+=(util-linux)
-if ((${#missing[@]})); then
-    if [ "$(id -u)" != 0 ]; then
-        echo "missing: ${missing[*]} (install them, or run as root)" >&2
-        exit 1
-    fi
-    echo "== installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source scripts/lib/need.sh
+need iproute2:ip util-linux:unshare gcc:cc libc6-dev:/usr/include/stdio.h
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
     cargo install cargo-fuzz --locked --version 0.13.2

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of libdgram: the header check, the Rust unit tests, and the
-# C suite under CTest (each C test program also runs under valgrind memcheck).
+# C suite under CTest, one entry per case (each case also under valgrind
+# memcheck), with the examples and the JavaScript host's tests.
 #
-# Needs: cargo, a C compiler, cmake and valgrind; root for the tests that make
-# network namespaces (they report themselves skipped otherwise).
+# Installs what it needs when run as root (scripts/lib/need.sh); otherwise
+# stops at once with the apt-get command to run. The network-namespace tests
+# need root; without it they report themselves skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/need.sh
+
+need_c_suite
 
 echo "== build (release) and header check"
 cargo build --release --locked
@@ -19,7 +24,7 @@ fi
 echo "== Rust unit tests"
 cargo test --release --locked
 
-echo "== C test suite (CTest, with valgrind memcheck)"
+echo "== C test suite (CTest: one entry per case, also under valgrind memcheck)"
 build=build/c-tests
 cmake -S c-tests -B "$build" -DDGRAM_LIB_DIR="$PWD/target/release" >/dev/null
 cmake --build "$build" -j"$(nproc)"
