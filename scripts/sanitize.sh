@@ -128,15 +128,15 @@ tsan_c() {
 run "tsan  C programs" tsan_c
 
 if ! $only_ci; then
-    # Miri interprets; it has no epoll, eventfd or recvmmsg, so it runs the
-    # unit tests that touch no socket: address parsing and formatting
-    # (addr::), the error table (error::) and the send queue's bounds and
-    # destination cache (socket::tests). Not batch:: and context::: their
-    # tests start a real context with its I/O thread.
-    miri_tests=(addr:: error:: socket::tests::)
-    step "miri: ${miri_tests[*]}"
-    run "miri  cargo miri test (${miri_tests[*]})" env -u RUSTC_BOOTSTRAP \
-        cargo +nightly miri test --locked --lib --target-dir target/miri -- "${miri_tests[@]}"
+    # Miri interprets; it has no socket, epoll, eventfd or recvmmsg. The
+    # unit tests that need one are marked `cfg_attr(miri, ignore = why)`
+    # and listed as ignored, with the reason: those of addr:: that look up
+    # interfaces through a socket, and those of batch:: and context:: that
+    # start a context with its I/O thread. The rest run: address parsing,
+    # the error table, the send queue's bounds and destination cache.
+    step "miri: the Rust unit tests"
+    run "miri  cargo miri test --lib" env -u RUSTC_BOOTSTRAP \
+        cargo +nightly miri test --locked --lib --target-dir target/miri
 fi
 
 echo

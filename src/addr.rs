@@ -309,6 +309,18 @@ mod tests {
         UdpSocket::bind("127.0.0.1:0").unwrap()
     }
 
+    /// The fd for tests that name no interface: a real socket's, or -1
+    /// under Miri, which cannot make sockets (nothing then looks it up).
+    fn probe_fd() -> (Option<UdpSocket>, i32) {
+        if cfg!(miri) {
+            (None, -1)
+        } else {
+            let sock = probe();
+            let fd = sock.as_raw_fd();
+            (Some(sock), fd)
+        }
+    }
+
     fn lo_index(s: &UdpSocket) -> u32 {
         sys::interface_index(s.as_raw_fd(), "lo")
     }
@@ -330,8 +342,7 @@ mod tests {
 
     #[test]
     fn literals_of_the_right_family() {
-        let sock = probe();
-        let fd = sock.as_raw_fd();
+        let (_sock, fd) = probe_fd();
         assert_eq!(
             parse_literal(c"127.0.0.1", Family::V4, fd),
             Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
@@ -361,6 +372,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "looks up interfaces through a socket, which Miri cannot make")]
     fn zones() {
         let sock = probe();
         let fd = sock.as_raw_fd();
@@ -383,8 +395,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let sock = probe();
-        let fd = sock.as_raw_fd();
+        let (_sock, fd) = probe_fd();
         let addr = |text: &str| Ok(Destination::Addr(text.parse().unwrap()));
         assert_eq!(bind_target(None, 0, Family::V4, fd), addr("0.0.0.0:0"));
         assert_eq!(bind_target(None, 7, Family::V6, fd), addr("[::]:7"));
@@ -395,8 +406,7 @@ mod tests {
 
     #[test]
     fn host_names_are_deferred_and_malformed_text_is_not() {
-        let sock = probe();
-        let fd = sock.as_raw_fd();
+        let (_sock, fd) = probe_fd();
         let name = |text: &CStr, port| Ok(Destination::Name(text.to_owned(), port));
         assert_eq!(
             send_target(Some(c"example.com"), 9, Family::V4, fd),
@@ -448,8 +458,7 @@ mod tests {
 
     #[test]
     fn multicast_groups_and_interfaces() {
-        let sock = probe();
-        let fd = sock.as_raw_fd();
+        let (_sock, fd) = probe_fd();
         assert!(multicast_group(c"239.1.2.3", Family::V4, fd).is_ok());
         assert_eq!(multicast_group(c"10.0.0.1", Family::V4, fd), Err(Errno::INVAL));
         assert!(multicast_group(c"ff02::1", Family::V6, fd).is_ok());
@@ -457,6 +466,13 @@ mod tests {
         assert_eq!(membership_interface_v4(None), Ok(Ipv4Addr::UNSPECIFIED));
         assert_eq!(membership_interface_v4(Some(c"eth0")), Err(Errno::INVAL));
         assert_eq!(membership_interface_v6(None, fd), Ok(0));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "looks up interfaces through a socket, which Miri cannot make")]
+    fn multicast_interfaces_by_name() {
+        let sock = probe();
+        let fd = sock.as_raw_fd();
         assert_eq!(membership_interface_v6(Some(c"::%lo"), fd), Ok(lo_index(&sock)));
         assert_eq!(membership_interface_v6(Some(c"lo"), fd), Ok(lo_index(&sock)));
         assert_eq!(membership_interface_v6(Some(c"zz%lo"), fd), Err(Errno::INVAL));
@@ -464,7 +480,6 @@ mod tests {
 
     #[test]
     fn formatting() {
-        let sock = probe();
         let v4 = to_c(&"127.0.0.1:5353".parse().unwrap());
         assert_eq!(
             (text(&v4).as_str(), v4.port, v4.family),
@@ -477,6 +492,12 @@ mod tests {
         );
         let longest = to_c(&"[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1".parse().unwrap());
         assert_eq!(text(&longest), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "looks up interfaces through a socket, which Miri cannot make")]
+    fn formatting_zones() {
+        let sock = probe();
         let lo = lo_index(&sock);
         let zoned = to_c(&SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 1, 0, lo)));
         assert_eq!(text(&zoned), "fe80::1%lo");

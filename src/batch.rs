@@ -417,6 +417,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "starts a context and its I/O thread (epoll), which Miri cannot run")]
     fn absorb_packs_behind_and_keeps_order_and_runs() {
         let ctx = Context::new(Mode::Host, 0).unwrap();
         let (a, b) = (socket(&ctx), socket(&ctx));
@@ -450,6 +451,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "starts a context and its I/O thread (epoll), which Miri cannot run")]
     fn compact_packs_then_absorbs_a_full_read() {
         let ctx = Context::new(Mode::Host, 0).unwrap();
         let a = socket(&ctx);
@@ -475,6 +477,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "starts a context and its I/O thread (epoll), which Miri cannot run")]
     fn compact_keeps_back_to_back_gro_datagrams_intact() {
         // A GRO buffer of 7-byte datagrams, split: entries at 0, 7, 14, ...
         // of one slot. Aligning each to 8 would move them forwards.
@@ -509,6 +512,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "starts a context and its I/O thread (epoll), which Miri cannot run")]
     fn absorb_refuses_what_does_not_fit() {
         let ctx = Context::new(Mode::Host, 0).unwrap();
         let a = socket(&ctx);
@@ -526,6 +530,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "starts a context and its I/O thread (epoll), which Miri cannot run")]
     fn pool_is_bounded_and_reuses() {
         let pool = BatchPool::new(2);
         let a = pool.take().unwrap();

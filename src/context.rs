@@ -708,6 +708,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "starts a context and its I/O thread (epoll), which Miri cannot run")]
     fn activity_accounting_and_dispatch_counts() {
         let ctx = Context::new(Mode::Host, 0).unwrap();
         let seen = Seen {

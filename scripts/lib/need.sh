@@ -39,10 +39,10 @@ need() {
     fi
     echo "== installing (apt-get): ${missing[*]}"
     if [[ -z ${NEED_APT_UPDATED:-} ]]; then
-        apt-get update -qq
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
         export NEED_APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
     for path in "${paths[@]}"; do
         if ! need_have "$path"; then
             echo "still missing after apt-get install: $path" >&2
