@@ -140,8 +140,9 @@ static inline void check_inbox_text(const inbox *in, int count, const char *text
 
 typedef struct sock_rec sock_rec;
 
-/* Called after each event is recorded, with its letter, on the thread the
- * callback runs on: a test's own action from inside a callback. */
+/* Called for each event once it is logged and counted, with its letter, on
+ * the thread the callback runs on: a test's own action from inside a
+ * callback. */
 typedef void (*sock_rec_action)(sock_rec *r, dgram_socket *s, char letter);
 
 struct sock_rec {
@@ -174,6 +175,10 @@ static inline void rec_note(sock_rec *r, dgram_socket *s, char letter) {
     event_log_add(&r->log, letter);
 }
 
+/* The action runs after the count is published, so it sees its own event
+ * counted (r->count - 1 is the datagram's index). A thread waiting on a
+ * count may therefore see it before the action's effects: wait on what the
+ * action does instead. */
 static inline void rec_event(sock_rec *r, dgram_socket *s, char letter, int *count) {
     rec_note(r, s, letter);
     test_add(count, 1);

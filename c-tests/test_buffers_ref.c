@@ -10,6 +10,7 @@
  * network namespace of their own), with ports chosen by the OS.
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <limits.h>
 #include <netinet/in.h>
@@ -47,7 +48,7 @@ static void wait_fd_readable(dgram_context *ctx) {
 }
 
 /* dgram_context_run(ctx, -1) must return `want` without blocking; a hang
- * trips a 20 s alarm (the test's overall watchdog is restored after). */
+ * trips a 20 s alarm (the case's own watchdog is restored after). */
 static void check_run_forever_returns(dgram_context *ctx, int want) {
     unsigned left = alarm(20);
     int rc = dgram_context_run(ctx, -1);
@@ -102,7 +103,6 @@ static void set_and_check(dgram_socket *s, const buffer_kind *k, int size) {
 /* Sizes <= 0 are EINVAL and change nothing; 65536 reads back as the
  * kernel has it, before and after bind; a closed socket is EBADF. */
 static void buffer_sizes(dgram_type type) {
-    printf("test_buffer_sizes_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_socket *s = test_socket(ctx, type, NULL, NULL);
     for (int i = 0; i < 2; i++) {
@@ -137,7 +137,7 @@ static void buffer_sizes(dgram_type type) {
         CHECK_CODE(kinds[i].get(s), DGRAM_EBADF);
     }
     dgram_socket_free(s);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_buffer_sizes_udp4(void) { buffer_sizes(DGRAM_UDP4); }
 static void test_buffer_sizes_udp6(void) { buffer_sizes(DGRAM_UDP6); }
@@ -153,7 +153,6 @@ static void check_queue(const dgram_socket *s, int bytes, int count) {
  * machine's loopback, default buffers): before and after their
  * completions; EBADF when closed, EINVAL for NULL. */
 static void send_queue_idle(dgram_type type) {
-    printf("test_send_queue_idle_%s\n", test_type_name(type));
     const char *lo = test_loopback(type);
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     inbox in;
@@ -191,7 +190,7 @@ static void send_queue_idle(dgram_type type) {
     CHECK_CODE(dgram_send_queue_count(s), DGRAM_EBADF);
     dgram_socket_free(s);
     dgram_socket_free(rx);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_send_queue_idle_udp4(void) { send_queue_idle(DGRAM_UDP4); }
 static void test_send_queue_idle_udp6(void) { send_queue_idle(DGRAM_UDP6); }
@@ -221,7 +220,6 @@ static void kick_loopback(void) {
  * when the qdisc is made fast, the queue drains in order, every send
  * completes once, and the figures return to 0. */
 static void test_send_queue_held_back(void) {
-    printf("test_send_queue_held_back\n");
     int orig = test_slow_lo_enter();
     if (orig < 0)
         test_skip("test_send_queue_held_back needs root, ip and tc for a slow private loopback");
@@ -295,8 +293,8 @@ static void test_send_queue_held_back(void) {
 
     dgram_socket_free(s);
     dgram_socket_free(sink);
-    dgram_context_free(ctx);
-    dgram_context_free(sink_ctx);
+    test_context_finish(ctx);
+    test_context_finish(sink_ctx);
     test_slow_lo_leave(orig);
 }
 
@@ -307,11 +305,11 @@ static void test_send_queue_held_back(void) {
  * not count its bind or 'listening' until ref. 'close' counts even when
  * unref'd. EBADF when closed, EINVAL for NULL. */
 static void test_ref_unref_counting(void) {
-    printf("test_ref_unref_counting\n");
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    dgram_socket *s = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
+    sock_rec rs, ru;
+    dgram_socket *s = rec_socket(ctx, DGRAM_UDP4, &rs);
     CHECK_EQ(dgram_context_active(ctx), 0);
-    test_bind_wait(ctx, s, 0, "127.0.0.1");
+    rec_bind_wait(ctx, s, &rs, 0, "127.0.0.1");
     CHECK_EQ(dgram_context_active(ctx), 1);
 
     CHECK_OK(dgram_socket_unref(s));
@@ -330,17 +328,17 @@ static void test_ref_unref_counting(void) {
     CHECK_EQ(dgram_context_active(ctx), 1);
 
     /* unref'd before bind: neither the bind nor its 'listening' counts */
-    dgram_socket *u = test_socket(ctx, DGRAM_UDP6, NULL, NULL);
+    dgram_socket *u = rec_socket(ctx, DGRAM_UDP6, &ru);
     CHECK_OK(dgram_socket_unref(u));
     CHECK_EQ(dgram_context_active(ctx), 1);
-    int before = test_load(&test_listenings);
-    CHECK_OK(dgram_bind(u, 0, "::1", test_count_listening));
+    CHECK_OK(dgram_bind(u, 0, "::1", rec_on_listening_once));
     CHECK_EQ(dgram_context_active(ctx), 1);
     CHECK_OK(dgram_socket_ref(u));
     CHECK_EQ(dgram_context_active(ctx), 1 + 2); /* s; u bound + its 'listening' */
-    RUN_UNTIL(ctx, test_listenings, before + 1);
+    RUN_UNTIL(ctx, ru.listen_once, 1);
     test_run_for(ctx, 20);
-    CHECK_EQ(test_load(&test_listenings), before + 1);
+    CHECK_EQ(ru.listen_once, 1);
+    CHECK_STR(ru.log.text, "lL");
     CHECK_EQ(dgram_context_active(ctx), 2);
 
     /* 'close' counts even for an unref'd socket */
@@ -351,6 +349,7 @@ static void test_ref_unref_counting(void) {
     CHECK_CODE(dgram_socket_ref(u), DGRAM_EBADF);
     CHECK_CODE(dgram_socket_unref(u), DGRAM_EBADF);
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
+    CHECK_STR(ru.log.text, "lLc");
     CHECK_EQ(dgram_context_active(ctx), 1);
 
     CHECK_CODE(dgram_socket_ref(NULL), DGRAM_EINVAL);
@@ -359,17 +358,18 @@ static void test_ref_unref_counting(void) {
     CHECK_CODE(dgram_socket_ref(s), DGRAM_EBADF);
     CHECK_CODE(dgram_socket_unref(s), DGRAM_EBADF);
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
+    CHECK_STR(rs.log.text, "lLc");
     CHECK_EQ(dgram_context_active(ctx), 0);
+    CHECK_EQ(rs.bad + ru.bad, 0);
     dgram_socket_free(u);
     dgram_socket_free(s);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
 /* An unref'd socket still receives: its datagrams do not count, run(-1)
  * returns 0 at once without delivering them, and dispatch delivers them
  * (exact bytes and sender). The sender lives in another context. */
 static void unref_still_receives(dgram_type type) {
-    printf("test_unref_still_receives_%s\n", test_type_name(type));
     const char *lo = test_loopback(type);
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_context *tx_ctx = test_context(DGRAM_DISPATCH_HOST, 0);
@@ -407,15 +407,14 @@ static void unref_still_receives(dgram_type type) {
 
     dgram_socket_free(tx);
     dgram_socket_free(rx);
-    dgram_context_free(tx_ctx);
-    dgram_context_free(ctx);
+    test_context_finish(tx_ctx);
+    test_context_finish(ctx);
 }
 static void test_unref_still_receives_udp4(void) { unref_still_receives(DGRAM_UDP4); }
 static void test_unref_still_receives_udp6(void) { unref_still_receives(DGRAM_UDP6); }
 
 /* Send completions of an unref'd socket still count until dispatched. */
 static void test_unref_send_completion_counts(void) {
-    printf("test_unref_send_completion_counts\n");
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_context *rx_ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     inbox in;
@@ -449,27 +448,18 @@ static void test_unref_send_completion_counts(void) {
 
     dgram_socket_free(s);
     dgram_socket_free(rx);
-    dgram_context_free(rx_ctx);
-    dgram_context_free(ctx);
+    test_context_finish(rx_ctx);
+    test_context_finish(ctx);
 }
 
-int main(void) {
-    test_watchdog(120);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    static void (*const tests[])(void) = {
-        test_buffer_sizes_udp4,
-        test_buffer_sizes_udp6,
-        test_send_queue_idle_udp4,
-        test_send_queue_idle_udp6,
-        test_ref_unref_counting,
-        test_unref_still_receives_udp4,
-        test_unref_still_receives_udp6,
-        test_unref_send_completion_counts,
-        /* last: it skips the program where namespaces cannot be made */
-        test_send_queue_held_back,
-    };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        tests[i]();
-    printf("all passed\n");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_buffer_sizes_udp4),
+    TEST_ENTRY(test_buffer_sizes_udp6),
+    TEST_ENTRY(test_send_queue_idle_udp4),
+    TEST_ENTRY(test_send_queue_idle_udp6),
+    TEST_ENTRY(test_ref_unref_counting),
+    TEST_ENTRY(test_unref_still_receives_udp4),
+    TEST_ENTRY(test_unref_still_receives_udp6),
+    TEST_ENTRY(test_unref_send_completion_counts),
+    TEST_ENTRY(test_send_queue_held_back),
+)

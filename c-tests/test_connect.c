@@ -11,122 +11,26 @@
  * Unicast only, over 127.0.0.1 and ::1, with ports chosen by the OS.
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <netinet/in.h>
 
-/* ---- recorder ------------------------------------------------------------- */
-
-#define MAX_MSGS 16
-#define MSG_CAP 64
-
-/* Everything one socket's callbacks saw. The log letters: l/L 'listening'
- * (persistent/one-shot), k/K 'connect', c/C 'close', E 'error', M 'message'.
- * Callbacks may run on the I/O thread: data first, counters last. */
-typedef struct {
-    dgram_socket *s; /* every callback must come with this handle */
-    event_log log;
-    int listen_p, listen_once, connect_p, connect_once, close_p, close_once;
-    int errors;
-    int err_code;
-    char err_syscall[32];
-    dgram_addr err_addr;
-    int count; /* datagrams */
-    size_t len[MAX_MSGS];
-    uint8_t data[MAX_MSGS][MSG_CAP];
-    dgram_addr rinfo[MAX_MSGS];
-    int bad; /* callbacks with the wrong handle, or too many datagrams */
-} crec;
-
-static void note(crec *r, dgram_socket *s, char letter) {
-    if (s != r->s)
-        r->bad++;
-    event_log_add(&r->log, letter);
-}
-
-static void on_msg(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                   void *userdata) {
-    crec *r = userdata;
-    note(r, s, 'M');
-    int i = r->count;
-    if (i >= MAX_MSGS || len > MSG_CAP) {
-        r->bad++;
-        return;
-    }
-    memcpy(r->data[i], msg, len);
-    r->len[i] = len;
-    r->rinfo[i] = *rinfo;
-    test_add(&r->count, 1);
-}
-
-static void on_listen_p(dgram_socket *s, void *u) {
-    note(u, s, 'l');
-    test_add(&((crec *)u)->listen_p, 1);
-}
-static void on_listen_once(dgram_socket *s, void *u) {
-    note(u, s, 'L');
-    test_add(&((crec *)u)->listen_once, 1);
-}
-static void on_connect_p(dgram_socket *s, void *u) {
-    note(u, s, 'k');
-    test_add(&((crec *)u)->connect_p, 1);
-}
-static void on_connect_once(dgram_socket *s, void *u) {
-    note(u, s, 'K');
-    test_add(&((crec *)u)->connect_once, 1);
-}
-static void on_close_p(dgram_socket *s, void *u) {
-    note(u, s, 'c');
-    test_add(&((crec *)u)->close_p, 1);
-}
-static void on_close_once(dgram_socket *s, void *u) {
-    note(u, s, 'C');
-    test_add(&((crec *)u)->close_once, 1);
-}
-
-static void on_err(dgram_socket *s, const dgram_error *err, void *userdata) {
-    crec *r = userdata;
-    note(r, s, 'E');
-    r->err_code = err->code;
-    snprintf(r->err_syscall, sizeof r->err_syscall, "%s", err->syscall ? err->syscall : "(null)");
-    r->err_addr = err->addr;
-    test_add(&r->errors, 1);
-}
-
-/* A socket of `type` whose every handler records into `r` (cleared). */
-static dgram_socket *rec_socket(dgram_context *ctx, dgram_type type, crec *r) {
-    memset(r, 0, sizeof *r);
-    dgram_socket *s = test_socket(ctx, type, on_msg, r);
-    r->s = s;
-    CHECK_OK(dgram_on_listening(s, on_listen_p));
-    CHECK_OK(dgram_on_connect(s, on_connect_p));
-    CHECK_OK(dgram_on_close(s, on_close_p));
-    CHECK_OK(dgram_on_error(s, on_err));
-    return s;
-}
-
-/* Host dispatch: binds to `address` port 0, runs until 'listening', and
- * returns the port. */
-static uint16_t bind_wait(dgram_context *ctx, dgram_socket *s, crec *r, const char *address) {
-    int before = test_load(&r->listen_once);
-    CHECK_OK(dgram_bind(s, 0, address, on_listen_once));
-    RUN_UNTIL(ctx, r->listen_once, before + 1);
-    return test_port(s);
-}
+/* ---- helpers ------------------------------------------------------------- */
 
 /* A bound socket of `type` on the loopback address, 'listening' delivered. */
-static dgram_socket *peer_socket(dgram_context *ctx, dgram_type type, crec *r, uint16_t *port) {
+static dgram_socket *peer_socket(dgram_context *ctx, dgram_type type, sock_rec *r, uint16_t *port) {
     dgram_socket *s = rec_socket(ctx, type, r);
-    *port = bind_wait(ctx, s, r, test_loopback(type));
+    *port = rec_bind_wait(ctx, s, r, 0, test_loopback(type));
     CHECK_STR(r->log.text, "lL");
     return s;
 }
 
 /* Host dispatch: connects `s` to the loopback address of `type`:`port` and
  * runs until the one-shot 'connect'. */
-static void connect_wait(dgram_context *ctx, dgram_socket *s, crec *r, dgram_type type,
+static void connect_wait(dgram_context *ctx, dgram_socket *s, sock_rec *r, dgram_type type,
                          uint16_t port) {
     int before = test_load(&r->connect_once);
-    CHECK_OK(dgram_connect(s, port, test_loopback(type), on_connect_once));
+    CHECK_OK(dgram_connect(s, port, test_loopback(type), rec_on_connect_once));
     RUN_UNTIL(ctx, r->connect_once, before + 1);
 }
 
@@ -134,12 +38,10 @@ static dgram_family family_of(dgram_type type) {
     return type == DGRAM_UDP4 ? DGRAM_IPV4 : DGRAM_IPV6;
 }
 
-/* Checks datagram `i` of `r`: the text `text`, from `from`:`port`. */
-static void check_msg(const crec *r, int i, const char *text, dgram_type type, uint16_t port) {
-    CHECK(i < test_load(&r->count));
-    CHECK_EQ(r->len[i], strlen(text));
-    CHECK_MEM(r->data[i], text, strlen(text));
-    CHECK_ADDR(&r->rinfo[i], test_loopback(type), port, family_of(type));
+/* Checks datagram `i` of `r`: the text `text`, from the loopback address of
+ * `type`, port `port`. */
+static void check_msg(const sock_rec *r, int i, const char *text, dgram_type type, uint16_t port) {
+    rec_check_text(r, i, text, test_loopback(type), port, family_of(type));
 }
 
 static void check_remote(const dgram_socket *s, dgram_type type, uint16_t port) {
@@ -189,9 +91,8 @@ static uint16_t dead_port(dgram_type type) {
  * (the implicit bind's, persistent handler only) and 'connect' (persistent,
  * then one-shot), once each; the socket has a local port and the peer. */
 static void connect_unbound(dgram_type type) {
-    printf("test_connect_unbound_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr;
+    sock_rec pr, cr;
     uint16_t pport;
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
     dgram_socket *c = rec_socket(ctx, type, &cr);
@@ -199,7 +100,7 @@ static void connect_unbound(dgram_type type) {
     CHECK_CODE(dgram_address(c, &a), DGRAM_EBADF); /* not bound yet */
     CHECK_EQ(dgram_context_active(ctx), 1);
 
-    CHECK_OK(dgram_connect(c, pport, test_loopback(type), on_connect_once));
+    CHECK_OK(dgram_connect(c, pport, test_loopback(type), rec_on_connect_once));
     CHECK_STR(cr.log.text, "");
     /* bound + undelivered 'listening' and 'connect' */
     CHECK_EQ(dgram_context_active(ctx), 1 + 3);
@@ -223,7 +124,7 @@ static void connect_unbound(dgram_type type) {
 
     dgram_socket_free(c);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_connect_unbound_udp4(void) { connect_unbound(DGRAM_UDP4); }
 static void test_connect_unbound_udp6(void) { connect_unbound(DGRAM_UDP6); }
@@ -232,15 +133,14 @@ static void test_connect_unbound_udp6(void) { connect_unbound(DGRAM_UDP6); }
  * stays the one bound. A NULL address means the loopback address; without
  * a persistent handler only the one-shot runs, and a NULL one-shot is fine. */
 static void connect_bound(dgram_type type) {
-    printf("test_connect_bound_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr;
+    sock_rec pr, cr;
     uint16_t pport;
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
     dgram_socket *c = rec_socket(ctx, type, &cr);
-    uint16_t cport = bind_wait(ctx, c, &cr, test_loopback(type));
+    uint16_t cport = rec_bind_wait(ctx, c, &cr, 0, test_loopback(type));
 
-    CHECK_OK(dgram_connect(c, pport, NULL, on_connect_once));
+    CHECK_OK(dgram_connect(c, pport, NULL, rec_on_connect_once));
     check_remote(c, type, pport);
     RUN_UNTIL(ctx, cr.connect_once, 1);
     test_run_for(ctx, 50);
@@ -248,10 +148,10 @@ static void connect_bound(dgram_type type) {
     test_check_bound(c, test_loopback(type), cport, family_of(type));
 
     /* persistent handler cleared, one-shot NULL: a 'connect' nobody sees */
-    crec r2;
+    sock_rec r2;
     dgram_socket *c2 = rec_socket(ctx, type, &r2);
     CHECK_OK(dgram_on_connect(c2, NULL));
-    bind_wait(ctx, c2, &r2, test_loopback(type));
+    rec_bind_wait(ctx, c2, &r2, 0, test_loopback(type));
     CHECK_OK(dgram_connect(c2, pport, NULL, NULL));
     test_run_for(ctx, 50);
     CHECK_STR(r2.log.text, "lL");
@@ -263,7 +163,7 @@ static void connect_bound(dgram_type type) {
     dgram_socket_free(c2);
     dgram_socket_free(c);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_connect_bound_udp4(void) { connect_bound(DGRAM_UDP4); }
 static void test_connect_bound_udp6(void) { connect_bound(DGRAM_UDP6); }
@@ -271,16 +171,15 @@ static void test_connect_bound_udp6(void) { connect_bound(DGRAM_UDP6); }
 /* remote_address and disconnect on a socket that is not connected:
  * DGRAM_ENOTCONN, bound or not; NULL `out` and NULL handles are EINVAL. */
 static void not_connected(dgram_type type) {
-    printf("test_not_connected_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec r;
+    sock_rec r;
     dgram_socket *s = rec_socket(ctx, type, &r);
     dgram_addr a;
     memset(&a, 0x5a, sizeof a);
     CHECK_CODE(dgram_remote_address(s, &a), DGRAM_ENOTCONN);
     CHECK_CODE(dgram_disconnect(s), DGRAM_ENOTCONN);
     CHECK_CODE(dgram_remote_address(s, NULL), DGRAM_EINVAL);
-    bind_wait(ctx, s, &r, test_loopback(type));
+    rec_bind_wait(ctx, s, &r, 0, test_loopback(type));
     CHECK_CODE(dgram_remote_address(s, &a), DGRAM_ENOTCONN);
     CHECK_CODE(dgram_disconnect(s), DGRAM_ENOTCONN);
     CHECK_CODE(dgram_remote_address(s, NULL), DGRAM_EINVAL);
@@ -288,7 +187,7 @@ static void not_connected(dgram_type type) {
     CHECK_CODE(dgram_connect(NULL, 9, NULL, NULL), DGRAM_EINVAL);
     CHECK_CODE(dgram_disconnect(NULL), DGRAM_EINVAL);
     CHECK_CODE(dgram_remote_address(NULL, &a), DGRAM_EINVAL);
-    CHECK_CODE(dgram_on_connect(NULL, on_connect_p), DGRAM_EINVAL);
+    CHECK_CODE(dgram_on_connect(NULL, rec_on_connect), DGRAM_EINVAL);
 
     /* connected: NULL out is still EINVAL */
     uint16_t dead = dead_port(type);
@@ -299,7 +198,7 @@ static void not_connected(dgram_type type) {
     CHECK_STR(r.log.text, "lLk");
     CHECK_EQ(r.bad, 0);
     dgram_socket_free(s);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_not_connected_udp4(void) { not_connected(DGRAM_UDP4); }
 static void test_not_connected_udp6(void) { not_connected(DGRAM_UDP6); }
@@ -308,9 +207,8 @@ static void test_not_connected_udp6(void) { not_connected(DGRAM_UDP6); }
  * (exact bytes; the peer sees the client's port) with send, sendv and
  * send_batch; any destination is DGRAM_EISCONN, with no callback. */
 static void send_to_peer(dgram_type type) {
-    printf("test_send_to_peer_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr;
+    sock_rec pr, cr;
     uint16_t pport;
     const char *lo = test_loopback(type);
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
@@ -361,7 +259,7 @@ static void send_to_peer(dgram_type type) {
 
     dgram_socket_free(c);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_send_to_peer_udp4(void) { send_to_peer(DGRAM_UDP4); }
 static void test_send_to_peer_udp6(void) { send_to_peer(DGRAM_UDP6); }
@@ -370,26 +268,25 @@ static void test_send_to_peer_udp6(void) { send_to_peer(DGRAM_UDP6); }
  * and leave the socket unbound and unconnected; a second connect is
  * EISCONN and changes nothing; only one 'connect' comes. */
 static void connect_errors(dgram_type type) {
-    printf("test_connect_errors_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr;
+    sock_rec pr, cr;
     uint16_t pport;
     const char *lo = test_loopback(type);
     const char *other_family = type == DGRAM_UDP4 ? "::1" : "127.0.0.1";
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
     dgram_socket *c = rec_socket(ctx, type, &cr);
 
-    CHECK_CODE(dgram_connect(c, 0, lo, on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, 65536, lo, on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, -1, lo, on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, 0, lo, rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, 65536, lo, rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, -1, lo, rec_on_connect_once), DGRAM_EINVAL);
     CHECK_CODE(dgram_connect(c, INT32_MAX, NULL, NULL), DGRAM_EINVAL);
     /* malformed text (none of it a host name, so no lookup is made) */
-    CHECK_CODE(dgram_connect(c, pport, "not an address", on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, pport, "256.0.0.1", on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, pport, "127.0.0.1:80", on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, pport, "", on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, pport, ":::", on_connect_once), DGRAM_EINVAL);
-    CHECK_CODE(dgram_connect(c, pport, other_family, on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, pport, "not an address", rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, pport, "256.0.0.1", rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, pport, "127.0.0.1:80", rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, pport, "", rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, pport, ":::", rec_on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, pport, other_family, rec_on_connect_once), DGRAM_EINVAL);
     /* nothing happened: not bound, not connected, no event */
     dgram_addr a;
     CHECK_CODE(dgram_address(c, &a), DGRAM_EBADF);
@@ -399,12 +296,12 @@ static void connect_errors(dgram_type type) {
     CHECK_EQ(dgram_context_active(ctx), 1);
 
     connect_wait(ctx, c, &cr, type, pport);
-    CHECK_CODE(dgram_connect(c, pport, lo, on_connect_once), DGRAM_EISCONN);
-    CHECK_CODE(dgram_connect(c, pport + 1 > 65535 ? 1 : pport + 1, lo, on_connect_once),
+    CHECK_CODE(dgram_connect(c, pport, lo, rec_on_connect_once), DGRAM_EISCONN);
+    CHECK_CODE(dgram_connect(c, pport + 1 > 65535 ? 1 : pport + 1, lo, rec_on_connect_once),
                DGRAM_EISCONN);
     CHECK_CODE(dgram_connect(c, pport, NULL, NULL), DGRAM_EISCONN);
     /* arguments are checked before the state */
-    CHECK_CODE(dgram_connect(c, 0, lo, on_connect_once), DGRAM_EINVAL);
+    CHECK_CODE(dgram_connect(c, 0, lo, rec_on_connect_once), DGRAM_EINVAL);
     CHECK_CODE(dgram_connect(c, pport, "not an address", NULL), DGRAM_EINVAL);
     check_remote(c, type, pport);
     test_run_for(ctx, 50);
@@ -414,7 +311,7 @@ static void connect_errors(dgram_type type) {
 
     dgram_socket_free(c);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_connect_errors_udp4(void) { connect_errors(DGRAM_UDP4); }
 static void test_connect_errors_udp6(void) { connect_errors(DGRAM_UDP6); }
@@ -422,28 +319,27 @@ static void test_connect_errors_udp6(void) { connect_errors(DGRAM_UDP6); }
 /* A closed socket, connected or not, answers DGRAM_EBADF to connect,
  * disconnect, remote_address and on_connect, whatever the arguments. */
 static void closed_socket(dgram_type type) {
-    printf("test_closed_socket_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr, ur;
+    sock_rec pr, cr, ur;
     uint16_t pport;
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
     dgram_socket *c = rec_socket(ctx, type, &cr);
     dgram_socket *u = rec_socket(ctx, type, &ur); /* never connected */
     connect_wait(ctx, c, &cr, type, pport);
-    CHECK_OK(dgram_close(c, on_close_once));
+    CHECK_OK(dgram_close(c, rec_on_close_once));
     CHECK_OK(dgram_close(u, NULL));
     dgram_socket *both[2] = {c, u};
     for (int i = 0; i < 2; i++) {
         dgram_socket *s = both[i];
         dgram_addr a;
-        CHECK_CODE(dgram_connect(s, pport, test_loopback(type), on_connect_once), DGRAM_EBADF);
+        CHECK_CODE(dgram_connect(s, pport, test_loopback(type), rec_on_connect_once), DGRAM_EBADF);
         CHECK_CODE(dgram_connect(s, pport, NULL, NULL), DGRAM_EBADF);
         CHECK_CODE(dgram_connect(s, 0, "not an address", NULL), DGRAM_EBADF);
         CHECK_CODE(dgram_connect(s, 65536, NULL, NULL), DGRAM_EBADF);
         CHECK_CODE(dgram_disconnect(s), DGRAM_EBADF);
         CHECK_CODE(dgram_remote_address(s, &a), DGRAM_EBADF);
         CHECK_CODE(dgram_remote_address(s, NULL), DGRAM_EBADF);
-        CHECK_CODE(dgram_on_connect(s, on_connect_p), DGRAM_EBADF);
+        CHECK_CODE(dgram_on_connect(s, rec_on_connect), DGRAM_EBADF);
         CHECK_CODE(dgram_on_connect(s, NULL), DGRAM_EBADF);
         test_check_all_ebadf(s, type);
     }
@@ -456,7 +352,7 @@ static void closed_socket(dgram_type type) {
     dgram_socket_free(u);
     dgram_socket_free(c);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_closed_socket_udp4(void) { closed_socket(DGRAM_UDP4); }
 static void test_closed_socket_udp6(void) { closed_socket(DGRAM_UDP6); }
@@ -465,9 +361,8 @@ static void test_closed_socket_udp6(void) { closed_socket(DGRAM_UDP6); }
  * datagrams to it are not delivered (though they were sent), the peer's
  * sent after them are; after disconnect the third's arrive too. */
 static void only_from_peer(dgram_type type) {
-    printf("test_only_from_peer_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr, tr;
+    sock_rec pr, cr, tr;
     uint16_t pport, tport;
     const char *lo = test_loopback(type);
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
@@ -505,7 +400,7 @@ static void only_from_peer(dgram_type type) {
     dgram_socket_free(c);
     dgram_socket_free(third);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_only_from_peer_udp4(void) { only_from_peer(DGRAM_UDP4); }
 static void test_only_from_peer_udp6(void) { only_from_peer(DGRAM_UDP6); }
@@ -514,9 +409,8 @@ static void test_only_from_peer_udp6(void) { only_from_peer(DGRAM_UDP6); }
  * draws an ICMP port unreachable, which comes as one 'error' event with
  * DGRAM_ECONNREFUSED naming the peer; the socket stays connected. */
 static void icmp_refused(dgram_type type) {
-    printf("test_icmp_refused_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec cr;
+    sock_rec cr;
     dgram_socket *c = rec_socket(ctx, type, &cr);
     uint16_t dead = dead_port(type);
     connect_wait(ctx, c, &cr, type, dead);
@@ -538,7 +432,7 @@ static void icmp_refused(dgram_type type) {
     CHECK_EQ(dgram_context_active(ctx), 1);
     CHECK_EQ(cr.bad, 0);
     dgram_socket_free(c);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_icmp_refused_udp4(void) { icmp_refused(DGRAM_UDP4); }
 static void test_icmp_refused_udp6(void) { icmp_refused(DGRAM_UDP6); }
@@ -549,9 +443,8 @@ static void test_icmp_refused_udp6(void) { icmp_refused(DGRAM_UDP6); }
  * a second disconnect is ENOTCONN; the socket may connect again.
  * `bind_to` NULL: the socket was bound implicitly by connect. */
 static void disconnect_keeps_port(dgram_type type, const char *bind_to) {
-    printf("test_disconnect_%s_%s\n", test_type_name(type), bind_to ? bind_to : "implicit");
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec pr, cr, tr;
+    sock_rec pr, cr, tr;
     uint16_t pport, tport;
     const char *lo = test_loopback(type);
     dgram_socket *peer = peer_socket(ctx, type, &pr, &pport);
@@ -559,7 +452,7 @@ static void disconnect_keeps_port(dgram_type type, const char *bind_to) {
     dgram_socket *c = rec_socket(ctx, type, &cr);
     dgram_addr bound, before, after;
     if (bind_to) {
-        bind_wait(ctx, c, &cr, bind_to);
+        rec_bind_wait(ctx, c, &cr, 0, bind_to);
         CHECK_OK(dgram_address(c, &bound));
         CHECK_STR(bound.address, bind_to);
     }
@@ -618,7 +511,7 @@ static void disconnect_keeps_port(dgram_type type, const char *bind_to) {
     dgram_socket_free(c);
     dgram_socket_free(third);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_disconnect_implicit_udp4(void) { disconnect_keeps_port(DGRAM_UDP4, NULL); }
 static void test_disconnect_implicit_udp6(void) { disconnect_keeps_port(DGRAM_UDP6, NULL); }
@@ -632,14 +525,13 @@ static void test_disconnect_wildcard_udp6(void) { disconnect_keeps_port(DGRAM_UD
 /* connect, then close before dispatching: the 'listening' and 'connect'
  * never come, 'close' does, once (as for a bind closed before dispatch). */
 static void connect_then_close(dgram_type type) {
-    printf("test_connect_then_close_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    crec cr, br;
+    sock_rec cr, br;
     uint16_t dead = dead_port(type);
     dgram_socket *c = rec_socket(ctx, type, &cr);
-    CHECK_OK(dgram_connect(c, dead, NULL, on_connect_once));
+    CHECK_OK(dgram_connect(c, dead, NULL, rec_on_connect_once));
     CHECK_EQ(dgram_context_active(ctx), 3); /* bound, 'listening', 'connect' */
-    CHECK_OK(dgram_close(c, on_close_once));
+    CHECK_OK(dgram_close(c, rec_on_close_once));
     CHECK_EQ(dgram_context_active(ctx), 1); /* the 'close' alone */
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
     RUN_UNTIL(ctx, cr.close_once, 1);
@@ -649,10 +541,10 @@ static void connect_then_close(dgram_type type) {
 
     /* a bound socket whose 'listening' came: only the 'connect' is dropped */
     dgram_socket *b = rec_socket(ctx, type, &br);
-    bind_wait(ctx, b, &br, test_loopback(type));
-    CHECK_OK(dgram_connect(b, dead, NULL, on_connect_once));
+    rec_bind_wait(ctx, b, &br, 0, test_loopback(type));
+    CHECK_OK(dgram_connect(b, dead, NULL, rec_on_connect_once));
     CHECK_EQ(dgram_context_active(ctx), 2);
-    CHECK_OK(dgram_close(b, on_close_once));
+    CHECK_OK(dgram_close(b, rec_on_close_once));
     RUN_UNTIL(ctx, br.close_once, 1);
     test_run_for(ctx, 50);
     CHECK_STR(br.log.text, "lLcC");
@@ -660,7 +552,7 @@ static void connect_then_close(dgram_type type) {
     CHECK_EQ(cr.bad + br.bad, 0);
     dgram_socket_free(b);
     dgram_socket_free(c);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_connect_then_close_udp4(void) { connect_then_close(DGRAM_UDP4); }
 static void test_connect_then_close_udp6(void) { connect_then_close(DGRAM_UDP6); }
@@ -668,16 +560,15 @@ static void test_connect_then_close_udp6(void) { connect_then_close(DGRAM_UDP6);
 /* I/O-thread dispatch: the same events, in the same order, on the I/O
  * thread; a send to the peer and the peer's reply. */
 static void io_thread(dgram_type type) {
-    printf("test_io_thread_%s\n", test_type_name(type));
     dgram_context *ctx = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
-    crec pr, cr;
+    sock_rec pr, cr;
     const char *lo = test_loopback(type);
     dgram_socket *peer = rec_socket(ctx, type, &pr);
-    CHECK_OK(dgram_bind(peer, 0, lo, on_listen_once));
+    CHECK_OK(dgram_bind(peer, 0, lo, rec_on_listening_once));
     WAIT_UNTIL(pr.listen_once, 1);
     uint16_t pport = test_port(peer);
     dgram_socket *c = rec_socket(ctx, type, &cr);
-    CHECK_OK(dgram_connect(c, pport, lo, on_connect_once));
+    CHECK_OK(dgram_connect(c, pport, lo, rec_on_connect_once));
     WAIT_UNTIL(cr.connect_once, 1);
     CHECK_STR(cr.log.text, "lkK");
     uint16_t cport = test_check_bound(c, lo, 0, family_of(type));
@@ -696,7 +587,7 @@ static void io_thread(dgram_type type) {
     CHECK_EQ(sr.length, 9);
     CHECK_CODE(dgram_send(c, "x", 1, pport, lo, NULL, NULL), DGRAM_EISCONN);
 
-    CHECK_OK(dgram_close(c, on_close_once));
+    CHECK_OK(dgram_close(c, rec_on_close_once));
     WAIT_UNTIL(cr.close_once, 1);
     test_sleep_ms(50);
     CHECK_STR(cr.log.text, "lkKMcC");
@@ -704,31 +595,36 @@ static void io_thread(dgram_type type) {
     CHECK_EQ(pr.bad + cr.bad, 0);
     dgram_socket_free(c);
     dgram_socket_free(peer);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 static void test_io_thread_udp4(void) { io_thread(DGRAM_UDP4); }
 static void test_io_thread_udp6(void) { io_thread(DGRAM_UDP6); }
 
-int main(void) {
-    test_watchdog(120);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    static void (*const tests[])(void) = {
-        test_connect_unbound_udp4,     test_connect_unbound_udp6,
-        test_connect_bound_udp4,       test_connect_bound_udp6,
-        test_not_connected_udp4,       test_not_connected_udp6,
-        test_send_to_peer_udp4,        test_send_to_peer_udp6,
-        test_connect_errors_udp4,      test_connect_errors_udp6,
-        test_closed_socket_udp4,       test_closed_socket_udp6,
-        test_only_from_peer_udp4,      test_only_from_peer_udp6,
-        test_icmp_refused_udp4,        test_icmp_refused_udp6,
-        test_connect_then_close_udp4,  test_connect_then_close_udp6,
-        test_io_thread_udp4,           test_io_thread_udp6,
-        test_disconnect_bound_udp4,    test_disconnect_bound_udp6,
-        test_disconnect_implicit_udp4, test_disconnect_implicit_udp6,
-        test_disconnect_wildcard_udp4, test_disconnect_wildcard_udp6,
-    };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        tests[i]();
-    printf("all passed\n");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_connect_unbound_udp4),
+    TEST_ENTRY(test_connect_unbound_udp6),
+    TEST_ENTRY(test_connect_bound_udp4),
+    TEST_ENTRY(test_connect_bound_udp6),
+    TEST_ENTRY(test_not_connected_udp4),
+    TEST_ENTRY(test_not_connected_udp6),
+    TEST_ENTRY(test_send_to_peer_udp4),
+    TEST_ENTRY(test_send_to_peer_udp6),
+    TEST_ENTRY(test_connect_errors_udp4),
+    TEST_ENTRY(test_connect_errors_udp6),
+    TEST_ENTRY(test_closed_socket_udp4),
+    TEST_ENTRY(test_closed_socket_udp6),
+    TEST_ENTRY(test_only_from_peer_udp4),
+    TEST_ENTRY(test_only_from_peer_udp6),
+    TEST_ENTRY(test_icmp_refused_udp4),
+    TEST_ENTRY(test_icmp_refused_udp6),
+    TEST_ENTRY(test_connect_then_close_udp4),
+    TEST_ENTRY(test_connect_then_close_udp6),
+    TEST_ENTRY(test_io_thread_udp4),
+    TEST_ENTRY(test_io_thread_udp6),
+    TEST_ENTRY(test_disconnect_bound_udp4),
+    TEST_ENTRY(test_disconnect_bound_udp6),
+    TEST_ENTRY(test_disconnect_implicit_udp4),
+    TEST_ENTRY(test_disconnect_implicit_udp6),
+    TEST_ENTRY(test_disconnect_wildcard_udp4),
+    TEST_ENTRY(test_disconnect_wildcard_udp6),
+)

@@ -9,6 +9,7 @@
  * Only 127.0.0.1 is used, on ports the OS picks.
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <limits.h>
 #include <poll.h>
@@ -17,84 +18,40 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Everything one socket's callbacks saw. Callbacks write the log before they
- * bump a counter (atomically), so a thread that sees the counter also sees
- * the log. */
+/* A socket's sock_rec and what sock_rec does not hold: the completions of
+ * the socket's own sends (on_sent), which join its event order as S (sent)
+ * or X (failed), and the threads its callbacks ran on. */
 typedef struct {
-    dgram_context *ctx;
-    int listening, closes, sends_ok, sends_err, errors;
-    int last_send_code;
-    size_t last_send_len;
-    inbox in;      /* the datagrams */
-    event_log log; /* L listening, M message, S / X send ok / failed, C close, E error */
-    /* Which thread ran the callbacks. */
-    int callbacks;
+    sock_rec r;
+    send_rec sent;
     thread_check threads;
-    /* Results of calls made from inside callbacks. */
-    int nested[4];
-    int nested_done;
-    int send_fail;
-} rec;
+    int send_fail; /* sends refused inside its callbacks (echo_action) */
+} peer_rec;
 
-static void rec_init(rec *r, dgram_context *ctx) {
-    memset(r, 0, sizeof *r);
-    r->ctx = ctx;
-    thread_check_init(&r->threads);
-}
-
-static void note(rec *r, char what) {
-    event_log_add(&r->log, what);
-    thread_check_note(&r->threads);
-    test_add(&r->callbacks, 1);
-}
-
-static void on_listening(dgram_socket *s, void *ud) {
+static void note_thread(sock_rec *r, dgram_socket *s, char letter) {
     (void)s;
-    rec *r = ud;
-    note(r, 'L');
-    test_add(&r->listening, 1);
+    (void)letter;
+    peer_rec *p = r->user;
+    thread_check_note(&p->threads);
 }
 
-static void on_close(dgram_socket *s, void *ud) {
-    (void)s;
-    rec *r = ud;
-    note(r, 'C');
-    test_add(&r->closes, 1);
+/* send_data is the sending socket's peer_rec. The log letter goes first and
+ * the count last, as in sock_rec, for a thread that waits on the count. */
+static void on_sent(dgram_socket *s, const dgram_error *err, size_t len, void *send_data) {
+    peer_rec *p = send_data;
+    rec_note(&p->r, s, err ? 'X' : 'S');
+    thread_check_note(&p->threads);
+    send_rec_on_sent(s, err, len, &p->sent);
 }
 
-static void on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                       void *ud) {
-    rec *r = ud;
-    note(r, 'M');
-    inbox_store(&r->in, s, msg, len, rinfo);
-}
-
-static void on_error(dgram_socket *s, const dgram_error *err, void *ud) {
-    (void)s;
-    (void)err;
-    rec *r = ud;
-    note(r, 'E');
-    test_add(&r->errors, 1);
-}
-
-/* send_data is the sending socket's rec. */
-static void on_send(dgram_socket *s, const dgram_error *err, size_t len, void *send_data) {
-    (void)s;
-    rec *r = send_data;
-    r->last_send_len = len;
-    r->last_send_code = err ? err->code : 0;
-    note(r, err ? 'X' : 'S');
-    test_add(err ? &r->sends_err : &r->sends_ok, 1);
-}
-
-/* A udp4 socket (NULL options) with every callback pointing at `r`, which is
- * cleared for context `c`; not bound. */
-static dgram_socket *make_socket(dgram_context *c, rec *r) {
-    rec_init(r, c);
-    dgram_socket *s = test_socket_with(c, NULL, on_message, r);
-    CHECK_OK(dgram_on_listening(s, on_listening));
-    CHECK_OK(dgram_on_close(s, on_close));
-    CHECK_OK(dgram_on_error(s, on_error));
+/* A udp4 socket (NULL options) recording into `p`, cleared first; not
+ * bound. */
+static dgram_socket *peer_socket(dgram_context *c, peer_rec *p) {
+    memset(p, 0, sizeof *p);
+    thread_check_init(&p->threads);
+    dgram_socket *s = rec_socket_with(c, NULL, &p->r);
+    p->r.user = p;
+    p->r.action = note_thread;
     return s;
 }
 
@@ -125,7 +82,6 @@ static int kernel_queued(dgram_socket *s) {
 /* ---- version and error strings -------------------------------------------- */
 
 static void test_version_and_error_strings(void) {
-    puts("test_version_and_error_strings");
     CHECK_STR(dgram_version(), "0.2.0");
     /* The header's macros are the library's version (both from Cargo.toml). */
     char from_macros[32];
@@ -187,7 +143,6 @@ static void test_version_and_error_strings(void) {
 /* ---- dgram_context_new ----------------------------------------------------- */
 
 static void test_context_new_options(void) {
-    puts("test_context_new_options");
     dgram_context *c = dgram_context_new(NULL);
     CHECK(c != NULL);
     CHECK(dgram_context_fd(c) >= 0);
@@ -225,9 +180,9 @@ static void test_context_new_options(void) {
     }
 
     dgram_context_free(c);
-    dgram_context_free(host16);
-    dgram_context_free(io);
-    dgram_context_free(io16);
+    test_context_finish(host16);
+    test_context_finish(io);
+    test_context_finish(io16);
     dgram_context_free(NULL);
 }
 
@@ -235,13 +190,12 @@ static void test_context_new_options(void) {
  * wait in the kernel's buffer (the socket is not read meanwhile) and come, in
  * order, once dispatch has made room. Other events are not bounded by it. */
 static void test_max_pending_events(void) {
-    puts("test_max_pending_events");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 4);
-    rec rr, rs;
-    dgram_socket *r = make_socket(c, &rr);
-    dgram_socket *s = make_socket(c, &rs);
+    peer_rec rr, rs;
+    dgram_socket *r = peer_socket(c, &rr);
+    dgram_socket *s = peer_socket(c, &rs);
     test_bind(r, "127.0.0.1");
-    test_bind(s, "127.0.0.1");
+    uint16_t sport = test_bind(s, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
     uint16_t port = test_port(r);
     CHECK_EQ(dgram_context_active(c), 2);
@@ -249,46 +203,48 @@ static void test_max_pending_events(void) {
     /* 10 datagrams with send callbacks: all 10 completions wait (they are not
      * datagrams), and 4 of the datagrams; 6 stay in the kernel. */
     for (uint8_t i = 0; i < 10; i++)
-        CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", on_send, &rs));
+        CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", on_sent, &rs));
     test_wait_active(c, 2 + 10 + 4);
     test_sleep_ms(50);
     CHECK_EQ(dgram_context_active(c), 2 + 10 + 4);
     CHECK_EQ(kernel_queued(r), 1); /* the next one waits there, 1 byte */
     CHECK_EQ(dgram_context_dispatch(c, 0), 14);
-    CHECK_EQ(rs.sends_ok, 10);
-    CHECK_EQ(rs.sends_err, 0);
-    CHECK_EQ(rr.in.count, 4);
-    CHECK_EQ(rr.in.len, 1);
-    CHECK_EQ(rr.in.data[0], 3); /* the first four, in order: 0 1 2 3 */
-    CHECK_STR(rr.log.text, "LMMMM");
+    CHECK_EQ(rs.sent.count, 10);
+    CHECK_EQ(rs.sent.errors, 0);
+    CHECK_STR(rs.r.log.text, "lSSSSSSSSSS");
+    CHECK_EQ(rr.r.count, 4);
+    for (uint8_t i = 0; i < 4; i++) /* the first four, in order: 0 1 2 3 */
+        rec_check_msg(&rr.r, i, &i, 1, "127.0.0.1", sport, DGRAM_IPV4);
+    CHECK_STR(rr.r.log.text, "lMMMM");
 
     /* Room again: the other six follow, four and two, still in order. */
-    RUN_UNTIL(c, rr.in.count, 10);
-    CHECK_EQ(rr.in.data[0], 9);
-    CHECK_STR(rr.log.text, "LMMMMMMMMMM");
+    RUN_UNTIL(c, rr.r.count, 10);
+    CHECK_EQ(rr.r.count, 10);
+    for (uint8_t i = 0; i < 10; i++)
+        rec_check_msg(&rr.r, i, &i, 1, "127.0.0.1", sport, DGRAM_IPV4);
+    CHECK_STR(rr.r.log.text, "lMMMMMMMMMM");
     CHECK_EQ(kernel_queued(r), 0);
     CHECK_EQ(dgram_context_active(c), 2);
 
     uint8_t last = 99;
     CHECK_OK(dgram_send(s, &last, 1, port, "127.0.0.1", NULL, NULL));
-    RUN_UNTIL(c, rr.in.count, 11);
-    CHECK_EQ(rr.in.data[0], 99);
-    CHECK_EQ(rr.in.rinfo.port, test_port(s));
+    RUN_UNTIL(c, rr.r.count, 11);
+    rec_check_msg(&rr.r, 10, &last, 1, "127.0.0.1", sport, DGRAM_IPV4);
+    CHECK_EQ(rr.r.bad + rs.r.bad, 0);
 
     dgram_socket_free(r);
     dgram_socket_free(s);
-    dgram_context_free(c);
+    test_context_finish(c);
 }
 
 /* ---- the fd and dispatch counts ------------------------------------------- */
 
 static void test_fd_and_dispatch_counts(void) {
-    puts("test_fd_and_dispatch_counts");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
-    rec r[3];
+    peer_rec r[3];
     dgram_socket *s[3];
     for (int i = 0; i < 3; i++)
-        s[i] = make_socket(c, &r[i]);
+        s[i] = peer_socket(c, &r[i]);
     CHECK(!readable(c));
     CHECK_EQ(dgram_context_dispatch(c, 0), 0);
     for (int i = 0; i < 3; i++)
@@ -296,28 +252,28 @@ static void test_fd_and_dispatch_counts(void) {
     /* Three listening events wait, none ran inside bind. */
     CHECK(readable(c));
     for (int i = 0; i < 3; i++)
-        CHECK_EQ(r[i].listening, 0);
+        CHECK_EQ(r[i].r.listen_p, 0);
 
     /* One at a time: the fd stays readable while more wait. */
     CHECK_EQ(dgram_context_dispatch(c, 1), 1);
-    CHECK_EQ(r[0].listening + r[1].listening + r[2].listening, 1);
+    CHECK_EQ(r[0].r.listen_p + r[1].r.listen_p + r[2].r.listen_p, 1);
     CHECK(readable(c));
     CHECK(readable(c)); /* polling does not consume it */
     CHECK_EQ(dgram_context_dispatch(c, 1), 1);
-    CHECK_EQ(r[0].listening + r[1].listening + r[2].listening, 2);
+    CHECK_EQ(r[0].r.listen_p + r[1].r.listen_p + r[2].r.listen_p, 2);
     CHECK(readable(c));
     CHECK_EQ(dgram_context_dispatch(c, 1), 1);
     for (int i = 0; i < 3; i++)
-        CHECK_EQ(r[i].listening, 1);
+        CHECK_EQ(r[i].r.listen_p, 1);
     CHECK(!readable(c));
     CHECK_EQ(dgram_context_dispatch(c, 1), 0);
     CHECK_EQ(dgram_context_dispatch(c, 0), 0);
 
     /* Three more sockets at once: dispatch(0) takes all three. */
-    rec q[3];
+    peer_rec q[3];
     dgram_socket *t[3];
     for (int i = 0; i < 3; i++) {
-        t[i] = make_socket(c, &q[i]);
+        t[i] = peer_socket(c, &q[i]);
         test_bind(t[i], "127.0.0.1");
     }
     CHECK(readable(c));
@@ -328,23 +284,29 @@ static void test_fd_and_dispatch_counts(void) {
     CHECK_OK(dgram_close(t[1], NULL));
     CHECK_EQ(dgram_context_dispatch(c, 5), 2);
     CHECK(!readable(c));
+    CHECK_STR(q[0].r.log.text, "lc");
+    CHECK_STR(q[1].r.log.text, "lc");
+    CHECK_STR(q[2].r.log.text, "l");
 
     /* A datagram arriving from the I/O thread makes it readable too. */
     uint16_t p1 = test_port(s[1]);
     CHECK_OK(dgram_send(s[0], "ping", 4, p1, "127.0.0.1", NULL, NULL));
     wait_readable(c);
-    CHECK_EQ(r[1].in.count, 0);
+    CHECK_EQ(r[1].r.count, 0);
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
-    check_inbox(&r[1].in, 1, "ping", 4, "127.0.0.1", test_port(s[0]), DGRAM_IPV4);
+    CHECK_EQ(r[1].r.count, 1);
+    rec_check_text(&r[1].r, 0, "ping", "127.0.0.1", test_port(s[0]), DGRAM_IPV4);
     CHECK(!readable(c));
 
     /* A send callback and the datagram: two events, counted exactly. */
-    CHECK_OK(dgram_send(s[0], "pong", 4, p1, "127.0.0.1", on_send, &r[0]));
-    RUN_UNTIL(c, r[1].in.count, 2);
-    CHECK_EQ(r[0].sends_ok, 1);
-    CHECK_EQ(r[0].last_send_len, 4);
-    CHECK_STR(r[0].log.text, "LS");
-    CHECK_STR(r[1].log.text, "LMM");
+    CHECK_OK(dgram_send(s[0], "pong", 4, p1, "127.0.0.1", on_sent, &r[0]));
+    RUN_UNTIL(c, r[1].r.count, 2);
+    CHECK_EQ(r[0].sent.count, 1);
+    CHECK_EQ(r[0].sent.errors, 0);
+    CHECK_EQ(r[0].sent.length, 4);
+    CHECK_STR(r[0].r.log.text, "lS");
+    CHECK_STR(r[1].r.log.text, "lMM");
+    rec_check_text(&r[1].r, 1, "pong", "127.0.0.1", test_port(s[0]), DGRAM_IPV4);
     CHECK(!readable(c));
 
     /* Events with no callback set count too. */
@@ -362,22 +324,22 @@ static void test_fd_and_dispatch_counts(void) {
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
 
     for (int i = 0; i < 3; i++) {
+        CHECK_EQ(r[i].r.bad + q[i].r.bad, 0);
         dgram_socket_free(s[i]);
         dgram_socket_free(t[i]);
     }
     dgram_socket_free(bare);
     CHECK_EQ(dgram_context_active(c), 0);
-    dgram_context_free(c);
+    test_context_finish(c);
 }
 
 /* ---- dgram_context_run ----------------------------------------------------- */
 
 static void test_run(void) {
-    puts("test_run");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
-    rec ra, rb;
-    dgram_socket *a = make_socket(c, &ra);
-    dgram_socket *b = make_socket(c, &rb);
+    sock_rec ra, rb;
+    dgram_socket *a = rec_socket_with(c, NULL, &ra);
+    dgram_socket *b = rec_socket_with(c, NULL, &rb);
 
     /* Only an unbound socket: nothing active, run returns 0 at once (a hang
      * here is caught by the watchdog). */
@@ -388,11 +350,11 @@ static void test_run(void) {
     CHECK_EQ(dgram_context_run(c, -5), 0);
 
     /* Two binds: run returns both events. */
-    test_bind(a, "127.0.0.1");
+    uint16_t aport = test_bind(a, "127.0.0.1");
     test_bind(b, "127.0.0.1");
     CHECK_EQ(dgram_context_run(c, -1), 2);
-    CHECK_EQ(ra.listening, 1);
-    CHECK_EQ(rb.listening, 1);
+    CHECK_EQ(ra.listen_p, 1);
+    CHECK_EQ(rb.listen_p, 1);
 
     /* Bound, nothing arrives: 0 on timeout. */
     CHECK_EQ(dgram_context_run(c, 100), 0);
@@ -402,8 +364,8 @@ static void test_run(void) {
     /* A datagram from the I/O thread: run(-1) waits for it. */
     CHECK_OK(dgram_send(a, "abc", 3, test_port(b), "127.0.0.1", NULL, NULL));
     CHECK_EQ(dgram_context_run(c, -1), 1);
-    CHECK_EQ(rb.in.count, 1);
-    CHECK_MEM(rb.in.data, "abc", 3);
+    CHECK_EQ(rb.count, 1);
+    rec_check_text(&rb, 0, "abc", "127.0.0.1", aport, DGRAM_IPV4);
 
     /* The standard host loop ends once everything is closed and delivered. */
     CHECK_OK(dgram_close(a, NULL));
@@ -414,29 +376,31 @@ static void test_run(void) {
         CHECK(rc >= 0);
         CHECK(++loops < 10);
     }
-    CHECK_EQ(ra.closes, 1);
-    CHECK_EQ(rb.closes, 1);
+    CHECK_EQ(ra.close_p, 1);
+    CHECK_EQ(rb.close_p, 1);
+    CHECK_STR(ra.log.text, "lc");
+    CHECK_STR(rb.log.text, "lMc");
     CHECK_EQ(dgram_context_run(c, -1), 0);
 
     dgram_socket_free(a);
     dgram_socket_free(b);
-    dgram_context_free(c);
+    test_context_finish(c);
 }
 
 /* ---- dgram_context_active -------------------------------------------------- */
 
 static void test_active_counts(void) {
-    puts("test_active_counts");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_context *c2 = test_context(DGRAM_DISPATCH_HOST, 0); /* the peer, counted apart */
-    rec ra, rp;
-    dgram_socket *peer = make_socket(c2, &rp);
+    peer_rec ra;
+    sock_rec rp;
+    dgram_socket *peer = rec_socket_with(c2, NULL, &rp);
     test_bind(peer, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c2, 0), 1);
     uint16_t pport = test_port(peer);
 
     CHECK_EQ(dgram_context_active(NULL), 0);
-    dgram_socket *a = make_socket(c, &ra);
+    dgram_socket *a = peer_socket(c, &ra);
     CHECK_EQ(dgram_context_active(c), 0); /* created, not bound */
     CHECK_OK(dgram_set_ttl(a, 9));
     CHECK_EQ(dgram_context_active(c), 0);
@@ -446,10 +410,11 @@ static void test_active_counts(void) {
     CHECK_EQ(dgram_context_active(c), 1);
 
     /* A completed send with a callback counts until its callback ran. */
-    CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", on_send, &ra));
+    CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", on_sent, &ra));
     CHECK_EQ(dgram_context_active(c), 2);
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
-    CHECK_EQ(ra.sends_ok, 1);
+    CHECK_EQ(ra.sent.count, 1);
+    CHECK_EQ(ra.sent.errors, 0);
     CHECK_EQ(dgram_context_active(c), 1);
     /* Without a callback, a send counts only until it is written. */
     CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", NULL, NULL));
@@ -460,7 +425,7 @@ static void test_active_counts(void) {
     CHECK_OK(dgram_send(peer, "in", 2, test_port(a), "127.0.0.1", NULL, NULL));
     test_wait_active(c, 2);
     /* A second send completion. */
-    CHECK_OK(dgram_send(a, "yz", 2, pport, "127.0.0.1", on_send, &ra));
+    CHECK_OK(dgram_send(a, "yz", 2, pport, "127.0.0.1", on_sent, &ra));
     CHECK_EQ(dgram_context_active(c), 3);
 
     /* After close: only 'close' and the send completion count, not the
@@ -468,119 +433,135 @@ static void test_active_counts(void) {
     CHECK_OK(dgram_close(a, NULL));
     CHECK_EQ(dgram_context_active(c), 2);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
-    CHECK_EQ(ra.in.count, 0); /* the datagram was dropped at close */
-    CHECK_EQ(ra.sends_ok, 2);
-    CHECK_EQ(ra.last_send_len, 2);
-    CHECK_EQ(ra.closes, 1);
-    CHECK_STR(ra.log.text, "LSSC");
+    CHECK_EQ(ra.r.count, 0); /* the datagram was dropped at close */
+    CHECK_EQ(ra.sent.count, 2);
+    CHECK_EQ(ra.sent.errors, 0);
+    CHECK_EQ(ra.sent.length, 2);
+    CHECK_EQ(ra.r.close_p, 1);
+    CHECK_STR(ra.r.log.text, "lSSc");
     CHECK_EQ(dgram_context_active(c), 0);
     dgram_socket_free(a);
     CHECK_EQ(dgram_context_active(c), 0);
 
     /* Implicit bind: the socket, its listening and the completion. */
-    rec rb;
-    dgram_socket *b = make_socket(c, &rb);
-    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_send, &rb));
+    peer_rec rb;
+    dgram_socket *b = peer_socket(c, &rb);
+    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_sent, &rb));
     CHECK_EQ(dgram_context_active(c), 3);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
-    CHECK_STR(rb.log.text, "LS");
+    CHECK_STR(rb.r.log.text, "lS");
     CHECK_EQ(dgram_context_active(c), 1);
 
     /* Freed: counts 0 at once, whatever was pending (listening, a completion,
      * a datagram). */
     CHECK_OK(dgram_send(peer, "in", 2, test_port(b), "127.0.0.1", NULL, NULL));
     test_wait_active(c, 2);
-    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_send, &rb));
+    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_sent, &rb));
     CHECK_EQ(dgram_context_active(c), 3);
+    rb.r.freed = 1;
     dgram_socket_free(b);
     CHECK_EQ(dgram_context_active(c), 0);
 
-    rec rd;
-    dgram_socket *d = make_socket(c, &rd);
+    peer_rec rd;
+    dgram_socket *d = peer_socket(c, &rd);
     test_bind(d, "127.0.0.1");
-    CHECK_OK(dgram_send(d, "q", 1, pport, "127.0.0.1", on_send, &rd));
+    CHECK_OK(dgram_send(d, "q", 1, pport, "127.0.0.1", on_sent, &rd));
     CHECK_EQ(dgram_context_active(c), 3);
+    rd.r.freed = 1;
     dgram_socket_free(d);
     CHECK_EQ(dgram_context_active(c), 0);
 
     /* Closed then freed before dispatch: the pending close no longer counts. */
-    rec re;
-    dgram_socket *e = make_socket(c, &re);
+    peer_rec re;
+    dgram_socket *e = peer_socket(c, &re);
     test_bind(e, "127.0.0.1");
     CHECK_OK(dgram_close(e, NULL));
     CHECK_EQ(dgram_context_active(c), 1); /* only 'close' */
+    re.r.freed = 1;
     dgram_socket_free(e);
     CHECK_EQ(dgram_context_active(c), 0);
 
     /* Nothing ran for the freed sockets. */
     test_run_for(c, 50);
-    CHECK_STR(rb.log.text, "LS");
-    CHECK_STR(rd.log.text, "");
-    CHECK_STR(re.log.text, "");
+    CHECK_STR(rb.r.log.text, "lS");
+    CHECK_STR(rd.r.log.text, "");
+    CHECK_STR(re.r.log.text, "");
+    CHECK_EQ(rb.r.after_free + rd.r.after_free + re.r.after_free, 0);
     CHECK_EQ(dgram_context_run(c, -1), 0);
 
     dgram_socket_free(peer);
-    dgram_context_free(c);
-    dgram_context_free(c2);
+    test_context_finish(c);
+    test_context_finish(c2);
 }
 
 /* ---- EBUSY ----------------------------------------------------------------- */
 
-static void nested_listening(dgram_socket *s, void *ud) {
-    (void)s;
-    rec *r = ud;
-    r->nested[0] = dgram_context_dispatch(r->ctx, 0);
-    r->nested[1] = dgram_context_dispatch(r->ctx, 1);
-    r->nested[2] = dgram_context_run(r->ctx, 0);
-    r->nested[3] = dgram_context_run(r->ctx, -1);
-    test_add(&r->nested_done, 1);
-    on_listening(s, ud);
-}
+/* Dispatch and run called from inside a socket's callbacks (its sock_rec's
+ * action): what they returned. */
+typedef struct {
+    dgram_context *ctx;
+    int rc[4];
+    int done;
+} nested_calls;
 
-static void nested_message(dgram_socket *s, const uint8_t *msg, size_t len,
-                           const dgram_addr *rinfo, void *ud) {
-    rec *r = ud;
-    r->nested[0] = dgram_context_run(r->ctx, 10);
-    r->nested[1] = dgram_context_dispatch(r->ctx, 0);
-    r->nested[2] = dgram_context_run(r->ctx, -1);
-    r->nested[3] = dgram_context_dispatch(r->ctx, 1);
-    test_add(&r->nested_done, 1);
-    on_message(s, msg, len, rinfo, ud);
+static void nested_action(sock_rec *r, dgram_socket *s, char letter) {
+    (void)s;
+    nested_calls *n = r->user;
+    if (letter == 'L') { /* bind's one-shot 'listening', through dispatch */
+        n->rc[0] = dgram_context_dispatch(n->ctx, 0);
+        n->rc[1] = dgram_context_dispatch(n->ctx, 1);
+        n->rc[2] = dgram_context_run(n->ctx, 0);
+        n->rc[3] = dgram_context_run(n->ctx, -1);
+    } else if (letter == 'M') { /* a datagram, through run */
+        n->rc[0] = dgram_context_run(n->ctx, 10);
+        n->rc[1] = dgram_context_dispatch(n->ctx, 0);
+        n->rc[2] = dgram_context_run(n->ctx, -1);
+        n->rc[3] = dgram_context_dispatch(n->ctx, 1);
+    } else {
+        return;
+    }
+    test_add(&n->done, 1);
 }
 
 static void test_nested_dispatch_busy(void) {
-    puts("test_nested_dispatch_busy");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
-    rec r1, r2;
-    rec_init(&r1, c);
-    dgram_socket *a = test_socket_with(c, NULL, nested_message, &r1);
-    dgram_socket *b = make_socket(c, &r2);
+    nested_calls n;
+    memset(&n, 0, sizeof n);
+    n.ctx = c;
+    sock_rec r1, r2;
+    dgram_socket *a = rec_socket_with(c, NULL, &r1);
+    r1.user = &n;
+    r1.action = nested_action;
+    dgram_socket *b = rec_socket_with(c, NULL, &r2);
     /* Two listening events: the nested calls must not run the second one. */
-    CHECK_OK(dgram_bind(a, 0, "127.0.0.1", nested_listening));
+    CHECK_OK(dgram_bind(a, 0, "127.0.0.1", rec_on_listening_once));
     test_bind(b, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 1), 1);
-    CHECK_EQ(r1.nested_done, 1);
+    CHECK_EQ(n.done, 1);
     for (int i = 0; i < 4; i++)
-        CHECK_CODE(r1.nested[i], DGRAM_EBUSY);
-    CHECK_EQ(r1.listening, 1);
-    CHECK_EQ(r2.listening, 0);
+        CHECK_CODE(n.rc[i], DGRAM_EBUSY);
+    CHECK_EQ(r1.listen_once, 1);
+    CHECK_STR(r1.log.text, "lL");
+    CHECK_EQ(r2.listen_p, 0);
     CHECK(readable(c));
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
-    CHECK_EQ(r2.listening, 1);
+    CHECK_EQ(r2.listen_p, 1);
 
     /* From a message callback, reached through dgram_context_run. */
-    memset(r1.nested, 0, sizeof r1.nested);
+    memset(n.rc, 0, sizeof n.rc);
     CHECK_OK(dgram_send(b, "n", 1, test_port(a), "127.0.0.1", NULL, NULL));
-    RUN_UNTIL(c, r1.in.count, 1);
-    CHECK_EQ(r1.nested_done, 2);
+    RUN_UNTIL(c, r1.count, 1);
+    CHECK_EQ(n.done, 2);
     for (int i = 0; i < 4; i++)
-        CHECK_CODE(r1.nested[i], DGRAM_EBUSY);
+        CHECK_CODE(n.rc[i], DGRAM_EBUSY);
+    CHECK_STR(r1.log.text, "lLM");
 
     /* Dispatch works again once the callbacks returned. */
     CHECK_EQ(dgram_context_dispatch(c, 0), 0);
+    CHECK_EQ(r1.bad + r2.bad, 0);
     dgram_socket_free(a);
     dgram_socket_free(b);
-    dgram_context_free(c);
+    test_context_finish(c);
 }
 
 typedef struct {
@@ -615,11 +596,11 @@ static void *busy_thread(void *p) {
 }
 
 static void test_dispatch_from_second_thread_busy(void) {
-    puts("test_dispatch_from_second_thread_busy");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
-    rec ra, rw;
-    dgram_socket *a = make_socket(c, &ra);
-    dgram_socket *w = make_socket(c, &rw);
+    sock_rec ra;
+    peer_rec rw;
+    dgram_socket *a = rec_socket_with(c, NULL, &ra);
+    dgram_socket *w = peer_socket(c, &rw);
     test_bind(a, "127.0.0.1"); /* keeps the context active, so run(-1) waits */
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
 
@@ -644,37 +625,44 @@ static void test_dispatch_from_second_thread_busy(void) {
     CHECK_CODE(arg.dispatch_one_rc, DGRAM_EBUSY);
     CHECK_OK(arg.bind_rc);
     CHECK_EQ(rc, 1); /* the waker's listening, run here on the main thread */
-    CHECK_EQ(rw.listening, 1);
+    CHECK_EQ(rw.r.listen_p, 1);
+    CHECK_STR(rw.r.log.text, "l");
     CHECK(pthread_equal(rw.threads.owner, pthread_self()));
+    CHECK_EQ(rw.threads.mismatch, 0);
 
     dgram_socket_free(a);
     dgram_socket_free(w);
-    dgram_context_free(c);
+    test_context_finish(c);
 }
 
 /* ---- I/O-thread dispatch ------------------------------------------------------ */
 
-static void echo_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                         void *ud) {
-    rec *r = ud;
-    if (dgram_send(s, msg, len, rinfo->port, rinfo->address, on_send, r) != 0)
-        test_add(&r->send_fail, 1);
-    on_message(s, msg, len, rinfo, ud);
+/* Sends each datagram back to its sender from inside the message callback
+ * (on the I/O thread); the record's inbox holds the datagram whole. */
+static void echo_action(sock_rec *r, dgram_socket *s, char letter) {
+    note_thread(r, s, letter);
+    if (letter != 'M')
+        return;
+    peer_rec *p = r->user;
+    const inbox *in = r->in;
+    if (dgram_send(s, in->data, in->len, in->rinfo.port, in->rinfo.address, on_sent, p) != 0)
+        test_add(&p->send_fail, 1);
 }
 
 static void test_io_thread_mode(void) {
-    puts("test_io_thread_mode");
     dgram_context *c = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
-    rec rs, rc;
-    rec_init(&rs, c);
-    dgram_socket *server = test_socket_with(c, NULL, echo_message, &rs);
-    CHECK_OK(dgram_on_listening(server, on_listening));
-    CHECK_OK(dgram_on_close(server, on_close));
-    dgram_socket *client = make_socket(c, &rc);
-    test_bind(server, "127.0.0.1");
-    test_bind(client, "127.0.0.1");
-    WAIT_UNTIL(rs.listening, 1);
-    WAIT_UNTIL(rc.listening, 1);
+    peer_rec rs, rc;
+    inbox echoed;
+    dgram_socket *server = peer_socket(c, &rs);
+    memset(&echoed, 0, sizeof echoed);
+    echoed.socket = server;
+    rs.r.in = &echoed;
+    rs.r.action = echo_action;
+    dgram_socket *client = peer_socket(c, &rc);
+    uint16_t sport = test_bind(server, "127.0.0.1");
+    uint16_t cport = test_bind(client, "127.0.0.1");
+    WAIT_UNTIL(rs.r.listen_p, 1);
+    WAIT_UNTIL(rc.r.listen_p, 1);
     CHECK_EQ(dgram_context_active(c), 2);
 
     /* Nothing to do for the host: 0 at once even with sockets bound. */
@@ -683,17 +671,21 @@ static void test_io_thread_mode(void) {
     CHECK_EQ(dgram_context_run(c, 1000000), 0);
 
     const char text[] = "echo through the I/O thread";
-    CHECK_OK(dgram_send(client, text, sizeof text, test_port(server), "127.0.0.1", on_send, &rc));
-    WAIT_UNTIL(rc.in.count, 1);
-    WAIT_UNTIL(rs.sends_ok, 1);
-    CHECK_EQ(rs.in.count, 1);
+    CHECK_OK(dgram_send(client, text, sizeof text, sport, "127.0.0.1", on_sent, &rc));
+    WAIT_UNTIL(rc.r.count, 1);
+    WAIT_UNTIL(rs.sent.count, 1);
+    CHECK_EQ(rs.r.count, 1);
     CHECK_EQ(rs.send_fail, 0);
-    check_inbox(&rc.in, 1, text, sizeof text, "127.0.0.1", test_port(server), DGRAM_IPV4);
-    CHECK_EQ(rs.in.rinfo.port, test_port(client));
-    CHECK_STR(rc.log.text, "LSM");
-    CHECK_STR(rs.log.text, "LMS");
-    CHECK_EQ(rc.sends_ok, 1);
-    CHECK_EQ(rc.last_send_len, sizeof text);
+    CHECK_EQ(rs.sent.errors, 0);
+    CHECK_EQ(rs.sent.length, sizeof text);
+    CHECK_EQ(rc.r.count, 1);
+    rec_check_msg(&rc.r, 0, text, sizeof text, "127.0.0.1", sport, DGRAM_IPV4);
+    rec_check_msg(&rs.r, 0, text, sizeof text, "127.0.0.1", cport, DGRAM_IPV4);
+    CHECK_STR(rc.r.log.text, "lSM");
+    CHECK_STR(rs.r.log.text, "lMS");
+    CHECK_EQ(rc.sent.count, 1);
+    CHECK_EQ(rc.sent.errors, 0);
+    CHECK_EQ(rc.sent.length, sizeof text);
 
     /* The callbacks ran on one thread, not this one. */
     CHECK(!pthread_equal(rs.threads.owner, pthread_self()));
@@ -705,207 +697,252 @@ static void test_io_thread_mode(void) {
 
     CHECK_OK(dgram_close(server, NULL));
     CHECK_OK(dgram_close(client, NULL));
-    WAIT_UNTIL(rs.closes, 1);
-    WAIT_UNTIL(rc.closes, 1);
+    WAIT_UNTIL(rs.r.close_p, 1);
+    WAIT_UNTIL(rc.r.close_p, 1);
     test_wait_active(c, 0);
     CHECK(pthread_equal(rs.threads.owner, rc.threads.owner));
+    CHECK_EQ(rs.threads.mismatch, 0);
     CHECK_EQ(rc.threads.mismatch, 0);
-    CHECK_STR(rc.log.text, "LSMC");
+    CHECK_STR(rc.r.log.text, "lSMc");
+    CHECK_STR(rs.r.log.text, "lMSc");
+    CHECK_EQ(rs.r.bad + rc.r.bad, 0);
     dgram_socket_free(server);
     dgram_socket_free(client);
-    dgram_context_free(c);
+    test_context_finish(c);
 }
 
 /* ---- dgram_context_free ------------------------------------------------------ */
 
 static void test_context_free_with_open_sockets(void) {
-    puts("test_context_free_with_open_sockets");
     /* Host mode: a socket with listening pending, one with a completion and
      * a datagram pending, one unbound, one closed with 'close' pending, one
      * freed before the context. */
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
-    rec r[5];
+    peer_rec r[5];
     dgram_socket *s[5];
     for (int i = 0; i < 5; i++)
-        s[i] = make_socket(c, &r[i]);
+        s[i] = peer_socket(c, &r[i]);
     test_bind(s[0], "127.0.0.1");
     test_bind(s[1], "127.0.0.1");
     test_bind(s[3], "127.0.0.1");
     test_bind(s[4], "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 4);
     CHECK_CODE(dgram_bind(s[0], 0, "127.0.0.1", NULL), DGRAM_EALREADY);
-    CHECK_OK(dgram_send(s[1], "to0", 3, test_port(s[0]), "127.0.0.1", on_send, &r[1]));
+    CHECK_OK(dgram_send(s[1], "to0", 3, test_port(s[0]), "127.0.0.1", on_sent, &r[1]));
     CHECK_OK(dgram_send(s[0], "to1", 3, test_port(s[1]), "127.0.0.1", NULL, NULL));
     CHECK_OK(dgram_close(s[3], NULL));
+    r[4].r.freed = 1;
     dgram_socket_free(s[4]);
     wait_readable(c);
+    /* Marked before the free: in host mode no callback runs outside dispatch. */
+    for (int i = 0; i < 4; i++)
+        r[i].r.freed = 1;
     dgram_context_free(c);
+    test_context_forget(c);
     for (int i = 0; i < 4; i++) {
         test_check_all_ebadf(s[i], DGRAM_UDP4);
         dgram_socket_free(s[i]);
     }
+    static const char *const logs[5] = {"l", "l", "", "l", "l"};
     for (int i = 0; i < 5; i++) {
-        CHECK_EQ(r[i].in.count, 0);
-        CHECK_EQ(r[i].sends_ok + r[i].sends_err, 0);
-        CHECK_EQ(r[i].closes, 0);
+        CHECK_EQ(r[i].r.count, 0);
+        CHECK_EQ(r[i].sent.count, 0);
+        CHECK_EQ(r[i].r.close_p, 0);
+        CHECK_EQ(r[i].r.after_free, 0);
+        CHECK_EQ(r[i].r.bad, 0);
+        CHECK_STR(r[i].r.log.text, logs[i]);
     }
 
     /* I/O-thread mode: datagrams flowing when the context goes; no callback
      * of any kind after dgram_context_free returns. */
     c = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
     dgram_context *hc = test_context(DGRAM_DISPATCH_HOST, 0);
-    rec rr, rh;
-    dgram_socket *recv = make_socket(c, &rr);
-    dgram_socket *other = make_socket(c, &rr);
-    dgram_socket *sender = make_socket(hc, &rh);
+    peer_rec rr, ro;
+    sock_rec rh;
+    dgram_socket *recv = peer_socket(c, &rr);
+    dgram_socket *other = peer_socket(c, &ro);
+    dgram_socket *sender = rec_socket_with(hc, NULL, &rh);
     test_bind(recv, "127.0.0.1");
     test_bind(other, "127.0.0.1");
     test_bind(sender, "127.0.0.1");
     uint16_t recv_port = test_port(recv);
-    WAIT_UNTIL(rr.listening, 2);
+    WAIT_UNTIL(rr.r.listen_p, 1);
+    WAIT_UNTIL(ro.r.listen_p, 1);
     for (int i = 0; i < 50; i++)
-        CHECK_OK(dgram_send(sender, &i, sizeof i, test_port(recv), "127.0.0.1", NULL, NULL));
-    CHECK_OK(dgram_send(other, "o", 1, test_port(sender), "127.0.0.1", on_send, &rr));
-    WAIT_UNTIL(rr.in.count, 1);
+        CHECK_OK(dgram_send(sender, &i, sizeof i, recv_port, "127.0.0.1", NULL, NULL));
+    CHECK_OK(dgram_send(other, "o", 1, test_port(sender), "127.0.0.1", on_sent, &ro));
+    WAIT_UNTIL(rr.r.count, 1);
     dgram_context_free(c);
-    int seen = test_load(&rr.callbacks);
+    test_context_forget(c);
+    /* Marked only now: callbacks ran on the I/O thread until the free
+     * returned. */
+    rr.r.freed = 1;
+    ro.r.freed = 1;
+    int seen = rr.r.log.len + ro.r.log.len;
     for (int i = 0; i < 50; i++)
         CHECK_OK(dgram_send(sender, &i, sizeof i, recv_port, "127.0.0.1", NULL, NULL));
     test_sleep_ms(100);
-    CHECK_EQ(test_load(&rr.callbacks), seen);
-    CHECK_EQ(rr.closes, 0);
+    CHECK_EQ(rr.r.log.len + ro.r.log.len, seen);
+    CHECK_EQ(rr.r.after_free + ro.r.after_free, 0);
+    CHECK_EQ(rr.r.close_p + ro.r.close_p, 0);
+    CHECK_EQ(rr.r.bad + ro.r.bad, 0);
     test_check_all_ebadf(recv, DGRAM_UDP4);
     test_check_all_ebadf(other, DGRAM_UDP4);
     /* Freed in the other order: context first, then the sockets. */
     dgram_socket_free(recv);
     dgram_socket_free(other);
     dgram_socket_free(sender);
-    dgram_context_free(hc);
+    test_context_finish(hc);
 }
 
+/* Frees a context from inside a callback: the first event of kind `letter`
+ * among the records that share it frees `ctx` and marks every one of them
+ * freed, so that any callback after that counts in their after_free. */
 typedef struct {
     dgram_context *ctx;
-    int calls;
+    char letter;
+    sock_rec *recs[3];
+    int nrecs;
     int freed;
-    int after_free;
-} free_state;
+} ctx_killer;
 
-static void free_in_listening(dgram_socket *s, void *ud) {
+static void free_ctx_action(sock_rec *r, dgram_socket *s, char letter) {
     (void)s;
-    free_state *f = ud;
-    test_add(&f->calls, 1);
-    if (test_load(&f->freed)) {
-        test_add(&f->after_free, 1);
+    ctx_killer *k = r->user;
+    if (letter != k->letter || test_load(&k->freed))
         return;
-    }
-    dgram_context_free(f->ctx);
-    test_add(&f->freed, 1);
+    dgram_context_free(k->ctx);
+    for (int i = 0; i < k->nrecs; i++)
+        k->recs[i]->freed = 1;
+    test_add(&k->freed, 1);
 }
 
-static void free_in_message(dgram_socket *s, const uint8_t *msg, size_t len,
-                            const dgram_addr *rinfo, void *ud) {
-    (void)msg;
-    (void)len;
-    (void)rinfo;
-    free_in_listening(s, ud);
+/* Clears `k` for context `c`: its first event of kind `letter` frees it. */
+static void killer_init(ctx_killer *k, dgram_context *c, char letter) {
+    memset(k, 0, sizeof *k);
+    k->ctx = c;
+    k->letter = letter;
+}
+
+/* A udp4 socket (NULL options) of `c` recording into `r`, which joins `k`. */
+static dgram_socket *killer_socket(dgram_context *c, ctx_killer *k, sock_rec *r) {
+    CHECK(k->nrecs < 3);
+    dgram_socket *s = rec_socket_with(c, NULL, r);
+    r->user = k;
+    r->action = free_ctx_action;
+    k->recs[k->nrecs++] = r;
+    return s;
 }
 
 static void test_context_free_in_callback_host(void) {
-    puts("test_context_free_in_callback_host");
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
-    free_state f;
-    memset(&f, 0, sizeof f);
-    f.ctx = c;
+    ctx_killer k;
+    killer_init(&k, c, 'L');
+    sock_rec r[3];
     dgram_socket *s[3];
-    for (int i = 0; i < 3; i++) {
-        s[i] = test_socket_with(c, NULL, NULL, &f);
-        CHECK_OK(dgram_bind(s[i], 0, "127.0.0.1", free_in_listening));
-    }
-    /* The first listening callback frees the context: the other two never
-     * run, and dispatch says the handle is gone. */
+    for (int i = 0; i < 3; i++)
+        s[i] = killer_socket(c, &k, &r[i]);
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(dgram_bind(s[i], 0, "127.0.0.1", rec_on_listening_once));
+    /* The first one-shot listening callback frees the context: the other
+     * two sockets' never run, and dispatch says the handle is gone. */
     CHECK_CODE(dgram_context_dispatch(c, 0), DGRAM_EBADF);
-    CHECK_EQ(f.calls, 1);
-    CHECK_EQ(f.freed, 1);
+    test_context_forget(c);
+    CHECK_EQ(k.freed, 1);
+    int once = 0, first = -1;
+    for (int i = 0; i < 3; i++) {
+        once += r[i].listen_once;
+        if (r[i].listen_once)
+            first = i;
+    }
+    CHECK_EQ(once, 1);
+    for (int i = 0; i < 3; i++)
+        CHECK_STR(r[i].log.text, i == first ? "lL" : "");
     for (int i = 0; i < 3; i++) {
         test_check_all_ebadf(s[i], DGRAM_UDP4);
         dgram_socket_free(s[i]);
     }
-    CHECK_EQ(f.after_free, 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(r[i].after_free, 0);
+        CHECK_EQ(r[i].bad, 0);
+    }
 
     /* From a message callback reached through dgram_context_run. */
     c = test_context(DGRAM_DISPATCH_HOST, 0);
-    memset(&f, 0, sizeof f);
-    f.ctx = c;
-    dgram_socket *r = test_socket_with(c, NULL, free_in_message, &f);
-    dgram_socket *snd = test_socket_with(c, NULL, NULL, NULL);
-    test_bind(r, "127.0.0.1");
+    killer_init(&k, c, 'M');
+    sock_rec rr, rsnd;
+    dgram_socket *recv = killer_socket(c, &k, &rr);
+    dgram_socket *snd = killer_socket(c, &k, &rsnd);
+    test_bind(recv, "127.0.0.1");
     test_bind(snd, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
     for (int i = 0; i < 5; i++)
-        CHECK_OK(dgram_send(snd, "m", 1, test_port(r), "127.0.0.1", NULL, NULL));
+        CHECK_OK(dgram_send(snd, "m", 1, test_port(recv), "127.0.0.1", NULL, NULL));
     int rc = 0;
     long long deadline = test_now_ms() + TEST_WAIT_MS;
-    while (!f.freed) {
+    while (!k.freed) {
         rc = dgram_context_run(c, 50);
-        CHECK(rc >= 0 || f.freed);
+        CHECK(rc >= 0 || k.freed);
         CHECK(test_now_ms() < deadline);
     }
     CHECK_CODE(rc, DGRAM_EBADF); /* the run that freed it says so */
-    CHECK_EQ(f.calls, 1);
-    test_check_all_ebadf(r, DGRAM_UDP4);
+    test_context_forget(c);
+    CHECK_EQ(rr.count, 1);
+    CHECK_STR(rr.log.text, "lM");
+    CHECK_STR(rsnd.log.text, "l");
+    test_check_all_ebadf(recv, DGRAM_UDP4);
     test_check_all_ebadf(snd, DGRAM_UDP4);
     dgram_socket_free(snd);
-    dgram_socket_free(r);
+    dgram_socket_free(recv);
+    CHECK_EQ(rr.after_free + rsnd.after_free, 0);
+    CHECK_EQ(rr.bad + rsnd.bad, 0);
 }
 
 static void test_context_free_in_callback_io_thread(void) {
-    puts("test_context_free_in_callback_io_thread");
     dgram_context *c = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
     dgram_context *hc = test_context(DGRAM_DISPATCH_HOST, 0);
-    free_state f;
-    memset(&f, 0, sizeof f);
-    f.ctx = c;
-    dgram_socket *r = test_socket_with(c, NULL, free_in_message, &f);
-    dgram_socket *r2 = test_socket_with(c, NULL, free_in_message, &f);
-    test_bind(r, "127.0.0.1");
-    test_bind(r2, "127.0.0.1");
-    rec rh;
-    dgram_socket *snd = make_socket(hc, &rh);
+    ctx_killer k;
+    killer_init(&k, c, 'M');
+    sock_rec r1, r2, rh;
+    dgram_socket *recv1 = killer_socket(c, &k, &r1);
+    dgram_socket *recv2 = killer_socket(c, &k, &r2);
+    test_bind(recv1, "127.0.0.1");
+    test_bind(recv2, "127.0.0.1");
+    dgram_socket *snd = rec_socket_with(hc, NULL, &rh);
     test_bind(snd, "127.0.0.1");
-    uint16_t p1 = test_port(r), p2 = test_port(r2);
+    uint16_t p1 = test_port(recv1), p2 = test_port(recv2);
     for (int i = 0; i < 20; i++) {
         CHECK_OK(dgram_send(snd, "m", 1, p1, "127.0.0.1", NULL, NULL));
         CHECK_OK(dgram_send(snd, "n", 1, p2, "127.0.0.1", NULL, NULL));
     }
-    WAIT_UNTIL(f.freed, 1);
+    WAIT_UNTIL(k.freed, 1);
+    test_context_forget(c);
     test_sleep_ms(100);
-    CHECK_EQ(test_load(&f.calls), 1);
-    CHECK_EQ(test_load(&f.after_free), 0);
-    test_check_all_ebadf(r, DGRAM_UDP4);
-    test_check_all_ebadf(r2, DGRAM_UDP4);
-    dgram_socket_free(r);
-    dgram_socket_free(r2);
+    CHECK_EQ(test_load(&r1.count) + test_load(&r2.count), 1);
+    CHECK_EQ(test_load(&r1.after_free) + test_load(&r2.after_free), 0);
+    test_check_all_ebadf(recv1, DGRAM_UDP4);
+    test_check_all_ebadf(recv2, DGRAM_UDP4);
+    dgram_socket_free(recv1);
+    dgram_socket_free(recv2);
     dgram_socket_free(snd);
-    dgram_context_free(hc);
+    CHECK_EQ(r1.bad + r2.bad, 0);
+    test_context_finish(hc);
 }
 
 /* A host that sends with callbacks but never dispatches gets DGRAM_ENOBUFS
  * once 65536 completions wait, instead of unbounded memory; after dispatch
  * every accepted send has had its callback exactly once and sending works
- * again. */
-static int backpressure_done;
+ * again. Each completion is checked on its own (send_rec keeps only the
+ * last); `data` is the count of completions. */
 static void backpressure_sent(dgram_socket *s, const dgram_error *err, size_t length, void *data) {
     (void)s;
-    (void)data;
     CHECK(err == NULL);
     CHECK_EQ(length, 1);
-    backpressure_done++;
+    test_add(data, 1);
 }
 
 static void test_completion_backpressure(void) {
-    printf("test_completion_backpressure\n");
-    dgram_context *ctx = dgram_context_new(NULL);
-    CHECK(ctx != NULL);
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     /* A port nobody listens on any more: the datagrams vanish, and an
      * unconnected socket gets no error for them, so the only events are the
      * completions. */
@@ -914,9 +951,9 @@ static void test_completion_backpressure(void) {
     dgram_socket_free(gone);
     dgram_socket *s = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
     test_bind(s, "127.0.0.1");
-    backpressure_done = 0;
+    int done = 0;
     int accepted = 0, rc = 0;
-    while ((rc = dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, NULL)) == 0)
+    while ((rc = dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, &done)) == 0)
         accepted++;
     CHECK_CODE(rc, DGRAM_ENOBUFS);
     /* The cap counts completions waiting for dispatch. Normally every send
@@ -926,64 +963,53 @@ static void test_completion_backpressure(void) {
      * written, so a few more may be accepted. */
     CHECK(accepted >= 65536);
     CHECK(accepted <= 2 * 65536);
-    CHECK_EQ(backpressure_done, 0);
+    CHECK_EQ(done, 0);
     /* Every accepted send completes, exactly once. */
-    RUN_UNTIL(ctx, backpressure_done, accepted);
+    RUN_UNTIL(ctx, done, accepted);
     test_run_for(ctx, 50);
-    CHECK_EQ(backpressure_done, accepted);
-    CHECK_OK(dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, NULL));
-    RUN_UNTIL(ctx, backpressure_done, accepted + 1);
+    CHECK_EQ(done, accepted);
+    CHECK_OK(dgram_send(s, "x", 1, port, "127.0.0.1", backpressure_sent, &done));
+    RUN_UNTIL(ctx, done, accepted + 1);
     test_run_for(ctx, 20);
-    CHECK_EQ(backpressure_done, accepted + 1);
+    CHECK_EQ(done, accepted + 1);
     dgram_socket_free(s);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
 /* dgram_context_free from a socket's persistent 'close' handler: the
  * one-shot close callback of that same event does not run (no callback after
  * the free returned). The socket had closed, so the free no longer counted it
  * among its sockets (found by the fuzzer). */
-static dgram_context *g_close_ctx;
-static int g_close_freed, g_once_after_free;
-static void close_frees_context(dgram_socket *s, void *userdata) {
-    (void)s, (void)userdata;
-    dgram_context_free(g_close_ctx);
-    g_close_freed = 1;
-}
-static void close_once_after(dgram_socket *s, void *userdata) {
-    (void)s, (void)userdata;
-    if (g_close_freed)
-        g_once_after_free++;
-}
 static void test_context_free_in_close_handler(void) {
-    puts("test_context_free_in_close_handler");
-    g_close_ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    dgram_socket *s = test_socket(g_close_ctx, DGRAM_UDP4, NULL, NULL);
-    CHECK_OK(dgram_on_close(s, close_frees_context));
-    CHECK_OK(dgram_close(s, close_once_after));
-    CHECK_CODE(dgram_context_dispatch(g_close_ctx, 0), DGRAM_EBADF);
-    CHECK_EQ(g_close_freed, 1);
-    CHECK_EQ(g_once_after_free, 0);
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
+    ctx_killer k;
+    killer_init(&k, c, 'c');
+    sock_rec r;
+    dgram_socket *s = killer_socket(c, &k, &r);
+    CHECK_OK(dgram_close(s, rec_on_close_once));
+    CHECK_CODE(dgram_context_dispatch(c, 0), DGRAM_EBADF);
+    test_context_forget(c);
+    CHECK_EQ(k.freed, 1);
+    CHECK_EQ(r.close_p, 1);
+    CHECK_EQ(r.close_once, 0);
+    CHECK_EQ(r.after_free, 0);
+    CHECK_STR(r.log.text, "c");
     dgram_socket_free(s);
 }
 
-int main(void) {
-    test_watchdog(60);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    test_version_and_error_strings();
-    test_context_new_options();
-    test_max_pending_events();
-    test_fd_and_dispatch_counts();
-    test_run();
-    test_active_counts();
-    test_nested_dispatch_busy();
-    test_dispatch_from_second_thread_busy();
-    test_io_thread_mode();
-    test_context_free_with_open_sockets();
-    test_context_free_in_callback_host();
-    test_context_free_in_callback_io_thread();
-    test_context_free_in_close_handler();
-    test_completion_backpressure();
-    puts("all passed");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_version_and_error_strings),
+    TEST_ENTRY(test_context_new_options),
+    TEST_ENTRY(test_max_pending_events),
+    TEST_ENTRY(test_fd_and_dispatch_counts),
+    TEST_ENTRY(test_run),
+    TEST_ENTRY(test_active_counts),
+    TEST_ENTRY(test_nested_dispatch_busy),
+    TEST_ENTRY(test_dispatch_from_second_thread_busy),
+    TEST_ENTRY(test_io_thread_mode),
+    TEST_ENTRY(test_context_free_with_open_sockets),
+    TEST_ENTRY(test_context_free_in_callback_host),
+    TEST_ENTRY(test_context_free_in_callback_io_thread),
+    TEST_ENTRY(test_context_free_in_close_handler),
+    TEST_ENTRY(test_completion_backpressure),
+)

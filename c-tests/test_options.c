@@ -8,18 +8,18 @@
  * Multicast memberships are covered in test_multicast.c.
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <netinet/in.h>
 #include <sys/time.h>
-
-static dgram_context *ctx;
 
 static const dgram_type TYPES[2] = {DGRAM_UDP4, DGRAM_UDP6};
 
 /* A socket of `type`, bound to the loopback address on an OS-chosen port
  * when `bound`; the fd must stay the same across bind (the OS socket is
  * made by dgram_create_socket). */
-static dgram_socket *make(dgram_type type, bool bound, bool reuse_addr, bool ipv6_only) {
+static dgram_socket *make(dgram_context *ctx, dgram_type type, bool bound, bool reuse_addr,
+                          bool ipv6_only) {
     dgram_socket_options opts = test_opts(type);
     opts.reuse_addr = reuse_addr;
     opts.ipv6_only = ipv6_only;
@@ -33,16 +33,19 @@ static dgram_socket *make(dgram_type type, bool bound, bool reuse_addr, bool ipv
     return s;
 }
 
-/* Runs `fn` on udp4 and udp6 sockets, unbound and bound. */
+/* Runs `fn` on udp4 and udp6 sockets, unbound and bound, in a context of
+ * its own. */
 static void for_each_socket(void (*fn)(dgram_socket *s, dgram_type type, bool bound)) {
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     for (int t = 0; t < 2; t++) {
         for (int bound = 0; bound <= 1; bound++) {
             printf("    %s, %s\n", test_type_name(TYPES[t]), bound ? "bound" : "not bound");
-            dgram_socket *s = make(TYPES[t], bound, false, false);
+            dgram_socket *s = make(ctx, TYPES[t], bound, false, false);
             fn(s, TYPES[t], bound);
             dgram_socket_free(s);
         }
     }
+    test_context_finish(ctx);
 }
 
 /* ---- setBroadcast ---------------------------------------------------- */
@@ -60,7 +63,6 @@ static void broadcast_case(dgram_socket *s, dgram_type type, bool bound) {
 }
 
 static void test_set_broadcast(void) {
-    printf("test_set_broadcast\n");
     for_each_socket(broadcast_case);
 }
 
@@ -80,7 +82,6 @@ static void ttl_case(dgram_socket *s, dgram_type type, bool bound) {
 }
 
 static void test_set_ttl(void) {
-    printf("test_set_ttl\n");
     for_each_socket(ttl_case);
 }
 
@@ -105,7 +106,6 @@ static void multicast_ttl_case(dgram_socket *s, dgram_type type, bool bound) {
 }
 
 static void test_set_multicast_ttl(void) {
-    printf("test_set_multicast_ttl\n");
     for_each_socket(multicast_ttl_case);
 }
 
@@ -125,17 +125,16 @@ static void multicast_loop_case(dgram_socket *s, dgram_type type, bool bound) {
 }
 
 static void test_set_multicast_loopback(void) {
-    printf("test_set_multicast_loopback\n");
     for_each_socket(multicast_loop_case);
 }
 
 /* ---- options set before bind survive bind ------------------------------ */
 
 static void test_options_survive_bind(void) {
-    printf("test_options_survive_bind\n");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     for (int t = 0; t < 2; t++) {
         dgram_type type = TYPES[t];
-        dgram_socket *s = make(type, false, false, false);
+        dgram_socket *s = make(ctx, type, false, false, false);
         int fd = dgram_fileno(s);
         CHECK_OK(dgram_set_broadcast(s, true));
         CHECK_OK(dgram_set_ttl(s, 17));
@@ -151,17 +150,18 @@ static void test_options_survive_bind(void) {
                  0);
         dgram_socket_free(s);
     }
+    test_context_finish(ctx);
 }
 
 /* ---- reuse_addr --------------------------------------------------------- */
 
 static void test_reuse_addr(void) {
-    printf("test_reuse_addr\n");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     for (int t = 0; t < 2; t++) {
         dgram_type type = TYPES[t];
         for (int bound = 0; bound <= 1; bound++) {
-            dgram_socket *on = make(type, bound, true, false);
-            dgram_socket *off = make(type, bound, false, false);
+            dgram_socket *on = make(ctx, type, bound, true, false);
+            dgram_socket *off = make(ctx, type, bound, false, false);
             CHECK_EQ(test_sockopt_int(on, SOL_SOCKET, SO_REUSEADDR), 1);
             CHECK_EQ(test_sockopt_int(off, SOL_SOCKET, SO_REUSEADDR), 0);
             dgram_socket_free(on);
@@ -169,68 +169,77 @@ static void test_reuse_addr(void) {
         }
         /* Effect: two reuse_addr sockets share a port; without it the
          * second bind is EADDRINUSE. */
-        dgram_socket *a = make(type, true, true, false);
+        dgram_socket *a = make(ctx, type, true, true, false);
         uint16_t port = test_port(a);
-        dgram_socket *b = make(type, false, true, false);
+        dgram_socket *b = make(ctx, type, false, true, false);
         CHECK_EQ(test_bind_wait(ctx, b, port, test_loopback(type)), port);
-        dgram_socket *c = make(type, false, false, false);
+        dgram_socket *c = make(ctx, type, false, false, false);
         CHECK_CODE(dgram_bind(c, port, test_loopback(type), NULL), DGRAM_EADDRINUSE);
         CHECK_EQ(test_sockopt_int(c, SOL_SOCKET, SO_REUSEADDR), 0);
         dgram_socket_free(a);
         dgram_socket_free(b);
         dgram_socket_free(c);
     }
+    test_context_finish(ctx);
 }
 
 /* ---- ipv6_only ---------------------------------------------------------- */
 
-static dgram_socket *bind_any(dgram_type type, bool ipv6_only, int port, int expect) {
-    dgram_socket *s = make(type, false, false, ipv6_only);
-    if (expect == 0)
+/* A socket of `type` bound to the wildcard address on `port`, or, when
+ * `expect` is an error code, one whose bind there fails with it (and whose
+ * callback never runs). */
+static dgram_socket *bind_any(dgram_context *ctx, dgram_type type, bool ipv6_only, int port,
+                              int expect) {
+    dgram_socket *s = make(ctx, type, false, false, ipv6_only);
+    if (expect == 0) {
         test_bind_wait(ctx, s, port, NULL);
-    else
+    } else {
+        int before = test_load(&test_listenings);
         CHECK_CODE(dgram_bind(s, port, NULL, test_count_listening), expect);
+        test_run_for(ctx, 20);
+        CHECK_EQ(test_load(&test_listenings), before);
+    }
     return s;
 }
 
 static void test_ipv6_only(void) {
-    printf("test_ipv6_only\n");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     /* Unbound, then bound to [::] (binding to a specific IPv6 address such
      * as ::1 makes the kernel itself set IPV6_V6ONLY, so the wildcard is the
      * bound case that shows the option as set). */
     for (int bound = 0; bound <= 1; bound++) {
-        dgram_socket *on = bound ? bind_any(DGRAM_UDP6, true, 0, 0) : make(DGRAM_UDP6, false, false, true);
-        dgram_socket *off = bound ? bind_any(DGRAM_UDP6, false, 0, 0) : make(DGRAM_UDP6, false, false, false);
+        dgram_socket *on = bound ? bind_any(ctx, DGRAM_UDP6, true, 0, 0)
+                                 : make(ctx, DGRAM_UDP6, false, false, true);
+        dgram_socket *off = bound ? bind_any(ctx, DGRAM_UDP6, false, 0, 0)
+                                  : make(ctx, DGRAM_UDP6, false, false, false);
         CHECK_EQ(test_sockopt_int(on, IPPROTO_IPV6, IPV6_V6ONLY), 1);
         CHECK_EQ(test_sockopt_int(off, IPPROTO_IPV6, IPV6_V6ONLY), 0);
         dgram_socket_free(on);
         dgram_socket_free(off);
     }
     /* ipv6_only is ignored on udp4: the socket is made and works. */
-    dgram_socket *v4 = make(DGRAM_UDP4, true, false, true);
+    dgram_socket *v4 = make(ctx, DGRAM_UDP4, true, false, true);
     CHECK_EQ(test_sockopt_int(v4, SOL_SOCKET, SO_REUSEADDR), 0);
     dgram_socket_free(v4);
 
     /* Effect (bind only, nothing sent to the wildcard): a v6-only socket on
      * [::]:P leaves 0.0.0.0:P free; a dual-stack one takes it too. */
-    dgram_socket *only = bind_any(DGRAM_UDP6, true, 0, 0);
+    dgram_socket *only = bind_any(ctx, DGRAM_UDP6, true, 0, 0);
     uint16_t port = test_port(only);
-    dgram_socket *four = bind_any(DGRAM_UDP4, false, port, 0);
+    dgram_socket *four = bind_any(ctx, DGRAM_UDP4, false, port, 0);
     CHECK_EQ(test_port(four), port);
     dgram_socket_free(only);
     dgram_socket_free(four);
 
-    dgram_socket *dual = bind_any(DGRAM_UDP6, false, 0, 0);
+    dgram_socket *dual = bind_any(ctx, DGRAM_UDP6, false, 0, 0);
     port = test_port(dual);
-    dgram_socket *clash = bind_any(DGRAM_UDP4, false, port, DGRAM_EADDRINUSE);
+    dgram_socket *clash = bind_any(ctx, DGRAM_UDP4, false, port, DGRAM_EADDRINUSE);
     dgram_socket_free(dual);
     dgram_socket_free(clash);
+    test_context_finish(ctx);
 }
 
 /* ---- the TTL set is the one the datagrams carry (loopback only) -------- */
-
-/* Completions of the sends below (send_and_wait). */
-static send_rec sends;
 
 /* A plain kernel socket on the loopback address asking for the TTL / hop
  * limit of each datagram it receives. */
@@ -300,12 +309,14 @@ static int recv_ttl(int fd, dgram_type type) {
 }
 
 static void test_ttl_on_the_wire(void) {
-    printf("test_ttl_on_the_wire\n");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
+    send_rec sends;
+    memset(&sends, 0, sizeof sends);
     for (int t = 0; t < 2; t++) {
         dgram_type type = TYPES[t];
         uint16_t port;
         int rfd = ttl_receiver(type, &port);
-        dgram_socket *s = make(type, false, false, false);
+        dgram_socket *s = make(ctx, type, false, false, false);
         static const int ttls[] = {7, 1, 255};
         for (int i = 0; i < 3; i++) {
             CHECK_OK(dgram_set_ttl(s, ttls[i]));
@@ -316,15 +327,16 @@ static void test_ttl_on_the_wire(void) {
         dgram_socket_free(s);
         close(rfd);
     }
+    test_context_finish(ctx);
 }
 
 /* ---- closed socket and NULL handle -------------------------------------- */
 
 static void test_options_on_closed_socket(void) {
-    printf("test_options_on_closed_socket\n");
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     for (int t = 0; t < 2; t++) {
         for (int bound = 0; bound <= 1; bound++) {
-            dgram_socket *s = make(TYPES[t], bound, false, false);
+            dgram_socket *s = make(ctx, TYPES[t], bound, false, false);
             CHECK_OK(dgram_close(s, NULL));
             /* every setter and dgram_fileno among them; closed wins over range */
             test_check_all_ebadf(s, TYPES[t]);
@@ -337,27 +349,19 @@ static void test_options_on_closed_socket(void) {
     CHECK_CODE(dgram_set_multicast_ttl(NULL, 1), DGRAM_EINVAL);
     CHECK_CODE(dgram_set_multicast_loopback(NULL, true), DGRAM_EINVAL);
     /* Freeing without waiting for 'close' leaves nothing to dispatch. */
-    test_run_for(ctx, 20);
-}
-
-int main(void) {
-    test_watchdog(60);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    ctx = dgram_context_new(NULL);
-    CHECK(ctx != NULL);
-
-    test_set_broadcast();
-    test_set_ttl();
-    test_set_multicast_ttl();
-    test_set_multicast_loopback();
-    test_options_survive_bind();
-    test_reuse_addr();
-    test_ipv6_only();
-    test_ttl_on_the_wire();
-    test_options_on_closed_socket();
-
     CHECK_EQ(dgram_context_active(ctx), 0);
-    dgram_context_free(ctx);
-    printf("ok\n");
-    return 0;
+    test_run_for(ctx, 20);
+    test_context_finish(ctx);
 }
+
+TEST_LIST(
+    TEST_ENTRY(test_set_broadcast),
+    TEST_ENTRY(test_set_ttl),
+    TEST_ENTRY(test_set_multicast_ttl),
+    TEST_ENTRY(test_set_multicast_loopback),
+    TEST_ENTRY(test_options_survive_bind),
+    TEST_ENTRY(test_reuse_addr),
+    TEST_ENTRY(test_ipv6_only),
+    TEST_ENTRY(test_ttl_on_the_wire),
+    TEST_ENTRY(test_options_on_closed_socket),
+)

@@ -10,82 +10,72 @@
  * errors are covered elsewhere (inside a network namespace).
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <stdint.h>
 
 /* ---- recorders ---------------------------------------------------------- */
 
-#define MAX_RX 1100
-#define MAX_SENT 1100
-
-/* What one socket received. Callbacks may run on the I/O thread: the data
- * is stored first, then `count` is published atomically. */
+/* One socket's recorder: its events in `r`, every datagram also whole in
+ * `in` (sock_rec keeps only the first bytes of the first few), and what
+ * rx_action does from inside its callbacks. */
 typedef struct {
-    int count;
-    size_t len[MAX_RX];
-    uint8_t *data[MAX_RX];
-    dgram_addr rinfo[MAX_RX];
-    int echo;  /* echo every datagram back to its sender */
-    int echo_errors;
-    char tag;  /* appended to g_log for every message, when nonzero */
-    int listening;
+    sock_rec r;
+    inbox in;
+    int echo;        /* send every datagram back to its sender */
+    int echo_errors; /* echoes dgram_send refused */
+    int listen_rc;   /* dgram_address, called from inside 'listening' */
     dgram_addr listen_addr;
-    int listen_addr_rc;
-} rx_t;
+    /* When seq_digits is set, datagram i must be seq_prefix followed by i
+     * in seq_digits digits (zero-padded), from 127.0.0.1 port seq_port. */
+    int seq_digits;
+    const char *seq_prefix;
+    uint16_t seq_port;
+} rx;
 
-/* Event log, for order across event kinds of one socket ("LSM"). */
-static event_log g_log;
-
-static void rx_init(rx_t *rx) { memset(rx, 0, sizeof *rx); }
-
-static void rx_free(rx_t *rx) {
-    int n = test_load(&rx->count);
-    for (int i = 0; i < n && i < MAX_RX; i++)
-        free(rx->data[i]);
-    memset(rx, 0, sizeof *rx);
+/* Sends the datagram `x` just received back to where it came from. */
+static void rx_echo(rx *x, dgram_socket *s) {
+    const inbox *in = &x->in;
+    if (dgram_send(s, in->data, in->len, in->rinfo.port, in->rinfo.address, NULL, NULL) != 0)
+        test_add(&x->echo_errors, 1);
 }
 
-static void rx_on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                          void *userdata) {
-    rx_t *rx = userdata;
-    int i = rx->count;
-    if (i >= MAX_RX)
-        FAIL("more than %d datagrams received", MAX_RX);
-    rx->data[i] = malloc(len ? len : 1);
-    CHECK(rx->data[i] != NULL);
-    if (len)
-        memcpy(rx->data[i], msg, len);
-    rx->len[i] = len;
-    rx->rinfo[i] = *rinfo;
-    if (rx->tag)
-        event_log_add(&g_log, rx->tag);
-    if (rx->echo) {
-        if (dgram_send(s, msg, len, rinfo->port, rinfo->address, NULL, NULL) != 0)
-            rx->echo_errors++;
-    }
-    test_add(&rx->count, 1);
+/* Checks the datagram `x` just received, its number `i`, against `x->seq_*`:
+ * more datagrams than sock_rec keeps, each checked as it comes. */
+static void rx_check_seq(const rx *x, int i) {
+    const inbox *in = &x->in;
+    char want[32];
+    int n = snprintf(want, sizeof want, "%s%0*d", x->seq_prefix, x->seq_digits, i);
+    CHECK(n > 0 && (size_t)n < sizeof want);
+    if (in->len != (size_t)n || memcmp(in->data, want, (size_t)n) != 0)
+        FAIL("datagram %d is \"%.*s\", expected \"%s\"", i, (int)in->len,
+             (const char *)in->data, want);
+    CHECK_ADDR(&in->rinfo, "127.0.0.1", x->seq_port, DGRAM_IPV4);
 }
 
-static void rx_on_listening(dgram_socket *s, void *userdata) {
-    rx_t *rx = userdata;
-    event_log_add(&g_log, 'L');
-    rx->listen_addr_rc = dgram_address(s, &rx->listen_addr);
-    test_add(&rx->listening, 1);
+static void rx_action(sock_rec *r, dgram_socket *s, char letter) {
+    rx *x = r->user;
+    if (letter == 'l')
+        x->listen_rc = dgram_address(s, &x->listen_addr);
+    if (letter != 'M')
+        return;
+    if (x->seq_digits)
+        rx_check_seq(x, test_load(&r->count) - 1);
+    if (x->echo)
+        rx_echo(x, s);
 }
 
-/* Send completions, in the order they came. */
+/* Send completions, in the order they came: each one's length, send_data
+ * and handle (send_rec keeps only the last). */
+#define MAX_SENT 1100
 static struct {
     int count;
     int errors;
     size_t len[MAX_SENT];
     void *data[MAX_SENT];
     dgram_socket *sock[MAX_SENT];
+    event_log *log; /* when set, each completion adds 'S' to it */
 } g_sent;
-
-static void sent_reset(void) {
-    memset(&g_sent, 0, sizeof g_sent);
-    memset(&g_log, 0, sizeof g_log);
-}
 
 static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
     int i = g_sent.count;
@@ -99,49 +89,64 @@ static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void
     g_sent.len[i] = length;
     g_sent.data[i] = send_data;
     g_sent.sock[i] = s;
-    event_log_add(&g_log, 'S');
+    if (g_sent.log)
+        event_log_add(g_sent.log, 'S');
     test_add(&g_sent.count, 1);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static dgram_socket *new_sock(dgram_context *ctx, dgram_type type, int32_t bufsize, rx_t *rx) {
+/* A socket of `type` (both buffer sizes `bufsize`, 0: the default)
+ * recording into `x`, cleared. */
+static dgram_socket *new_sock(dgram_context *ctx, dgram_type type, int32_t bufsize, rx *x) {
     dgram_socket_options o = test_opts(type);
     o.recv_buffer_size = bufsize;
     o.send_buffer_size = bufsize;
-    return test_socket_with(ctx, &o, rx_on_message, rx);
+    memset(x, 0, sizeof *x);
+    dgram_socket *s = rec_socket_with(ctx, &o, &x->r);
+    x->in.socket = s;
+    x->r.in = &x->in;
+    x->r.action = rx_action;
+    x->r.user = x;
+    return s;
 }
 
 /* A socket bound to `addr` on an OS-chosen port. */
 static dgram_socket *bound_sock(dgram_context *ctx, dgram_type type, const char *addr, int32_t bufsize,
-                                rx_t *rx) {
-    dgram_socket *s = new_sock(ctx, type, bufsize, rx);
+                                rx *x) {
+    dgram_socket *s = new_sock(ctx, type, bufsize, x);
     test_bind(s, addr);
     return s;
 }
 
+/* Frees `s`, recording into `r`, and says so to `r` (callbacks after this
+ * count in r->after_free). */
+static void free_rec_socket(dgram_socket *s, sock_rec *r) {
+    r->freed = 1;
+    dgram_socket_free(s);
+}
+
+/* Checks that `r` saw nothing amiss: no callback with another handle or
+ * after the free, no 'error' event. */
+static void check_rec_clean(const sock_rec *r) {
+    CHECK_EQ(r->bad, 0);
+    CHECK_EQ(r->after_free, 0);
+    CHECK_EQ(r->errors, 0);
+}
+
 /* Most tests' cast: a context, and a server and a client of `type` bound to
  * `loop` (buffer sizes as given, 0: the default), each recording into its
- * own rx_t; the send and event logs cleared. */
+ * own rx. */
 typedef struct {
     dgram_context *ctx;
-    rx_t srx, crx;
+    rx srx, crx;
     dgram_socket *server, *client;
     uint16_t sport, cport;
 } pair;
 
-/* The context and the two recorders, for a test that makes its own server
- * and client (and its ports). */
-static void pair_begin(pair *p, dgram_dispatch dispatch) {
-    p->ctx = test_context(dispatch, 0);
-    rx_init(&p->srx);
-    rx_init(&p->crx);
-    sent_reset();
-}
-
 static void pair_open(pair *p, dgram_dispatch dispatch, dgram_type type, const char *loop,
                       int32_t server_buf, int32_t client_buf) {
-    pair_begin(p, dispatch);
+    p->ctx = test_context(dispatch, 0);
     p->server = bound_sock(p->ctx, type, loop, server_buf, &p->srx);
     p->client = bound_sock(p->ctx, type, loop, client_buf, &p->crx);
     p->sport = test_port(p->server);
@@ -149,17 +154,11 @@ static void pair_open(pair *p, dgram_dispatch dispatch, dgram_type type, const c
 }
 
 static void pair_close(pair *p) {
-    dgram_socket_free(p->client);
-    dgram_socket_free(p->server);
-    dgram_context_free(p->ctx);
-    rx_free(&p->srx);
-    rx_free(&p->crx);
-}
-
-static void check_msg(const rx_t *rx, int i, const void *bytes, size_t len) {
-    CHECK_EQ(rx->len[i], len);
-    if (len)
-        CHECK_MEM(rx->data[i], bytes, len);
+    free_rec_socket(p->client, &p->crx.r);
+    free_rec_socket(p->server, &p->srx.r);
+    test_context_finish(p->ctx);
+    check_rec_clean(&p->srx.r);
+    check_rec_clean(&p->crx.r);
 }
 
 static uint8_t pattern_byte(size_t i) { return (uint8_t)((i * 7u + 3u) ^ (i >> 8)); }
@@ -175,21 +174,19 @@ static void echo_family(dgram_type type, const char *loop, dgram_family family) 
 
     static const uint8_t msg[] = {'h', 'e', 'l', 'l', 'o', 0, 0xff, 0x80, '\n', 'x'};
     CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, loop, on_sent, NULL));
-    RUN_UNTIL(p.ctx, p.crx.count, 1);
+    RUN_UNTIL(p.ctx, p.crx.r.count, 1);
 
-    CHECK_EQ(p.srx.count, 1);
-    check_msg(&p.srx, 0, msg, sizeof msg);
-    CHECK_ADDR(&p.srx.rinfo[0], loop, p.cport, family);
+    CHECK_EQ(p.srx.r.count, 1);
+    rec_check_msg(&p.srx.r, 0, msg, sizeof msg, loop, p.cport, family);
     CHECK_EQ(p.srx.echo_errors, 0);
 
-    CHECK_EQ(p.crx.count, 1);
-    check_msg(&p.crx, 0, msg, sizeof msg);
-    CHECK_ADDR(&p.crx.rinfo[0], loop, p.sport, family);
+    CHECK_EQ(p.crx.r.count, 1);
+    rec_check_msg(&p.crx.r, 0, msg, sizeof msg, loop, p.sport, family);
 
     RUN_UNTIL(p.ctx, g_sent.count, 1);
     test_run_for(p.ctx, 100);
-    CHECK_EQ(p.srx.count, 1);
-    CHECK_EQ(p.crx.count, 1);
+    CHECK_EQ(p.srx.r.count, 1);
+    CHECK_EQ(p.crx.r.count, 1);
     CHECK_EQ(g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], sizeof msg);
@@ -216,13 +213,13 @@ static void test_send_callback(void) {
 
     /* NULL callback: the datagram still goes out. */
     CHECK_OK(dgram_send(p.client, "no-callback", 11, p.sport, "127.0.0.1", NULL, &token));
-    RUN_UNTIL(p.ctx, p.srx.count, 2);
-    check_msg(&p.srx, 0, "0123456789abc", 13);
-    check_msg(&p.srx, 1, "no-callback", 11);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 2);
+    rec_check_text(&p.srx.r, 0, "0123456789abc", "127.0.0.1", p.cport, DGRAM_IPV4);
+    rec_check_text(&p.srx.r, 1, "no-callback", "127.0.0.1", p.cport, DGRAM_IPV4);
 
     test_run_for(p.ctx, 100);
     CHECK_EQ(g_sent.count, 1);
-    CHECK_EQ(p.srx.count, 2);
+    CHECK_EQ(p.srx.r.count, 2);
 
     pair_close(&p);
 }
@@ -246,10 +243,10 @@ static void test_buffer_reuse(void) {
     memset(heap, 0, 32);
     free(heap);
 
-    RUN_UNTIL(p.ctx, p.srx.count, 4);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 4);
     for (int i = 0; i < 3; i++)
-        check_msg(&p.srx, i, orig[i], strlen(orig[i]));
-    check_msg(&p.srx, 3, "heap bytes", 10);
+        rec_check_text(&p.srx.r, i, orig[i], "127.0.0.1", p.cport, DGRAM_IPV4);
+    rec_check_text(&p.srx.r, 3, "heap bytes", "127.0.0.1", p.cport, DGRAM_IPV4);
     RUN_UNTIL(p.ctx, g_sent.count, 4);
     CHECK_EQ(g_sent.errors, 0);
 
@@ -270,12 +267,10 @@ static void test_zero_length(void) {
     /* A marker after them: the empties came first, in order. */
     CHECK_OK(dgram_send(p.client, "end", 3, p.sport, "127.0.0.1", on_sent, NULL));
 
-    RUN_UNTIL(p.ctx, p.srx.count, 5);
-    for (int i = 0; i < 4; i++) {
-        CHECK_EQ(p.srx.len[i], 0);
-        CHECK_ADDR(&p.srx.rinfo[i], "127.0.0.1", p.cport, DGRAM_IPV4);
-    }
-    check_msg(&p.srx, 4, "end", 3);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 5);
+    for (int i = 0; i < 4; i++)
+        rec_check_msg(&p.srx.r, i, "", 0, "127.0.0.1", p.cport, DGRAM_IPV4);
+    rec_check_text(&p.srx.r, 4, "end", "127.0.0.1", p.cport, DGRAM_IPV4);
     RUN_UNTIL(p.ctx, g_sent.count, 5);
     CHECK_EQ(g_sent.errors, 0);
     void *want[4] = {&d0, &d1, &d2, &d3};
@@ -285,7 +280,7 @@ static void test_zero_length(void) {
     }
     CHECK_EQ(g_sent.len[4], 3);
     test_run_for(p.ctx, 100);
-    CHECK_EQ(p.srx.count, 5);
+    CHECK_EQ(p.srx.r.count, 5);
     CHECK_EQ(g_sent.count, 5);
 
     pair_close(&p);
@@ -307,9 +302,8 @@ static void test_sendv(void) {
     memset(p2, '?', sizeof p2);
     three[0].len = 0;
     three[2].base = NULL;
-    RUN_UNTIL(p.ctx, p.srx.count, 1);
-    check_msg(&p.srx, 0, "abcdef", 6);
-    CHECK_ADDR(&p.srx.rinfo[0], "127.0.0.1", p.cport, DGRAM_IPV4);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 1);
+    rec_check_text(&p.srx.r, 0, "abcdef", "127.0.0.1", p.cport, DGRAM_IPV4);
     RUN_UNTIL(p.ctx, g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], 6);
@@ -318,8 +312,8 @@ static void test_sendv(void) {
     /* a NULL base with len 0 is allowed */
     dgram_buf nulls[3] = {{"xy", 2}, {NULL, 0}, {"z", 1}};
     CHECK_OK(dgram_sendv(p.client, nulls, 3, p.sport, "127.0.0.1", on_sent, NULL));
-    RUN_UNTIL(p.ctx, p.srx.count, 2);
-    check_msg(&p.srx, 1, "xyz", 3);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 2);
+    rec_check_text(&p.srx.r, 1, "xyz", "127.0.0.1", p.cport, DGRAM_IPV4);
 
     /* 100 pieces of one byte -> one 100-byte datagram */
     uint8_t bytes[100];
@@ -334,14 +328,15 @@ static void test_sendv(void) {
     CHECK_OK(dgram_sendv(p.client, hundred, 100, p.sport, "127.0.0.1", on_sent, NULL));
     for (int i = 0; i < 100; i++)
         bytes[i] = 0;
-    RUN_UNTIL(p.ctx, p.srx.count, 3);
-    check_msg(&p.srx, 2, want, 100);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 3);
+    /* longer than sock_rec keeps: the whole of it, as the last one */
+    check_inbox(&p.srx.in, 3, want, 100, "127.0.0.1", p.cport, DGRAM_IPV4);
 
     RUN_UNTIL(p.ctx, g_sent.count, 3);
     CHECK_EQ(g_sent.len[1], 3);
     CHECK_EQ(g_sent.len[2], 100);
     test_run_for(p.ctx, 100);
-    CHECK_EQ(p.srx.count, 3); /* each sendv was one datagram, not several */
+    CHECK_EQ(p.srx.r.count, 3); /* each sendv was one datagram, not several */
     CHECK_EQ(g_sent.count, 3);
     CHECK_EQ(g_sent.errors, 0);
 
@@ -350,7 +345,7 @@ static void test_sendv(void) {
 
 /* The largest datagram of a family arrives whole, both ways; one byte more
  * is refused. */
-static void largest_family(dgram_type type, const char *loop, size_t max) {
+static void largest_family(dgram_type type, const char *loop, dgram_family family, size_t max) {
     pair p;
     const int32_t mib = 1 << 20;
     pair_open(&p, DGRAM_DISPATCH_HOST, type, loop, mib, mib);
@@ -365,74 +360,71 @@ static void largest_family(dgram_type type, const char *loop, size_t max) {
     CHECK_CODE(dgram_send(p.client, big, max + 1, p.sport, loop, on_sent, NULL), DGRAM_EMSGSIZE);
     CHECK_OK(dgram_send(p.client, big, max, p.sport, loop, on_sent, NULL));
     memset(big, 0, max + 1);
-    RUN_UNTIL(p.ctx, p.crx.count, 1);
-    CHECK_EQ(p.srx.count, 1);
+    RUN_UNTIL(p.ctx, p.crx.r.count, 1);
+    CHECK_EQ(p.srx.r.count, 1);
     CHECK_EQ(p.srx.echo_errors, 0);
-    check_msg(&p.srx, 0, want, max);
-    check_msg(&p.crx, 0, want, max);
+    check_inbox(&p.srx.in, 1, want, max, loop, p.cport, family);
+    check_inbox(&p.crx.in, 1, want, max, loop, p.sport, family);
     RUN_UNTIL(p.ctx, g_sent.count, 1);
     test_run_for(p.ctx, 100);
     CHECK_EQ(g_sent.count, 1); /* the refused send has no callback */
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], max);
-    CHECK_EQ(p.srx.count, 1);
+    CHECK_EQ(p.srx.r.count, 1);
 
     free(big);
     free(want);
     pair_close(&p);
 }
 
-static void test_largest_udp4(void) { largest_family(DGRAM_UDP4, "127.0.0.1", 65507); }
-static void test_largest_udp6(void) { largest_family(DGRAM_UDP6, "::1", 65527); }
+static void test_largest_udp4(void) { largest_family(DGRAM_UDP4, "127.0.0.1", DGRAM_IPV4, 65507); }
+static void test_largest_udp6(void) { largest_family(DGRAM_UDP6, "::1", DGRAM_IPV6, 65527); }
 
 /* Sending on an unbound socket binds it: 'listening' first, then the send
  * callback, then the reply. */
 static void implicit_family(dgram_type type, const char *loop, const char *any, dgram_family family) {
     pair p;
-    pair_begin(&p, DGRAM_DISPATCH_HOST);
-    p.srx.echo = 1;
-    p.crx.tag = 'M';
+    p.ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     p.server = bound_sock(p.ctx, type, loop, 0, &p.srx);
+    p.srx.echo = 1;
     p.sport = test_port(p.server);
     p.client = new_sock(p.ctx, type, 0, &p.crx); /* bound by its first send */
-    CHECK_OK(dgram_on_listening(p.client, rx_on_listening));
+    g_sent.log = &p.crx.r.log;
     dgram_addr a;
     CHECK_CODE(dgram_address(p.client, &a), DGRAM_EBADF);
 
     CHECK_OK(dgram_send(p.client, "implicit", 8, p.sport, loop, on_sent, NULL));
-    CHECK_EQ(test_load(&p.crx.listening), 0);
+    CHECK_EQ(test_load(&p.crx.r.listen_p), 0);
     CHECK_EQ(test_load(&g_sent.count), 0);
     RUN_UNTIL(p.ctx, g_sent.count, 1);
-    CHECK_EQ(p.crx.listening, 1);
+    CHECK_EQ(p.crx.r.listen_p, 1);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], 8);
-    if (strncmp(g_log.text, "LS", 2) != 0) /* the reply may already be in: "LSM" */
-        FAIL("event order \"%s\", expected 'listening' then the send callback", g_log.text);
+    if (strncmp(p.crx.r.log.text, "lS", 2) != 0) /* the reply may already be in: "lSM" */
+        FAIL("event order \"%s\", expected 'listening' then the send callback", p.crx.r.log.text);
 
     p.cport = test_check_bound(p.client, any, 0, family);
     /* the address seen from inside 'listening' is the same */
-    CHECK_OK(p.crx.listen_addr_rc);
+    CHECK_OK(p.crx.listen_rc);
     CHECK_STR(p.crx.listen_addr.address, any);
     CHECK_EQ(p.crx.listen_addr.port, p.cport);
     /* a second bind is refused after the implicit one */
     CHECK_CODE(dgram_bind(p.client, 0, NULL, NULL), DGRAM_EALREADY);
 
-    RUN_UNTIL(p.ctx, p.crx.count, 1);
-    CHECK_EQ(p.srx.count, 1);
-    check_msg(&p.srx, 0, "implicit", 8);
-    CHECK_ADDR(&p.srx.rinfo[0], loop, p.cport, family);
-    check_msg(&p.crx, 0, "implicit", 8);
-    CHECK_ADDR(&p.crx.rinfo[0], loop, p.sport, family);
-    CHECK_STR(g_log.text, "LSM");
+    RUN_UNTIL(p.ctx, p.crx.r.count, 1);
+    CHECK_EQ(p.srx.r.count, 1);
+    rec_check_text(&p.srx.r, 0, "implicit", loop, p.cport, family);
+    rec_check_text(&p.crx.r, 0, "implicit", loop, p.sport, family);
+    CHECK_STR(p.crx.r.log.text, "lSM");
 
     /* a second send does not emit 'listening' again */
     CHECK_OK(dgram_send(p.client, "again", 5, p.sport, loop, on_sent, NULL));
-    RUN_UNTIL(p.ctx, p.crx.count, 2);
+    RUN_UNTIL(p.ctx, p.crx.r.count, 2);
     RUN_UNTIL(p.ctx, g_sent.count, 2);
     test_run_for(p.ctx, 100);
-    CHECK_EQ(p.crx.listening, 1);
-    CHECK_STR(g_log.text, "LSMSM");
-    check_msg(&p.crx, 1, "again", 5);
+    CHECK_EQ(p.crx.r.listen_p, 1);
+    CHECK_STR(p.crx.r.log.text, "lSMSM");
+    rec_check_text(&p.crx.r, 1, "again", loop, p.sport, family);
     CHECK_EQ(test_port(p.client), p.cport);
 
     pair_close(&p);
@@ -450,12 +442,10 @@ static void default_addr_family(dgram_type type, const char *loop, dgram_family 
     CHECK_OK(dgram_send(p.client, "localhost", 9, p.sport, "localhost", on_sent, NULL));
     dgram_buf b = {"vec", 3};
     CHECK_OK(dgram_sendv(p.client, &b, 1, p.sport, NULL, on_sent, NULL));
-    RUN_UNTIL(p.ctx, p.srx.count, 3);
-    check_msg(&p.srx, 0, "default", 7);
-    check_msg(&p.srx, 1, "localhost", 9);
-    check_msg(&p.srx, 2, "vec", 3);
-    for (int i = 0; i < 3; i++)
-        CHECK_ADDR(&p.srx.rinfo[i], loop, p.cport, family);
+    RUN_UNTIL(p.ctx, p.srx.r.count, 3);
+    rec_check_text(&p.srx.r, 0, "default", loop, p.cport, family);
+    rec_check_text(&p.srx.r, 1, "localhost", loop, p.cport, family);
+    rec_check_text(&p.srx.r, 2, "vec", loop, p.cport, family);
     RUN_UNTIL(p.ctx, g_sent.count, 3);
     CHECK_EQ(g_sent.errors, 0);
 
@@ -470,37 +460,34 @@ static void test_default_address_udp6(void) { default_addr_family(DGRAM_UDP6, ":
  * kernel buffer overflow: loopback drops silently when it is full. */
 static void test_order(void) {
     enum { N = 1000, WINDOW = 100 };
-    pair *p = malloc(sizeof *p); /* large: its rx_t hold 1100 datagrams each */
-    CHECK(p != NULL);
-    pair_open(p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 1 << 20, 1 << 20);
+    pair p;
+    pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 1 << 20, 1 << 20);
+    p.srx.seq_prefix = "#";
+    p.srx.seq_digits = 4;
+    p.srx.seq_port = p.cport;
 
     for (int w = 0; w < N; w += WINDOW) {
         for (int i = w; i < w + WINDOW; i++) {
             char m[16];
             int n = snprintf(m, sizeof m, "#%04d", i);
-            CHECK_OK(dgram_send(p->client, m, (size_t)n, p->sport, "127.0.0.1", on_sent, (void *)(uintptr_t)i));
+            CHECK_OK(dgram_send(p.client, m, (size_t)n, p.sport, "127.0.0.1", on_sent, (void *)(uintptr_t)i));
         }
-        RUN_UNTIL(p->ctx, p->srx.count, w + WINDOW);
+        RUN_UNTIL(p.ctx, p.srx.r.count, w + WINDOW);
     }
-    RUN_UNTIL(p->ctx, g_sent.count, N);
-    test_run_for(p->ctx, 100);
-    CHECK_EQ(p->srx.count, N);
+    RUN_UNTIL(p.ctx, g_sent.count, N);
+    test_run_for(p.ctx, 100);
+    CHECK_EQ(p.srx.r.count, N); /* each one checked as it came (rx_check_seq) */
     CHECK_EQ(g_sent.count, N);
     CHECK_EQ(g_sent.errors, 0);
     for (int i = 0; i < N; i++) {
         char m[16];
         int n = snprintf(m, sizeof m, "#%04d", i);
-        if (p->srx.len[i] != (size_t)n || memcmp(p->srx.data[i], m, (size_t)n) != 0)
-            FAIL("datagram %d is \"%.*s\", expected \"%s\"", i, (int)p->srx.len[i],
-                 (const char *)p->srx.data[i], m);
-        CHECK_EQ(p->srx.rinfo[i].port, p->cport);
         if (g_sent.data[i] != (void *)(uintptr_t)i)
             FAIL("send callback %d carries send_data %zu", i, (size_t)(uintptr_t)g_sent.data[i]);
         CHECK_EQ(g_sent.len[i], (size_t)n);
     }
 
-    pair_close(p);
-    free(p);
+    pair_close(&p);
 }
 
 /* Each send callback sends the next datagram, 100 deep. */
@@ -542,13 +529,15 @@ static void on_recursive_sent(dgram_socket *s, const dgram_error *err, size_t le
 static void test_send_from_send_callback(void) {
     pair p;
     pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 1 << 20, 0);
-    memset(&g_rec, 0, sizeof g_rec);
+    p.srx.seq_prefix = "";
+    p.srx.seq_digits = 3;
+    p.srx.seq_port = p.cport;
     g_rec.client = p.client;
     g_rec.port = p.sport;
 
     CHECK_OK(dgram_send(p.client, "000", 3, g_rec.port, "127.0.0.1", on_recursive_sent, (void *)(uintptr_t)0));
     RUN_UNTIL(p.ctx, g_rec.count, RECURSIVE_N);
-    RUN_UNTIL(p.ctx, p.srx.count, RECURSIVE_N);
+    RUN_UNTIL(p.ctx, p.srx.r.count, RECURSIVE_N);
     test_run_for(p.ctx, 100);
     CHECK_EQ(g_rec.count, RECURSIVE_N);
     CHECK_EQ(g_rec.send_errors, 0);
@@ -556,12 +545,8 @@ static void test_send_from_send_callback(void) {
     CHECK_EQ(g_rec.sync_completion, 0);
     for (int i = 0; i < RECURSIVE_N; i++)
         CHECK_EQ(g_rec.calls[i], 1);
-    CHECK_EQ(p.srx.count, RECURSIVE_N);
-    for (int i = 0; i < RECURSIVE_N; i++) {
-        char m[4];
-        snprintf(m, sizeof m, "%03d", i);
-        check_msg(&p.srx, i, m, 3);
-    }
+    /* each one checked as it came (rx_check_seq): "000" to "099", in order */
+    CHECK_EQ(p.srx.r.count, RECURSIVE_N);
 
     pair_close(&p);
 }
@@ -570,57 +555,91 @@ static void test_send_from_send_callback(void) {
  * exactly its own 200 back. */
 #define CLIENTS 5
 #define PER_CLIENT 200
+
+/* A client: which of its datagrams came back, each checked as it comes. */
 typedef struct {
+    sock_rec r;
+    inbox in;
     int id;
     uint16_t server_port;
     int got[PER_CLIENT];
-    int count;
     int foreign; /* datagrams not ours, or from elsewhere */
 } mc_client;
 
-static void mc_on_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                          void *userdata) {
+static void mc_client_action(sock_rec *r, dgram_socket *s, char letter) {
     (void)s;
-    mc_client *c = userdata;
+    mc_client *c = r->user;
+    if (letter != 'M')
+        return;
+    const inbox *in = &c->in;
     char text[32];
     int id = -1, n = -1;
     char extra;
-    if (len < sizeof text) {
-        memcpy(text, msg, len);
-        text[len] = '\0';
+    if (in->len < sizeof text) {
+        memcpy(text, in->data, in->len);
+        text[in->len] = '\0';
         if (sscanf(text, "c%d-%d%c", &id, &n, &extra) != 2)
             id = -1;
     }
-    if (id != c->id || n < 0 || n >= PER_CLIENT || rinfo->port != c->server_port ||
-        strcmp(rinfo->address, "127.0.0.1") != 0 || rinfo->family != DGRAM_IPV4)
+    if (id != c->id || n < 0 || n >= PER_CLIENT || in->rinfo.port != c->server_port ||
+        strcmp(in->rinfo.address, "127.0.0.1") != 0 || in->rinfo.family != DGRAM_IPV4)
         c->foreign++;
     else
         c->got[n]++;
-    test_add(&c->count, 1);
+}
+
+/* The server: echoes everything, and counts the datagrams of each client,
+ * checked as they come. */
+typedef struct {
+    rx x;
+    uint16_t cports[CLIENTS];
+    int per_port[CLIENTS];
+} mc_server;
+
+static void mc_server_action(sock_rec *r, dgram_socket *s, char letter) {
+    mc_server *m = r->user;
+    if (letter != 'M')
+        return;
+    const inbox *in = &m->x.in;
+    int i = test_load(&r->count) - 1;
+    int k;
+    for (k = 0; k < CLIENTS; k++)
+        if (in->rinfo.port == m->cports[k])
+            break;
+    if (k == CLIENTS)
+        FAIL("server got datagram %d from unknown port %u", i, in->rinfo.port);
+    /* the content names the client that sent it */
+    char prefix[8];
+    int n = snprintf(prefix, sizeof prefix, "c%d-", k);
+    CHECK(in->len > (size_t)n && memcmp(in->data, prefix, (size_t)n) == 0);
+    m->per_port[k]++;
+    rx_echo(&m->x, s);
 }
 
 static void test_one_server_many_clients(void) {
     enum { WINDOW = 20 };
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    rx_t *srx = malloc(sizeof *srx);
-    CHECK(srx != NULL);
-    rx_init(srx);
-    srx->echo = 1;
-    sent_reset();
-    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 1 << 20, srx);
+    /* static: six inboxes of 64 KiB each */
+    static mc_server srv;
+    dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 1 << 20, &srv.x);
+    srv.x.r.action = mc_server_action;
+    srv.x.r.user = &srv;
     uint16_t sport = test_port(server);
 
-    mc_client clients[CLIENTS];
+    static mc_client clients[CLIENTS];
     dgram_socket *cs[CLIENTS];
-    uint16_t cports[CLIENTS];
-    memset(clients, 0, sizeof clients);
     for (int k = 0; k < CLIENTS; k++) {
-        clients[k].id = k;
-        clients[k].server_port = sport;
+        mc_client *c = &clients[k];
         dgram_socket_options o = test_opts(DGRAM_UDP4);
         o.recv_buffer_size = 1 << 20;
-        cs[k] = test_socket_with(ctx, &o, mc_on_message, &clients[k]);
-        cports[k] = test_bind(cs[k], "127.0.0.1");
+        cs[k] = rec_socket_with(ctx, &o, &c->r);
+        c->in.socket = cs[k];
+        c->r.in = &c->in;
+        c->r.action = mc_client_action;
+        c->r.user = c;
+        c->id = k;
+        c->server_port = sport;
+        srv.cports[k] = test_bind(cs[k], "127.0.0.1");
     }
 
     for (int w = 0; w < PER_CLIENT; w += WINDOW) {
@@ -632,32 +651,18 @@ static void test_one_server_many_clients(void) {
             }
         }
         for (int k = 0; k < CLIENTS; k++)
-            RUN_UNTIL(ctx, clients[k].count, w + WINDOW);
+            RUN_UNTIL(ctx, clients[k].r.count, w + WINDOW);
     }
     RUN_UNTIL(ctx, g_sent.count, CLIENTS * PER_CLIENT);
     test_run_for(ctx, 200);
 
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.count, CLIENTS * PER_CLIENT);
-    CHECK_EQ(srx->echo_errors, 0);
-    CHECK_EQ(srx->count, CLIENTS * PER_CLIENT);
-    int per_port[CLIENTS] = {0};
-    for (int i = 0; i < srx->count; i++) {
-        int k;
-        for (k = 0; k < CLIENTS; k++)
-            if (srx->rinfo[i].port == cports[k])
-                break;
-        if (k == CLIENTS)
-            FAIL("server got datagram %d from unknown port %u", i, srx->rinfo[i].port);
-        /* the content names the client that sent it */
-        char prefix[8];
-        int n = snprintf(prefix, sizeof prefix, "c%d-", k);
-        CHECK(srx->len[i] > (size_t)n && memcmp(srx->data[i], prefix, (size_t)n) == 0);
-        per_port[k]++;
-    }
+    CHECK_EQ(srv.x.echo_errors, 0);
+    CHECK_EQ(srv.x.r.count, CLIENTS * PER_CLIENT);
     for (int k = 0; k < CLIENTS; k++) {
-        CHECK_EQ(per_port[k], PER_CLIENT);
-        CHECK_EQ(clients[k].count, PER_CLIENT);
+        CHECK_EQ(srv.per_port[k], PER_CLIENT);
+        CHECK_EQ(clients[k].r.count, PER_CLIENT);
         CHECK_EQ(clients[k].foreign, 0);
         for (int i = 0; i < PER_CLIENT; i++)
             if (clients[k].got[i] != 1)
@@ -665,11 +670,12 @@ static void test_one_server_many_clients(void) {
     }
 
     for (int k = 0; k < CLIENTS; k++)
-        dgram_socket_free(cs[k]);
-    dgram_socket_free(server);
-    dgram_context_free(ctx);
-    rx_free(srx);
-    free(srx);
+        free_rec_socket(cs[k], &clients[k].r);
+    free_rec_socket(server, &srv.x.r);
+    test_context_finish(ctx);
+    check_rec_clean(&srv.x.r);
+    for (int k = 0; k < CLIENTS; k++)
+        check_rec_clean(&clients[k].r);
 }
 
 /* The udp4 echo with callbacks on the I/O thread. */
@@ -683,22 +689,20 @@ static void test_echo_io_thread(void) {
         msg[i] = pattern_byte(i + 11);
     static int token;
     CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, "127.0.0.1", on_sent, &token));
-    WAIT_UNTIL(p.crx.count, 1);
+    WAIT_UNTIL(p.crx.r.count, 1);
     WAIT_UNTIL(g_sent.count, 1);
-    CHECK_EQ(test_load(&p.srx.count), 1);
-    check_msg(&p.srx, 0, msg, sizeof msg);
-    CHECK_ADDR(&p.srx.rinfo[0], "127.0.0.1", p.cport, DGRAM_IPV4);
-    CHECK_EQ(p.srx.echo_errors, 0);
-    check_msg(&p.crx, 0, msg, sizeof msg);
-    CHECK_ADDR(&p.crx.rinfo[0], "127.0.0.1", p.sport, DGRAM_IPV4);
+    CHECK_EQ(test_load(&p.srx.r.count), 1);
+    check_inbox(&p.srx.in, 1, msg, sizeof msg, "127.0.0.1", p.cport, DGRAM_IPV4);
+    CHECK_EQ(test_load(&p.srx.echo_errors), 0);
+    check_inbox(&p.crx.in, 1, msg, sizeof msg, "127.0.0.1", p.sport, DGRAM_IPV4);
     CHECK_EQ(g_sent.errors, 0);
     CHECK_EQ(g_sent.len[0], sizeof msg);
     CHECK(g_sent.data[0] == &token);
     /* dispatch has nothing to do in this mode */
     CHECK_EQ(dgram_context_dispatch(p.ctx, 0), 0);
     test_sleep_ms(100);
-    CHECK_EQ(test_load(&p.srx.count), 1);
-    CHECK_EQ(test_load(&p.crx.count), 1);
+    CHECK_EQ(test_load(&p.srx.r.count), 1);
+    CHECK_EQ(test_load(&p.crx.r.count), 1);
     CHECK_EQ(test_load(&g_sent.count), 1);
 
     pair_close(&p);
@@ -708,57 +712,42 @@ static void test_echo_io_thread(void) {
  * with the sender as an IPv4-mapped address. */
 static void test_dual_stack(void) {
     pair p;
-    pair_begin(&p, DGRAM_DISPATCH_HOST);
-    p.srx.echo = 1;
+    p.ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     p.server = bound_sock(p.ctx, DGRAM_UDP6, "::", 0, &p.srx); /* ipv6_only off */
+    p.srx.echo = 1;
     p.sport = test_port(p.server);
     p.client = bound_sock(p.ctx, DGRAM_UDP4, "127.0.0.1", 0, &p.crx);
     p.cport = test_port(p.client);
 
     CHECK_OK(dgram_send(p.client, "mapped", 6, p.sport, "127.0.0.1", on_sent, NULL));
-    RUN_UNTIL(p.ctx, p.crx.count, 1);
-    CHECK_EQ(p.srx.count, 1);
-    check_msg(&p.srx, 0, "mapped", 6);
-    CHECK_ADDR(&p.srx.rinfo[0], "::ffff:127.0.0.1", p.cport, DGRAM_IPV6);
-    /* the reply to the mapped address reaches the udp4 p.client */
+    RUN_UNTIL(p.ctx, p.crx.r.count, 1);
+    CHECK_EQ(p.srx.r.count, 1);
+    rec_check_text(&p.srx.r, 0, "mapped", "::ffff:127.0.0.1", p.cport, DGRAM_IPV6);
+    /* the reply to the mapped address reaches the udp4 client */
     CHECK_EQ(p.srx.echo_errors, 0);
-    check_msg(&p.crx, 0, "mapped", 6);
-    CHECK_ADDR(&p.crx.rinfo[0], "127.0.0.1", p.sport, DGRAM_IPV4);
+    rec_check_text(&p.crx.r, 0, "mapped", "127.0.0.1", p.sport, DGRAM_IPV4);
     RUN_UNTIL(p.ctx, g_sent.count, 1);
     CHECK_EQ(g_sent.errors, 0);
 
     pair_close(&p);
 }
 
-int main(void) {
-    test_watchdog(60);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
-        {"test_echo_udp4", test_echo_udp4},
-        {"test_echo_udp6", test_echo_udp6},
-        {"test_send_callback", test_send_callback},
-        {"test_buffer_reuse", test_buffer_reuse},
-        {"test_zero_length", test_zero_length},
-        {"test_sendv", test_sendv},
-        {"test_largest_udp4", test_largest_udp4},
-        {"test_largest_udp6", test_largest_udp6},
-        {"test_implicit_bind_udp4", test_implicit_bind_udp4},
-        {"test_implicit_bind_udp6", test_implicit_bind_udp6},
-        {"test_default_address_udp4", test_default_address_udp4},
-        {"test_default_address_udp6", test_default_address_udp6},
-        {"test_order", test_order},
-        {"test_send_from_send_callback", test_send_from_send_callback},
-        {"test_one_server_many_clients", test_one_server_many_clients},
-        {"test_echo_io_thread", test_echo_io_thread},
-        {"test_dual_stack", test_dual_stack},
-    };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        printf("%s\n", tests[i].name);
-        tests[i].fn();
-    }
-    printf("all passed\n");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_echo_udp4),
+    TEST_ENTRY(test_echo_udp6),
+    TEST_ENTRY(test_send_callback),
+    TEST_ENTRY(test_buffer_reuse),
+    TEST_ENTRY(test_zero_length),
+    TEST_ENTRY(test_sendv),
+    TEST_ENTRY(test_largest_udp4),
+    TEST_ENTRY(test_largest_udp6),
+    TEST_ENTRY(test_implicit_bind_udp4),
+    TEST_ENTRY(test_implicit_bind_udp6),
+    TEST_ENTRY(test_default_address_udp4),
+    TEST_ENTRY(test_default_address_udp6),
+    TEST_ENTRY(test_order),
+    TEST_ENTRY(test_send_from_send_callback),
+    TEST_ENTRY(test_one_server_many_clients),
+    TEST_ENTRY(test_echo_io_thread),
+    TEST_ENTRY(test_dual_stack),
+)
