@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks libdgram against libuv, Node's dgram and raw sockets, over
 # loopback only: receive and send throughput, ping-pong round trips, scaling
-# with many sockets, memory and allocations (see benches/README-section.md).
+# with many sockets, memory and allocations (see docs/performance.md).
 #
 #   scripts/bench.sh           full run (< 5 minutes): benches/results.csv,
 #                              benches/results-raw.csv, benches/results.png
