@@ -9,6 +9,7 @@
  * Only 127.0.0.1 is used, on ports the OS picks.
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -139,6 +140,20 @@ static dgram_socket *make_receiver(dgram_context *ctx, dgram_message_cb cb, void
     return s;
 }
 
+/* make_receiver for a socket whose every handler records into `r`, with
+ * `action` and `user` set before bind: under I/O-thread dispatch its
+ * callbacks may run from then on. */
+static dgram_socket *make_rec_receiver(dgram_context *ctx, sock_rec *r, sock_rec_action action,
+                                       void *user) {
+    dgram_socket_options o = test_opts(DGRAM_UDP4);
+    o.recv_buffer_size = 4 << 20;
+    dgram_socket *s = rec_socket_with(ctx, &o, r);
+    r->action = action;
+    r->user = user;
+    test_bind(s, "127.0.0.1");
+    return s;
+}
+
 /* How many datagrams may be in flight towards `s` without any risk of the
  * kernel dropping one: its receive buffer (as the kernel reports it) over a
  * generous 2 KiB per small datagram, at most 512. On this machine the 4 MiB
@@ -176,8 +191,8 @@ typedef struct {
     dgram_send_cb cb;
     send_token *tokens; /* `count` of them, this thread's */
     send_tally *tally;  /* this thread's */
-    int first_error;
-    int sent;
+    int first_error; /* atomic: the main thread may report it before the join */
+    int sent;        /* atomic, as first_error */
     /* Flow control, when set: at most `window` datagrams in flight. */
     const int *received;
     int *sent_total;
@@ -185,14 +200,17 @@ typedef struct {
 } sender_arg;
 
 static send_token tokens[NTHREADS * PER_THREAD];
-static int listening_seen, send_cb_before_listening;
+/* The socket whose 'listening' must come before any send callback, when
+ * the case checks that (its sends bind it implicitly). */
+static const sock_rec *g_listening;
+static int send_cb_before_listening;
 static thread_check sender_cb_threads;
 
 static void shared_on_send(dgram_socket *s, const dgram_error *err, size_t len, void *data) {
     (void)s;
     send_token *tok = data;
     thread_check_note(&sender_cb_threads);
-    if (!test_load(&listening_seen))
+    if (g_listening && !test_load(&g_listening->listen_p))
         send_cb_before_listening++;
     if (len != sizeof(numbered))
         test_add(&tok->tally->wrong_length, 1);
@@ -200,12 +218,6 @@ static void shared_on_send(dgram_socket *s, const dgram_error *err, size_t len, 
         test_add(&tok->tally->wrong_order, 1);
     tok->tally->next = tok->seq + 1;
     test_add(err ? &tok->tally->failed : &tok->tally->ok, 1);
-}
-
-static void shared_on_listening(dgram_socket *s, void *ud) {
-    (void)s;
-    (void)ud;
-    test_add(&listening_seen, 1);
 }
 
 static void *sender_main(void *p) {
@@ -226,10 +238,10 @@ static void *sender_main(void *p) {
         a->tokens[i].seq = i;
         int rc = dgram_send(a->sock, &m, sizeof m, a->port, "127.0.0.1", a->cb, &a->tokens[i]);
         if (rc != 0) {
-            a->first_error = rc;
+            test_store(&a->first_error, rc);
             return NULL;
         }
-        a->sent++;
+        test_add(&a->sent, 1);
         test_add(a->sent_total, 1);
     }
     return NULL;
@@ -256,7 +268,6 @@ static void shared_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
 }
 
 static void test_four_threads_one_socket(void) {
-    puts("test_four_threads_one_socket");
     long long drops_before = udp_rcvbuf_errors();
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     static receiver_state recv;
@@ -267,8 +278,9 @@ static void test_four_threads_one_socket(void) {
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
 
     /* The shared socket is bound implicitly by whichever thread sends first. */
-    dgram_socket *s = test_socket_with(ctx, NULL, NULL, NULL);
-    CHECK_OK(dgram_on_listening(s, shared_on_listening));
+    static sock_rec srec;
+    dgram_socket *s = rec_socket_with(ctx, NULL, &srec);
+    g_listening = &srec;
 
     static send_tally tally[NTHREADS];
     memset(tally, 0, sizeof tally);
@@ -291,8 +303,9 @@ static void test_four_threads_one_socket(void) {
         if (test_now_ms() > deadline) {
             for (int t = 0; t < NTHREADS; t++)
                 fprintf(stderr, "thread %d: sent %d (error %s), received %d, next due #%u\n",
-                        t, args[t].sent, dgram_err_name(args[t].first_error),
-                        recv.per_thread[t], recv.next[t]);
+                        t, test_load(&args[t].sent),
+                        dgram_err_name(test_load(&args[t].first_error)), recv.per_thread[t],
+                        recv.next[t]);
             check_receiver(&recv, PER_THREAD, drops_before);
             FAIL("timed out: received %d of %d, %d send callbacks", recv.total, TOTAL,
                  sends_done);
@@ -311,7 +324,7 @@ static void test_four_threads_one_socket(void) {
         CHECK_EQ(tally[t].wrong_order, 0);
     }
     /* One implicit bind, one 'listening', before any send callback. */
-    CHECK_EQ(listening_seen, 1);
+    CHECK_EQ(srec.listen_p, 1);
     CHECK_EQ(send_cb_before_listening, 0);
     /* Host dispatch: every callback ran here. */
     CHECK(pthread_equal(recv.threads.owner, pthread_self()));
@@ -321,51 +334,44 @@ static void test_four_threads_one_socket(void) {
     /* Every datagram came from the shared socket's one port. */
     test_run_for(ctx, 50);
     CHECK_EQ(recv.total, TOTAL);
+    /* The shared socket saw its 'listening' and nothing else. */
+    CHECK_STR(srec.log.text, "l");
+    CHECK_EQ(srec.bad, 0);
     dgram_socket_free(s);
     dgram_socket_free(r);
     CHECK_EQ(dgram_context_active(ctx), 0);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
 /* ---- close from a thread while another dispatches --------------------------- */
 
+/* What the race needs beyond the receiver's sock_rec: its `user`, with
+ * race_action as its `action`. */
 typedef struct {
-    int messages;
-    int closed_flag;    /* set right after dgram_close returned */
-    int after_close;    /* message callbacks that ran with the flag set */
-    int closes;
-    int close_rc;
+    int closed_flag;    /* set right after dgram_close returned; atomic */
+    int after_close;    /* message callbacks that ran with the flag set; atomic */
+    int close_rc;       /* read after the join */
     int close_on_wrong_thread;
     pthread_t dispatcher;
-    dgram_socket *sock;
 } close_race;
 
-static void race_on_message(dgram_socket *s, const uint8_t *msg, size_t len,
-                            const dgram_addr *rinfo, void *ud) {
+static void race_action(sock_rec *r, dgram_socket *s, char letter) {
     (void)s;
-    (void)msg;
-    (void)len;
-    (void)rinfo;
-    close_race *c = ud;
-    if (test_load(&c->closed_flag))
+    close_race *c = r->user;
+    if (letter == 'M' && test_load(&c->closed_flag))
         test_add(&c->after_close, 1);
-    test_add(&c->messages, 1);
-}
-
-static void race_on_close(dgram_socket *s, void *ud) {
-    (void)s;
-    close_race *c = ud;
-    if (!pthread_equal(c->dispatcher, pthread_self()))
+    if ((letter == 'c' || letter == 'C') && !pthread_equal(c->dispatcher, pthread_self()))
         test_add(&c->close_on_wrong_thread, 1);
-    test_add(&c->closes, 1);
 }
 
+/* Closes the socket recorded in `p` (a sock_rec) once 50 datagrams came. */
 static void *closer_main(void *p) {
-    close_race *c = p;
+    sock_rec *r = p;
+    close_race *c = r->user;
     long long deadline = test_now_ms() + TEST_WAIT_MS;
-    while (test_load(&c->messages) < 50 && test_now_ms() < deadline)
+    while (test_load(&r->count) < 50 && test_now_ms() < deadline)
         test_sleep_ms(1);
-    int rc = dgram_close(c->sock, race_on_close);
+    int rc = dgram_close(r->s, rec_on_close_once);
     test_add(&c->closed_flag, 1);
     c->close_rc = rc;
     return NULL;
@@ -397,44 +403,46 @@ static void *flood_main(void *p) {
 }
 
 static void test_close_from_thread_while_dispatching(void) {
-    puts("test_close_from_thread_while_dispatching");
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_context *fctx = test_context(DGRAM_DISPATCH_HOST, 0); /* the flooder's, never dispatched */
     dgram_socket *fs = test_socket_with(fctx, NULL, NULL, NULL);
     test_bind(fs, "127.0.0.1");
     for (int round = 0; round < 5; round++) {
+        sock_rec r;
         close_race c;
         memset(&c, 0, sizeof c);
         c.dispatcher = pthread_self();
-        c.sock = make_receiver(ctx, race_on_message, &c);
+        dgram_socket *sock = make_rec_receiver(ctx, &r, race_action, &c);
         CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
         flooder f;
         memset(&f, 0, sizeof f);
         f.sock = fs;
-        f.port = test_port(c.sock);
+        f.port = test_port(sock);
         pthread_t ft, ct;
         CHECK(pthread_create(&ft, NULL, flood_main, &f) == 0);
-        CHECK(pthread_create(&ct, NULL, closer_main, &c) == 0);
-        RUN_UNTIL(ctx, c.closes, 1);
+        CHECK(pthread_create(&ct, NULL, closer_main, &r) == 0);
+        RUN_UNTIL(ctx, r.close_once, 1);
         test_run_for(ctx, 30); /* datagrams still arrive at the port: none delivered */
         test_add(&f.stop, 1);
         CHECK(pthread_join(ft, NULL) == 0);
         CHECK(pthread_join(ct, NULL) == 0);
         test_run_for(ctx, 20);
-        printf("    round %d: %d datagrams delivered before close\n", round, c.messages);
+        printf("    round %d: %d datagrams delivered before close\n", round, r.count);
         CHECK_OK(c.close_rc);
         CHECK_CODE(f.first_error, 0);
-        CHECK(c.messages >= 50);
+        CHECK(r.count >= 50);
         CHECK_EQ(c.after_close, 0);
-        CHECK_EQ(c.closes, 1);
+        CHECK_EQ(r.close_once, 1);
+        CHECK_EQ(r.close_p, 1);
         CHECK_EQ(c.close_on_wrong_thread, 0);
-        CHECK_CODE(dgram_close(c.sock, NULL), DGRAM_EBADF);
+        CHECK_EQ(r.bad, 0);
+        CHECK_CODE(dgram_close(sock, NULL), DGRAM_EBADF);
         CHECK_EQ(dgram_context_active(ctx), 0);
-        dgram_socket_free(c.sock);
+        dgram_socket_free(sock);
     }
     dgram_socket_free(fs);
-    dgram_context_free(fctx);
-    dgram_context_free(ctx);
+    test_context_finish(fctx);
+    test_context_finish(ctx);
 }
 
 /* ---- I/O-thread dispatch, sends from host threads and callbacks -------------- */
@@ -519,7 +527,6 @@ static void io_chain_sent(dgram_socket *s, const dgram_error *err, size_t len, v
 }
 
 static void test_io_thread_sends_from_threads_and_callbacks(void) {
-    puts("test_io_thread_sends_from_threads_and_callbacks");
     long long drops_before = udp_rcvbuf_errors();
     memset(&io, 0, sizeof io);
     thread_check_init(&io.threads);
@@ -527,7 +534,7 @@ static void test_io_thread_sends_from_threads_and_callbacks(void) {
     receiver_init(&io_client);
     memset(io_tally, 0, sizeof io_tally);
     thread_check_init(&sender_cb_threads);
-    listening_seen = 1; /* shared_on_send's listening check does not apply here */
+    g_listening = NULL; /* the client is bound before its sends */
     send_cb_before_listening = 0;
 
     dgram_context *ctx = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
@@ -589,38 +596,41 @@ static void test_io_thread_sends_from_threads_and_callbacks(void) {
     dgram_socket_free(server);
     dgram_socket_free(client);
     dgram_socket_free(sink);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
 /* ---- dgram_context_free from another thread while delivering ----------------- */
 
+/* The two receivers of a round, and what the race needs beyond their
+ * sock_recs: each one's `user`, with free_race_action as its `action`. */
 typedef struct {
     dgram_context *ctx;
-    int messages;
-    int freed_flag;    /* set right after dgram_context_free returned */
-    int after_free;
+    sock_rec rec[2];
+    int freed_flag;    /* set right after dgram_context_free returned; atomic */
+    int after_free;    /* message callbacks that ran with the flag set; atomic */
 } free_race;
 
-static void free_race_message(dgram_socket *s, const uint8_t *msg, size_t len,
-                              const dgram_addr *rinfo, void *ud) {
+static void free_race_action(sock_rec *r, dgram_socket *s, char letter) {
     (void)s;
-    (void)msg;
-    (void)len;
-    (void)rinfo;
-    free_race *f = ud;
+    free_race *f = r->user;
+    if (letter != 'M')
+        return;
     if (test_load(&f->freed_flag))
         test_add(&f->after_free, 1);
     /* A little work, so that the free often lands inside a callback. */
     volatile unsigned x = 0;
     for (int i = 0; i < 2000; i++)
         x += (unsigned)i;
-    test_add(&f->messages, 1);
+}
+
+static int free_race_delivered(free_race *f) {
+    return test_load(&f->rec[0].count) + test_load(&f->rec[1].count);
 }
 
 static void *freer_main(void *p) {
     free_race *f = p;
     long long deadline = test_now_ms() + TEST_WAIT_MS;
-    while (test_load(&f->messages) < 30 && test_now_ms() < deadline)
+    while (free_race_delivered(f) < 30 && test_now_ms() < deadline)
         test_sleep_ms(1);
     dgram_context_free(f->ctx);
     test_add(&f->freed_flag, 1);
@@ -628,7 +638,6 @@ static void *freer_main(void *p) {
 }
 
 static void test_context_free_from_thread_while_delivering(void) {
-    puts("test_context_free_from_thread_while_delivering");
     dgram_context *fctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_socket *fs = test_socket_with(fctx, NULL, NULL, NULL);
     test_bind(fs, "127.0.0.1");
@@ -636,8 +645,8 @@ static void test_context_free_from_thread_while_delivering(void) {
         free_race f;
         memset(&f, 0, sizeof f);
         f.ctx = test_context(DGRAM_DISPATCH_IO_THREAD, 0);
-        dgram_socket *r = make_receiver(f.ctx, free_race_message, &f);
-        dgram_socket *r2 = make_receiver(f.ctx, free_race_message, &f);
+        dgram_socket *r = make_rec_receiver(f.ctx, &f.rec[0], free_race_action, &f);
+        dgram_socket *r2 = make_rec_receiver(f.ctx, &f.rec[1], free_race_action, &f);
         flooder fl, fl2;
         memset(&fl, 0, sizeof fl);
         memset(&fl2, 0, sizeof fl2);
@@ -650,12 +659,14 @@ static void test_context_free_from_thread_while_delivering(void) {
         CHECK(pthread_create(&ft2, NULL, flood_main, &fl2) == 0);
         CHECK(pthread_create(&freer, NULL, freer_main, &f) == 0);
         CHECK(pthread_join(freer, NULL) == 0);
-        CHECK(test_load(&f.messages) >= 30);
-        int seen = test_load(&f.messages);
+        test_context_forget(f.ctx);
+        int seen = free_race_delivered(&f);
+        CHECK(seen >= 30);
         printf("    round %d: %d datagrams delivered before free\n", round, seen);
         test_sleep_ms(100); /* the flooders keep sending to the closed ports */
-        CHECK_EQ(test_load(&f.messages), seen);
+        CHECK_EQ(free_race_delivered(&f), seen);
         CHECK_EQ(test_load(&f.after_free), 0);
+        CHECK_EQ(f.rec[0].bad + f.rec[1].bad, 0);
         test_add(&fl.stop, 1);
         test_add(&fl2.stop, 1);
         CHECK(pthread_join(ft, NULL) == 0);
@@ -668,7 +679,7 @@ static void test_context_free_from_thread_while_delivering(void) {
         dgram_socket_free(r2);
     }
     dgram_socket_free(fs);
-    dgram_context_free(fctx);
+    test_context_finish(fctx);
 }
 
 /* No lost wake-up: a sender thread (a plain kernel socket, so that every
@@ -719,9 +730,7 @@ static void *lockstep_sender(void *arg) {
 }
 
 static void test_no_lost_wakeups(void) {
-    printf("test_no_lost_wakeups\n");
-    dgram_context *ctx = dgram_context_new(NULL);
-    CHECK(ctx != NULL);
+    dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, lockstep_on_message, NULL);
     lockstep_port = test_bind(rx, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* 'listening' */
@@ -739,17 +748,13 @@ static void test_no_lost_wakeups(void) {
     CHECK_EQ(pthread_join(sender, NULL), 0);
     CHECK_EQ(lockstep_received, LOCKSTEP_ROUNDS);
     dgram_socket_free(rx);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
-int main(void) {
-    test_watchdog(60);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    test_four_threads_one_socket();
-    test_close_from_thread_while_dispatching();
-    test_io_thread_sends_from_threads_and_callbacks();
-    test_context_free_from_thread_while_delivering();
-    test_no_lost_wakeups();
-    puts("all passed");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_four_threads_one_socket),
+    TEST_ENTRY(test_close_from_thread_while_dispatching),
+    TEST_ENTRY(test_io_thread_sends_from_threads_and_callbacks),
+    TEST_ENTRY(test_context_free_from_thread_while_delivering),
+    TEST_ENTRY(test_no_lost_wakeups),
+)
