@@ -6,7 +6,10 @@
  * - a sender faster than the kernel: sends queue up to the bound, then
  *   DGRAM_ENOBUFS; every accepted send completes exactly once, and the
  *   counters say how each ended;
- * - the counters on a closed socket are the final figures. */
+ * - the counters on a closed socket are the final figures.
+ * The flood runs in a private network namespace of its own (root): no other
+ * process's datagram can reach its socket or be counted by it, so its
+ * figures stay exact while other tests run alongside. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <arpa/inet.h>
@@ -14,6 +17,7 @@
 #include <sys/resource.h>
 
 #include "recorder.h"
+#include "test_runner.h"
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
@@ -109,12 +113,12 @@ static void *flood_sender(void *arg) {
     return NULL;
 }
 
-static long g_messages;
-static void count_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                          void *userdata) {
-    (void)s, (void)msg, (void)rinfo, (void)userdata;
-    CHECK_EQ(len, FLOOD_LEN);
-    g_messages++;
+/* sock_rec keeps the lengths of the first datagrams only: its inbox has
+ * each one's, checked as it comes. */
+static void check_flood_len(sock_rec *r, dgram_socket *s, char letter) {
+    (void)s;
+    if (letter == 'M')
+        CHECK_EQ(r->in->len, FLOOD_LEN);
 }
 
 static int kernel_queued(dgram_socket *s) {
@@ -124,19 +128,27 @@ static int kernel_queued(dgram_socket *s) {
 }
 
 static void test_flood_into_a_host_that_does_not_dispatch(void) {
+    int ns = test_netns_isolate_or_skip();
+    test_watchdog(RUNNING_ON_VALGRIND ? 300 : 120);
     long count = RUNNING_ON_VALGRIND ? 20000 : 1000000;
     const char *env = getenv("DGRAM_FLOOD_COUNT");
     if (env)
         count = strtol(env, NULL, 10);
-    printf("test_flood_into_a_host_that_does_not_dispatch (%ld datagrams)\n", count);
+    printf("  %ld datagrams\n", count);
 
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_socket_options o = test_opts(DGRAM_UDP4);
     o.recv_buffer_size = 256 * 1024;
-    dgram_socket *s = test_socket_with(ctx, &o, count_message, NULL);
+    sock_rec r;
+    inbox in;
+    dgram_socket *s = rec_socket_with(ctx, &o, &r);
+    memset(&in, 0, sizeof in);
+    in.socket = s;
+    r.in = &in;
+    r.action = check_flood_len;
     uint16_t port = test_bind(s, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* 'listening' */
-    g_messages = 0;
+    CHECK_EQ(r.listen_p, 1);
 
     long rss_before = status_kib("VmRSS");
     unsigned long long backlog_before = softnet_drops();
@@ -149,7 +161,7 @@ static void test_flood_into_a_host_that_does_not_dispatch(void) {
 
     /* Nothing was dispatched: only the queue's worth was read; the rest
      * waits in (or overflowed) the kernel's buffer. */
-    CHECK_EQ(g_messages, 0);
+    CHECK_EQ(r.count, 0);
     dgram_stats mid = stats_of(s);
     CHECK_EQ(mid.datagrams_received, 0);
     long peak_growth_kib = status_kib("VmHWM") - rss_before;
@@ -159,15 +171,16 @@ static void test_flood_into_a_host_that_does_not_dispatch(void) {
         CHECK(peak_growth_kib < 128 * 1024);
 
     /* Now dispatch until everything the kernel still held has come. */
-    long last = -1;
-    while (g_messages != last || kernel_queued(s) != 0) {
-        last = g_messages;
+    int last = -1;
+    while (r.count != last || kernel_queued(s) != 0) {
+        last = r.count;
         test_run_for(ctx, 100);
     }
     dgram_stats st = stats_of(s);
     printf("  received %llu of %ld\n", (unsigned long long)st.datagrams_received, count);
-    CHECK_EQ(st.datagrams_received, (uint64_t)g_messages);
-    CHECK_EQ(st.bytes_received, (uint64_t)g_messages * FLOOD_LEN);
+    CHECK_EQ(st.datagrams_received, (uint64_t)r.count);
+    CHECK_EQ(in.count, r.count);
+    CHECK_EQ(st.bytes_received, (uint64_t)r.count * FLOOD_LEN);
     CHECK_EQ(st.dropped_queue_full, 0);
     CHECK_EQ(st.datagrams_sent, 0);
     CHECK_EQ(st.bytes_sent, 0);
@@ -191,8 +204,12 @@ static void test_flood_into_a_host_that_does_not_dispatch(void) {
     CHECK_EQ(closed.bytes_received, st.bytes_received);
     CHECK_EQ(closed.dropped_by_kernel, st.dropped_by_kernel);
     test_run_for(ctx, 10);
+    CHECK_EQ(r.close_p, 1);
+    CHECK_EQ(r.errors, 0);
+    CHECK_EQ(r.bad, 0);
     dgram_socket_free(s);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
+    close(ns);
 }
 
 /* ---- sending faster than the kernel takes ---------------------------------- */
@@ -222,7 +239,6 @@ static void bp_sent(dgram_socket *s, const dgram_error *err, size_t length, void
 }
 
 static void test_send_backpressure_and_counters(void) {
-    printf("test_send_backpressure_and_counters\n");
     int orig = test_slow_lo_enter();
     if (orig < 0)
         test_skip("needs root and tc to slow a private loopback down");
@@ -275,29 +291,34 @@ static void test_send_backpressure_and_counters(void) {
     CHECK_EQ(st.datagrams_received, 0);
     CHECK_EQ(dgram_context_active(ctx), 0);
     dgram_socket_free(s);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
 /* ---- counting rules ---------------------------------------------------------- */
 
-static int g_seen;
-static uint64_t g_received_inside; /* datagrams_received read inside the callback */
-static void seen_message(dgram_socket *s, const uint8_t *msg, size_t len, const dgram_addr *rinfo,
-                         void *userdata) {
-    (void)msg, (void)len, (void)rinfo, (void)userdata;
-    g_seen++;
+/* Reads datagrams_received inside each message callback, into the
+ * uint64_t that is the record's `user`. */
+static void stats_inside(sock_rec *r, dgram_socket *s, char letter) {
+    if (letter != 'M')
+        return;
     dgram_stats st;
     CHECK_OK(dgram_socket_stats(s, &st));
-    g_received_inside = st.datagrams_received;
+    *(uint64_t *)r->user = st.datagrams_received;
 }
 
 static void test_counting_rules(void) {
-    printf("test_counting_rules\n");
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
-    dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, NULL, NULL); /* no message callback yet */
+    /* No message callback yet; every other handler records. */
+    sock_rec rr;
+    uint64_t received_inside = 0;
+    memset(&rr, 0, sizeof rr);
+    dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, NULL, &rr);
+    rec_attach(rx, &rr);
+    rr.action = stats_inside;
+    rr.user = &received_inside;
     dgram_socket *tx = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
     uint16_t port = test_bind(rx, "127.0.0.1");
-    test_bind(tx, "127.0.0.1");
+    uint16_t tx_port = test_bind(tx, "127.0.0.1");
     test_run_for(ctx, 10);
 
     dgram_stats zero;
@@ -315,13 +336,15 @@ static void test_counting_rules(void) {
 
     /* With a callback: counted, and the count already includes the datagram
      * being delivered. */
-    CHECK_OK(dgram_on_message(rx, seen_message));
+    CHECK_OK(dgram_on_message(rx, rec_on_message));
     CHECK_OK(dgram_send(tx, "defgh", 5, port, "127.0.0.1", NULL, NULL));
     CHECK_OK(dgram_sendv(tx, (const dgram_buf[]){{"", 0}}, 1, port, "127.0.0.1", NULL, NULL));
     test_wait_active(ctx, 4);
     test_run_for(ctx, 10);
-    CHECK_EQ(g_seen, 2);
-    CHECK_EQ(g_received_inside, 3);
+    CHECK_EQ(rr.count, 2);
+    rec_check_text(&rr, 0, "defgh", "127.0.0.1", tx_port, DGRAM_IPV4);
+    rec_check_text(&rr, 1, "", "127.0.0.1", tx_port, DGRAM_IPV4);
+    CHECK_EQ(received_inside, 3);
     st = stats_of(rx);
     CHECK_EQ(st.datagrams_received, 3);
     CHECK_EQ(st.bytes_received, 8);
@@ -340,6 +363,8 @@ static void test_counting_rules(void) {
     st = stats_of(rx);
     CHECK_EQ(st.datagrams_received, 3);
     CHECK_EQ(st.bytes_received, 8);
+    CHECK_STR(rr.log.text, "lMMc");
+    CHECK_EQ(rr.bad + rr.errors, 0);
 
     /* Bad arguments. */
     CHECK_CODE(dgram_socket_stats(NULL, &st), DGRAM_EINVAL);
@@ -347,15 +372,11 @@ static void test_counting_rules(void) {
 
     dgram_socket_free(rx);
     dgram_socket_free(tx);
-    dgram_context_free(ctx);
+    test_context_finish(ctx);
 }
 
-int main(void) {
-    test_watchdog(RUNNING_ON_VALGRIND ? 300 : 120);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    test_counting_rules();
-    test_flood_into_a_host_that_does_not_dispatch();
-    test_send_backpressure_and_counters();
-    puts("all passed");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_counting_rules),
+    TEST_ENTRY(test_flood_into_a_host_that_does_not_dispatch),
+    TEST_ENTRY(test_send_backpressure_and_counters),
+)
