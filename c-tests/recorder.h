@@ -182,8 +182,17 @@ static inline void rec_note(sock_rec *r, dgram_socket *s, char letter) {
 static inline void rec_event(sock_rec *r, dgram_socket *s, char letter, int *count) {
     rec_note(r, s, letter);
     test_add(count, 1);
-    if (r->action)
-        r->action(r, s, letter);
+    sock_rec_action action = __atomic_load_n(&r->action, __ATOMIC_ACQUIRE);
+    if (action)
+        action(r, s, letter);
+}
+
+/* Sets `r`'s action and its data. Safe while callbacks may run on another
+ * thread: `user` is written first, then the action is published, so a
+ * callback that sees the action sees its data too. */
+static inline void rec_set_action(sock_rec *r, sock_rec_action action, void *user) {
+    r->user = user;
+    __atomic_store_n(&r->action, action, __ATOMIC_RELEASE);
 }
 
 static inline void rec_on_listening(dgram_socket *s, void *u) {

@@ -235,8 +235,7 @@ static dgram_socket *make_socket(dgram_context *ctx, dgram_type type, sock_rec *
     o.send_buffer_size = send_buffer_size;
     dgram_socket *s = rec_socket_with(ctx, &o, r);
     memset(x, 0, sizeof *x);
-    r->action = on_event;
-    r->user = x;
+    rec_set_action(r, on_event, x);
     return s;
 }
 

@@ -50,8 +50,7 @@ static dgram_socket *peer_socket(dgram_context *c, peer_rec *p) {
     memset(p, 0, sizeof *p);
     thread_check_init(&p->threads);
     dgram_socket *s = rec_socket_with(c, NULL, &p->r);
-    p->r.user = p;
-    p->r.action = note_thread;
+    rec_set_action(&p->r, note_thread, p);
     return s;
 }
 
@@ -530,8 +529,7 @@ static void test_nested_dispatch_busy(void) {
     n.ctx = c;
     sock_rec r1, r2;
     dgram_socket *a = rec_socket_with(c, NULL, &r1);
-    r1.user = &n;
-    r1.action = nested_action;
+    rec_set_action(&r1, nested_action, &n);
     dgram_socket *b = rec_socket_with(c, NULL, &r2);
     /* Two listening events: the nested calls must not run the second one. */
     CHECK_OK(dgram_bind(a, 0, "127.0.0.1", rec_on_listening_once));
@@ -657,7 +655,7 @@ static void test_io_thread_mode(void) {
     memset(&echoed, 0, sizeof echoed);
     echoed.socket = server;
     rs.r.in = &echoed;
-    rs.r.action = echo_action;
+    rec_set_action(&rs.r, echo_action, rs.r.user);
     dgram_socket *client = peer_socket(c, &rc);
     uint16_t sport = test_bind(server, "127.0.0.1");
     uint16_t cport = test_bind(client, "127.0.0.1");
@@ -828,8 +826,7 @@ static void killer_init(ctx_killer *k, dgram_context *c, char letter) {
 static dgram_socket *killer_socket(dgram_context *c, ctx_killer *k, sock_rec *r) {
     CHECK(k->nrecs < 3);
     dgram_socket *s = rec_socket_with(c, NULL, r);
-    r->user = k;
-    r->action = free_ctx_action;
+    rec_set_action(r, free_ctx_action, k);
     k->recs[k->nrecs++] = r;
     return s;
 }

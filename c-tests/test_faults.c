@@ -119,6 +119,7 @@ enum act_kind {
 
 /* The action of one socket: the `user` of its sock_rec. */
 typedef struct {
+    sock_rec *rec;      /* whose action this is, once act_start published it */
     int kind;
     dgram_context *ctx; /* for the actions; NULL once the action freed it */
     int acted;          /* the one-time action ran (published last) */
@@ -240,15 +241,19 @@ static void act_on(sock_rec *r, dgram_socket *s, char letter) {
     test_add(&x->acted, 1);
 }
 
-/* Makes `x` (cleared) the action of `r`'s socket in `ctx`. */
+/* Prepares `x` (cleared) as the action of `r`'s socket in `ctx`; the case
+ * fills in the rest, then act_start publishes it. */
 static act *act_init(act *x, sock_rec *r, int kind, dgram_context *ctx) {
     memset(x, 0, sizeof *x);
+    x->rec = r;
     x->kind = kind;
     x->ctx = ctx;
-    r->user = x;
-    r->action = act_on;
     return x;
 }
+
+/* Publishes `x` as its socket's action: its callbacks, on whatever thread,
+ * see every field set before. */
+static void act_start(act *x) { rec_set_action(x->rec, act_on, x); }
 
 /* Makes `r` store every datagram whole in `in` too (cleared). */
 static void keep_whole(sock_rec *r, inbox *in) {
@@ -589,6 +594,7 @@ static void enetunreach(dgram_type type) {
     dgram_socket *sa = rec_socket(ctx, type, &a); /* unbound */
     act ax;
     act_init(&ax, &a, ACT_NESTED, ctx)->nested_want = DGRAM_EBUSY;
+    act_start(&ax);
     sends as = {.r = &a};
 
     /* 1. With a callback: dgram_send accepts it; the callback gets the error. */
@@ -638,6 +644,7 @@ static void enetunreach(dgram_type type) {
     dgram_socket *sb = rec_socket(ctx, type, &b);
     act bx;
     act_init(&bx, &b, ACT_FREE_SELF_IN_SEND, ctx);
+    act_start(&bx);
     sends bs = {.r = &b};
     sendslot t[3];
     for (int i = 0; i < 3; i++)
@@ -799,6 +806,7 @@ static void test_close_others_host(void) {
     ax.close_other = &b;
     ax.free_other = &c;
     ax.close_other2 = &d;
+    act_start(&ax);
     sends ds = {.r = &d};
 
     /* a's datagrams first in the queue, then b's and c's, and a completion
@@ -870,6 +878,10 @@ static void test_close_others_io(void) {
     act_init(&cx, &c, ACT_NONE, ctx);
     act_init(&dx, &d, ACT_NONE, ctx);
     ax.stop_flag = bx.stop_flag = cx.stop_flag = dx.stop_flag = &g_stop;
+    act_start(&ax);
+    act_start(&bx);
+    act_start(&cx);
+    act_start(&dx);
 
     blast(pb, 100);
     blast(pc, 100);
@@ -914,6 +926,7 @@ static void test_free_self_host(void) {
     uint16_t pb = bind_lL(false, ctx, &b, "127.0.0.1");
     act ax;
     act_init(&ax, &a, ACT_FREE_SELF, ctx);
+    act_start(&ax);
     sends as = {.r = &a};
     blast(pa, 3);
     test_wait_active(ctx, 2 + 3);
@@ -947,6 +960,7 @@ static void test_free_self_io(void) {
     uint16_t pa = bind_lL(true, ctx, &a, "127.0.0.1");
     act ax;
     act_init(&ax, &a, ACT_FREE_SELF, ctx);
+    act_start(&ax);
     blast(pa, 20);
     WAIT_UNTIL(ax.acted, 1);
     test_sleep_ms(100);
@@ -986,6 +1000,7 @@ static void send_many(bool io, dgram_type type) {
     dgram_socket *sr = rec_socket_with(ctx, &o, &r);
     keep_whole(&r, &in);
     act_init(&rx, &r, ACT_TRACK, ctx);
+    act_start(&rx);
     if (!big_receive_buffer(sr)) {
         dgram_socket_free(sr);
         test_context_finish(ctx);
@@ -1000,6 +1015,7 @@ static void send_many(bool io, dgram_type type) {
     ax.many_addr = lo;
     ax.many_slots = g_many;
     ax.many_sends = &as;
+    act_start(&ax);
 
     CHECK_OK(dgram_send(sr, "go", 2, pa, lo, NULL, NULL));
     AWAIT(io, ctx, as.count, MANY);
@@ -1051,6 +1067,7 @@ static void nested_dispatch(bool io) {
     dgram_socket *sb = rec_socket(ctx, DGRAM_UDP4, &b);
     act ax;
     act_init(&ax, &a, ACT_NESTED, ctx)->nested_want = DGRAM_EBUSY;
+    act_start(&ax);
     sends as = {.r = &a};
     uint16_t pa, pb;
     if (io) {
@@ -1122,6 +1139,7 @@ static void test_ctx_free_host(void) {
     uint16_t pb = bind_lL(false, ctx, &b, "127.0.0.1");
     act ax;
     act_init(&ax, &a, ACT_FREE_CTX, ctx);
+    act_start(&ax);
     blast(pa, 3);
     test_wait_active(ctx, 2 + 3);
     blast(pb, 2);
@@ -1141,6 +1159,7 @@ static void test_ctx_free_host(void) {
     dgram_socket *sc = rec_socket(ctx, DGRAM_UDP4, &a);
     bind_lL(false, ctx, &a, "127.0.0.1");
     act_init(&ax, &a, ACT_FREE_CTX_IN_SEND, ctx);
+    act_start(&ax);
     sends as = {.r = &a};
     sendslot t[3];
     for (int i = 0; i < 3; i++)
@@ -1173,6 +1192,8 @@ static void test_ctx_free_io(void) {
     act_init(&ax, &a, ACT_FREE_CTX, ctx);
     act_init(&bx, &b, ACT_NONE, ctx);
     ax.stop_flag = bx.stop_flag = &g_stop;
+    act_start(&ax);
+    act_start(&bx);
     blast(pb, 100);
     WAIT_UNTIL(b.count, 1);
     blast(pa, 5);

@@ -145,7 +145,7 @@ static void test_flood_into_a_host_that_does_not_dispatch(void) {
     memset(&in, 0, sizeof in);
     in.socket = s;
     r.in = &in;
-    r.action = check_flood_len;
+    rec_set_action(&r, check_flood_len, NULL);
     uint16_t port = test_bind(s, "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* 'listening' */
     CHECK_EQ(r.listen_p, 1);
@@ -314,8 +314,7 @@ static void test_counting_rules(void) {
     memset(&rr, 0, sizeof rr);
     dgram_socket *rx = test_socket(ctx, DGRAM_UDP4, NULL, &rr);
     rec_attach(rx, &rr);
-    rr.action = stats_inside;
-    rr.user = &received_inside;
+    rec_set_action(&rr, stats_inside, &received_inside);
     dgram_socket *tx = test_socket(ctx, DGRAM_UDP4, NULL, NULL);
     uint16_t port = test_bind(rx, "127.0.0.1");
     uint16_t tx_port = test_bind(tx, "127.0.0.1");

@@ -159,8 +159,7 @@ static dgram_socket *meta_socket(dgram_context *ctx, meta_rec *m, bool on_b, dgr
     dgram_socket *s = rec_socket_with(ctx, &opts, &m->rec);
     if (on_b)
         test_netns_enter(hosts.self_ns);
-    m->rec.action = meta_on_event;
-    m->rec.user = m;
+    rec_set_action(&m->rec, meta_on_event, m);
     if (meta)
         CHECK_OK(dgram_set_message_meta(s, true));
     return s;

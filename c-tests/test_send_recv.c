@@ -106,8 +106,7 @@ static dgram_socket *new_sock(dgram_context *ctx, dgram_type type, int32_t bufsi
     dgram_socket *s = rec_socket_with(ctx, &o, &x->r);
     x->in.socket = s;
     x->r.in = &x->in;
-    x->r.action = rx_action;
-    x->r.user = x;
+    rec_set_action(&x->r, rx_action, x);
     return s;
 }
 
@@ -622,8 +621,7 @@ static void test_one_server_many_clients(void) {
     /* static: six inboxes of 64 KiB each */
     static mc_server srv;
     dgram_socket *server = bound_sock(ctx, DGRAM_UDP4, "127.0.0.1", 1 << 20, &srv.x);
-    srv.x.r.action = mc_server_action;
-    srv.x.r.user = &srv;
+    rec_set_action(&srv.x.r, mc_server_action, &srv);
     uint16_t sport = test_port(server);
 
     static mc_client clients[CLIENTS];
@@ -635,8 +633,7 @@ static void test_one_server_many_clients(void) {
         cs[k] = rec_socket_with(ctx, &o, &c->r);
         c->in.socket = cs[k];
         c->r.in = &c->in;
-        c->r.action = mc_client_action;
-        c->r.user = c;
+        rec_set_action(&c->r, mc_client_action, c);
         c->id = k;
         c->server_port = sport;
         srv.cports[k] = test_bind(cs[k], "127.0.0.1");

@@ -148,8 +148,7 @@ static dgram_socket *make_rec_receiver(dgram_context *ctx, sock_rec *r, sock_rec
     dgram_socket_options o = test_opts(DGRAM_UDP4);
     o.recv_buffer_size = 4 << 20;
     dgram_socket *s = rec_socket_with(ctx, &o, r);
-    r->action = action;
-    r->user = user;
+    rec_set_action(r, action, user);
     test_bind(s, "127.0.0.1");
     return s;
 }
