@@ -47,9 +47,9 @@ static inline int test_run_case(const test_case *c) {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_watchdog(TEST_CASE_SECONDS);
     c->run();
-    if (test_open_contexts != 0)
+    if (test_load(&test_open_contexts) != 0)
         FAIL("%s returned with %d context(s) made by test_context() not finished"
-             " (test_context_finish)", c->name, test_open_contexts);
+             " (test_context_finish)", c->name, test_load(&test_open_contexts));
     printf("ok %s\n", c->name);
     return 0;
 }

@@ -5,7 +5,7 @@
  * test_two_hosts_or_skip, with a second address on host A, and a third host
  * C on a second link of A's, for the interface tests:
  *
- *   host B (hosts.peer_ns)   host A (main thread)           host C (host_c)
+ *   host B (hosts.peer_ns)   host A (the case's thread)     host C (host_c_ns)
  *   dgv1 198.51.100.2 ------ dgv0 198.51.100.1, .3
  *        2001:db8::2              2001:db8::1, 2001:db8::3
  *                            dgx0 203.0.113.1 ------------- dgx1 203.0.113.2
@@ -22,10 +22,11 @@
  * refuses an option with ENOPROTOOPT (checked on a socket of our own), the
  * test checks that the library reports exactly that, and says so.
  *
- * Nothing is sent outside these namespaces; the process exits 77 (skip) when
- * it cannot make them.
+ * Every case makes these namespaces afresh (hosts_setup); nothing is sent
+ * outside them, and a case exits 77 (skip) when it cannot make them.
  */
 #include "recorder.h"
+#include "test_runner.h"
 
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -33,7 +34,6 @@
 
 static test_two_hosts hosts;
 static int host_c_ns;
-static dgram_context *ctx;
 
 #define HOST_A 0
 #define HOST_B 1
@@ -98,7 +98,7 @@ static unsigned ifindex_on(int host, const char *ifname) {
 }
 
 /* Host C: a namespace of its own with lo up, joined to host A by dgx1 --
- * dgx0. Called from main() with the main thread in host A. */
+ * dgx0. Called with the calling thread in host A. */
 static void make_host_c(void) {
     int a = test_netns_push();
     CHECK(a >= 0); /* test_two_hosts_or_skip made namespaces already */
@@ -142,11 +142,35 @@ static void probe_system(void) {
                has_ipv6_ssm ? "" : " MCAST_JOIN_SOURCE_GROUP (IPv6)");
 }
 
+/* The hosts and links of the top, made first thing in a case (before any
+ * thread or context exists), and the case's context, with the calling
+ * thread left in host A. */
+static dgram_context *hosts_setup(void) {
+    hosts = test_two_hosts_or_skip();
+    /* A second address on A's end of the link, for a second source. */
+    test_sh("ip addr add 198.51.100.3/24 dev dgv0 && ip -6 addr add 2001:db8::3/64 dev dgv0 nodad");
+    make_host_c(); /* test_two_hosts_or_skip waited for dgv0 and dgv1 already */
+    wait_link(HOST_A, "dgx0");
+    wait_link(HOST_C, "dgx1");
+    probe_system();
+    return test_context(DGRAM_DISPATCH_HOST, 0);
+}
+
+/* Ends a case: its context, once the case freed its sockets, and the
+ * namespaces. */
+static void hosts_finish(dgram_context *ctx) {
+    test_context_finish(ctx);
+    close(hosts.self_ns);
+    close(hosts.peer_ns);
+    close(host_c_ns);
+}
+
 /* ---- sockets and datagrams ----------------------------------------------- */
 
 /* A receiver on `host`, bound to the any address on `port` (0: one the OS
  * picks), recording into `in`. Returns its port. */
-static dgram_socket *receiver_on(int host, dgram_type type, inbox *in, uint16_t *port) {
+static dgram_socket *receiver_on(dgram_context *ctx, int host, dgram_type type, inbox *in,
+                                 uint16_t *port) {
     dgram_socket_options opts = test_opts(type);
     opts.reuse_addr = true;
     enter_host(host);
@@ -158,7 +182,7 @@ static dgram_socket *receiver_on(int host, dgram_type type, inbox *in, uint16_t 
 
 /* A socket on host A bound to `address` (NULL: any) on an OS-chosen port,
  * with no message callback. */
-static dgram_socket *sender_on_a(dgram_type type, const char *address) {
+static dgram_socket *sender_on_a(dgram_context *ctx, dgram_type type, const char *address) {
     enter_host(HOST_A);
     dgram_socket *s = test_socket(ctx, type, NULL, NULL);
     test_bind_wait(ctx, s, 0, address);
@@ -166,14 +190,15 @@ static dgram_socket *sender_on_a(dgram_type type, const char *address) {
 }
 
 /* A socket on `host`, never bound. */
-static dgram_socket *unbound_on(int host, dgram_type type) {
+static dgram_socket *unbound_on(dgram_context *ctx, int host, dgram_type type) {
     enter_host(host);
     dgram_socket *s = test_socket(ctx, type, NULL, NULL);
     enter_host(HOST_A);
     return s;
 }
 
-static void send_text(dgram_socket *s, const char *text, const char *address, uint16_t port) {
+static void send_text(dgram_context *ctx, dgram_socket *s, const char *text, const char *address,
+                      uint16_t port) {
     send_and_wait(ctx, s, text, strlen(text), port, address, &sends);
 }
 
@@ -181,28 +206,29 @@ static void send_text(dgram_socket *s, const char *text, const char *address, ui
  * last being `text` from `from` (or, when not NULL, `alt_from`: IPv6
  * source selection may take either global address of host A's dgv0) and
  * the port of `s`. */
-static void send_expect_alt(dgram_socket *s, const char *text, const char *address, uint16_t port,
-                            inbox *in, int count, const char *from, const char *alt_from,
-                            dgram_family family) {
-    send_text(s, text, address, port);
+static void send_expect_alt(dgram_context *ctx, dgram_socket *s, const char *text,
+                            const char *address, uint16_t port, inbox *in, int count,
+                            const char *from, const char *alt_from, dgram_family family) {
+    send_text(ctx, s, text, address, port);
     RUN_UNTIL(ctx, in->count, count);
     if (alt_from && strcmp(in->rinfo.address, alt_from) == 0)
         from = alt_from;
     check_inbox_text(in, count, text, from, test_port(s), family);
 }
 
-static void send_expect(dgram_socket *s, const char *text, const char *address, uint16_t port,
-                        inbox *in, int count, const char *from, dgram_family family) {
-    send_expect_alt(s, text, address, port, in, count, from, NULL, family);
+static void send_expect(dgram_context *ctx, dgram_socket *s, const char *text, const char *address,
+                        uint16_t port, inbox *in, int count, const char *from,
+                        dgram_family family) {
+    send_expect_alt(ctx, s, text, address, port, in, count, from, NULL, family);
 }
 
 /* Proves that `in` got nothing after its `count` datagrams from what `s`
  * sent before: a unicast marker from `s` follows the same path, so once it
  * is in, anything sent before it would be too. */
-static void expect_nothing_before_marker(dgram_socket *s, const char *b_address, uint16_t port,
-                                         inbox *in, int count, const char *from,
-                                         dgram_family family) {
-    send_expect(s, "marker", b_address, port, in, count + 1, from, family);
+static void expect_nothing_before_marker(dgram_context *ctx, dgram_socket *s,
+                                         const char *b_address, uint16_t port, inbox *in,
+                                         int count, const char *from, dgram_family family) {
+    send_expect(ctx, s, "marker", b_address, port, in, count + 1, from, family);
     test_run_for(ctx, 20);
     CHECK_EQ(test_load(&in->count), count + 1);
 }
@@ -212,94 +238,97 @@ static void expect_nothing_before_marker(dgram_socket *s, const char *b_address,
 /* Joined to (198.51.100.1, G), host B receives what .1 sends to G and not
  * what .3 (another address of the same host A, on the same link) sends. */
 static void test_udp4_ssm_filters_by_source(void) {
-    printf("test_udp4_ssm_filters_by_source\n");
+    dgram_context *ctx = hosts_setup();
     inbox in;
     uint16_t port = 0;
-    dgram_socket *rx = receiver_on(HOST_B, DGRAM_UDP4, &in, &port);
+    dgram_socket *rx = receiver_on(ctx, HOST_B, DGRAM_UDP4, &in, &port);
     CHECK_OK(dgram_add_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"));
 
-    dgram_socket *tx1 = sender_on_a(DGRAM_UDP4, "198.51.100.1");
-    dgram_socket *tx3 = sender_on_a(DGRAM_UDP4, "198.51.100.3");
+    dgram_socket *tx1 = sender_on_a(ctx, DGRAM_UDP4, "198.51.100.1");
+    dgram_socket *tx3 = sender_on_a(ctx, DGRAM_UDP4, "198.51.100.3");
 
     /* .3 first: had it passed, it would be in before .1's and the count 2. */
-    send_text(tx3, "from .3", SSM4_GROUP, port);
-    send_expect(tx1, "from .1", SSM4_GROUP, port, &in, 1, "198.51.100.1", DGRAM_IPV4);
-    send_text(tx3, "from .3 again", SSM4_GROUP, port);
-    send_expect(tx1, "from .1 again", SSM4_GROUP, port, &in, 2, "198.51.100.1", DGRAM_IPV4);
+    send_text(ctx, tx3, "from .3", SSM4_GROUP, port);
+    send_expect(ctx, tx1, "from .1", SSM4_GROUP, port, &in, 1, "198.51.100.1", DGRAM_IPV4);
+    send_text(ctx, tx3, "from .3 again", SSM4_GROUP, port);
+    send_expect(ctx, tx1, "from .1 again", SSM4_GROUP, port, &in, 2, "198.51.100.1", DGRAM_IPV4);
     /* .3 itself is not refused: its unicast gets through. */
-    send_text(tx3, "from .3 last", SSM4_GROUP, port);
-    expect_nothing_before_marker(tx3, "198.51.100.2", port, &in, 2, "198.51.100.3", DGRAM_IPV4);
+    send_text(ctx, tx3, "from .3 last", SSM4_GROUP, port);
+    expect_nothing_before_marker(ctx, tx3, "198.51.100.2", port, &in, 2, "198.51.100.3", DGRAM_IPV4);
 
     dgram_socket_free(tx1);
     dgram_socket_free(tx3);
     dgram_socket_free(rx);
+    hosts_finish(ctx);
 }
 
 /* After the drop, what .1 sends to G no longer arrives; dropping again is
  * refused. */
 static void test_udp4_ssm_drop(void) {
-    printf("test_udp4_ssm_drop\n");
+    dgram_context *ctx = hosts_setup();
     inbox in;
     uint16_t port = 0;
-    dgram_socket *rx = receiver_on(HOST_B, DGRAM_UDP4, &in, &port);
-    dgram_socket *tx1 = sender_on_a(DGRAM_UDP4, "198.51.100.1");
+    dgram_socket *rx = receiver_on(ctx, HOST_B, DGRAM_UDP4, &in, &port);
+    dgram_socket *tx1 = sender_on_a(ctx, DGRAM_UDP4, "198.51.100.1");
 
     CHECK_OK(dgram_add_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"));
-    send_expect(tx1, "joined", SSM4_GROUP, port, &in, 1, "198.51.100.1", DGRAM_IPV4);
+    send_expect(ctx, tx1, "joined", SSM4_GROUP, port, &in, 1, "198.51.100.1", DGRAM_IPV4);
 
     CHECK_OK(dgram_drop_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"));
-    send_text(tx1, "after drop", SSM4_GROUP, port);
-    expect_nothing_before_marker(tx1, "198.51.100.2", port, &in, 1, "198.51.100.1", DGRAM_IPV4);
+    send_text(ctx, tx1, "after drop", SSM4_GROUP, port);
+    expect_nothing_before_marker(ctx, tx1, "198.51.100.2", port, &in, 1, "198.51.100.1", DGRAM_IPV4);
 
     /* Leaving what is no longer joined, or never was. */
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"),
                SSM_NOT_JOINED);
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "198.51.100.1", "232.1.2.99", "198.51.100.2"),
                SSM_NOT_JOINED);
-    dgram_socket *fresh = unbound_on(HOST_B, DGRAM_UDP4);
+    dgram_socket *fresh = unbound_on(ctx, HOST_B, DGRAM_UDP4);
     CHECK_CODE(dgram_drop_source_specific_membership(fresh, "198.51.100.1", SSM4_GROUP, "198.51.100.2"),
                SSM_NOT_JOINED);
     dgram_socket_free(fresh);
 
     /* Control: joined again, the same datagram arrives. */
     CHECK_OK(dgram_add_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"));
-    send_expect(tx1, "joined again", SSM4_GROUP, port, &in, 3, "198.51.100.1", DGRAM_IPV4);
+    send_expect(ctx, tx1, "joined again", SSM4_GROUP, port, &in, 3, "198.51.100.1", DGRAM_IPV4);
 
     dgram_socket_free(tx1);
     dgram_socket_free(rx);
+    hosts_finish(ctx);
 }
 
 /* Two sources of one group: both arrive; dropping one leaves the other;
  * leaving a source not joined, in a group that is, is the kernel's
  * EADDRNOTAVAIL. */
 static void test_udp4_ssm_two_sources(void) {
-    printf("test_udp4_ssm_two_sources\n");
+    dgram_context *ctx = hosts_setup();
     inbox in;
     uint16_t port = 0;
-    dgram_socket *rx = receiver_on(HOST_B, DGRAM_UDP4, &in, &port);
-    dgram_socket *tx1 = sender_on_a(DGRAM_UDP4, "198.51.100.1");
-    dgram_socket *tx3 = sender_on_a(DGRAM_UDP4, "198.51.100.3");
+    dgram_socket *rx = receiver_on(ctx, HOST_B, DGRAM_UDP4, &in, &port);
+    dgram_socket *tx1 = sender_on_a(ctx, DGRAM_UDP4, "198.51.100.1");
+    dgram_socket *tx3 = sender_on_a(ctx, DGRAM_UDP4, "198.51.100.3");
 
     CHECK_OK(dgram_add_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"));
     CHECK_OK(dgram_add_source_specific_membership(rx, "198.51.100.3", SSM4_GROUP, "198.51.100.2"));
-    send_expect(tx1, "one", SSM4_GROUP, port, &in, 1, "198.51.100.1", DGRAM_IPV4);
-    send_expect(tx3, "three", SSM4_GROUP, port, &in, 2, "198.51.100.3", DGRAM_IPV4);
+    send_expect(ctx, tx1, "one", SSM4_GROUP, port, &in, 1, "198.51.100.1", DGRAM_IPV4);
+    send_expect(ctx, tx3, "three", SSM4_GROUP, port, &in, 2, "198.51.100.3", DGRAM_IPV4);
 
     CHECK_OK(dgram_drop_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"));
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "198.51.100.1", SSM4_GROUP, "198.51.100.2"),
                DGRAM_EADDRNOTAVAIL);
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "198.51.100.9", SSM4_GROUP, "198.51.100.2"),
                DGRAM_EADDRNOTAVAIL);
-    send_text(tx1, "one dropped", SSM4_GROUP, port);
-    send_expect(tx3, "three kept", SSM4_GROUP, port, &in, 3, "198.51.100.3", DGRAM_IPV4);
+    send_text(ctx, tx1, "one dropped", SSM4_GROUP, port);
+    send_expect(ctx, tx3, "three kept", SSM4_GROUP, port, &in, 3, "198.51.100.3", DGRAM_IPV4);
 
     CHECK_OK(dgram_drop_source_specific_membership(rx, "198.51.100.3", SSM4_GROUP, "198.51.100.2"));
-    send_text(tx3, "three dropped", SSM4_GROUP, port);
-    expect_nothing_before_marker(tx3, "198.51.100.2", port, &in, 3, "198.51.100.3", DGRAM_IPV4);
+    send_text(ctx, tx3, "three dropped", SSM4_GROUP, port);
+    expect_nothing_before_marker(ctx, tx3, "198.51.100.2", port, &in, 3, "198.51.100.3", DGRAM_IPV4);
 
     dgram_socket_free(tx1);
     dgram_socket_free(tx3);
     dgram_socket_free(rx);
+    hosts_finish(ctx);
 }
 
 /* ---- udp6 SSM -------------------------------------------------------------- */
@@ -318,55 +347,58 @@ static int udp6_ssm_unavailable(dgram_socket *rx) {
 /* As for udp4, over MLDv2 source filters, with the interface by name
  * ("dgv1": B's socket looks it up in its own namespace). */
 static void test_udp6_ssm_filters_by_source(void) {
-    printf("test_udp6_ssm_filters_by_source\n");
+    dgram_context *ctx = hosts_setup();
     inbox in;
     uint16_t port = 0;
-    dgram_socket *rx = receiver_on(HOST_B, DGRAM_UDP6, &in, &port);
+    dgram_socket *rx = receiver_on(ctx, HOST_B, DGRAM_UDP6, &in, &port);
     if (udp6_ssm_unavailable(rx)) {
         dgram_socket_free(rx);
+        hosts_finish(ctx);
         return;
     }
     CHECK_OK(dgram_add_source_specific_membership(rx, "2001:db8::1", SSM6_GROUP, "dgv1"));
 
-    dgram_socket *tx1 = sender_on_a(DGRAM_UDP6, "2001:db8::1");
-    dgram_socket *tx3 = sender_on_a(DGRAM_UDP6, "2001:db8::3");
+    dgram_socket *tx1 = sender_on_a(ctx, DGRAM_UDP6, "2001:db8::1");
+    dgram_socket *tx3 = sender_on_a(ctx, DGRAM_UDP6, "2001:db8::3");
 
-    send_text(tx3, "from ::3", SSM6_GROUP, port);
-    send_expect(tx1, "from ::1", SSM6_GROUP, port, &in, 1, "2001:db8::1", DGRAM_IPV6);
-    send_text(tx3, "from ::3 again", SSM6_GROUP, port);
-    send_expect(tx1, "from ::1 again", SSM6_GROUP, port, &in, 2, "2001:db8::1", DGRAM_IPV6);
-    send_text(tx3, "from ::3 last", SSM6_GROUP, port);
-    expect_nothing_before_marker(tx3, "2001:db8::2", port, &in, 2, "2001:db8::3", DGRAM_IPV6);
+    send_text(ctx, tx3, "from ::3", SSM6_GROUP, port);
+    send_expect(ctx, tx1, "from ::1", SSM6_GROUP, port, &in, 1, "2001:db8::1", DGRAM_IPV6);
+    send_text(ctx, tx3, "from ::3 again", SSM6_GROUP, port);
+    send_expect(ctx, tx1, "from ::1 again", SSM6_GROUP, port, &in, 2, "2001:db8::1", DGRAM_IPV6);
+    send_text(ctx, tx3, "from ::3 last", SSM6_GROUP, port);
+    expect_nothing_before_marker(ctx, tx3, "2001:db8::2", port, &in, 2, "2001:db8::3", DGRAM_IPV6);
 
     dgram_socket_free(tx1);
     dgram_socket_free(tx3);
     dgram_socket_free(rx);
+    hosts_finish(ctx);
 }
 
 static void test_udp6_ssm_drop(void) {
-    printf("test_udp6_ssm_drop\n");
+    dgram_context *ctx = hosts_setup();
     inbox in;
     uint16_t port = 0;
-    dgram_socket *rx = receiver_on(HOST_B, DGRAM_UDP6, &in, &port);
+    dgram_socket *rx = receiver_on(ctx, HOST_B, DGRAM_UDP6, &in, &port);
     if (udp6_ssm_unavailable(rx)) {
         dgram_socket_free(rx);
+        hosts_finish(ctx);
         return;
     }
-    dgram_socket *tx1 = sender_on_a(DGRAM_UDP6, "2001:db8::1");
+    dgram_socket *tx1 = sender_on_a(ctx, DGRAM_UDP6, "2001:db8::1");
 
     CHECK_OK(dgram_add_source_specific_membership(rx, "2001:db8::1", SSM6_GROUP, "dgv1"));
-    send_expect(tx1, "joined", SSM6_GROUP, port, &in, 1, "2001:db8::1", DGRAM_IPV6);
+    send_expect(ctx, tx1, "joined", SSM6_GROUP, port, &in, 1, "2001:db8::1", DGRAM_IPV6);
 
     /* Left with the interface in another of its forms ("::%name"). */
     CHECK_OK(dgram_drop_source_specific_membership(rx, "2001:db8::1", SSM6_GROUP, "::%dgv1"));
-    send_text(tx1, "after drop", SSM6_GROUP, port);
-    expect_nothing_before_marker(tx1, "2001:db8::2", port, &in, 1, "2001:db8::1", DGRAM_IPV6);
+    send_text(ctx, tx1, "after drop", SSM6_GROUP, port);
+    expect_nothing_before_marker(ctx, tx1, "2001:db8::2", port, &in, 1, "2001:db8::1", DGRAM_IPV6);
 
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "2001:db8::1", SSM6_GROUP, "dgv1"),
                SSM_NOT_JOINED);
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "2001:db8::1", "ff3e::8000:99", "dgv1"),
                SSM_NOT_JOINED);
-    dgram_socket *fresh = unbound_on(HOST_B, DGRAM_UDP6);
+    dgram_socket *fresh = unbound_on(ctx, HOST_B, DGRAM_UDP6);
     CHECK_CODE(dgram_drop_source_specific_membership(fresh, "2001:db8::1", SSM6_GROUP, "dgv1"),
                SSM_NOT_JOINED);
     dgram_socket_free(fresh);
@@ -376,21 +408,22 @@ static void test_udp6_ssm_drop(void) {
     char index[16];
     snprintf(index, sizeof index, "%u", ifindex_on(HOST_B, "dgv1"));
     CHECK_OK(dgram_add_source_specific_membership(rx, "2001:db8::1", SSM6_GROUP, index));
-    send_expect(tx1, "joined again", SSM6_GROUP, port, &in, 3, "2001:db8::1", DGRAM_IPV6);
+    send_expect(ctx, tx1, "joined again", SSM6_GROUP, port, &in, 3, "2001:db8::1", DGRAM_IPV6);
     CHECK_CODE(dgram_drop_source_specific_membership(rx, "2001:db8::9", SSM6_GROUP, index),
                DGRAM_EADDRNOTAVAIL);
     CHECK_OK(dgram_drop_source_specific_membership(rx, "2001:db8::1", SSM6_GROUP, index));
 
     dgram_socket_free(tx1);
     dgram_socket_free(rx);
+    hosts_finish(ctx);
 }
 
 /* ---- SSM bad input ------------------------------------------------------- */
 
 static void test_ssm_bad_input(void) {
-    printf("test_ssm_bad_input\n");
-    dgram_socket *v4 = unbound_on(HOST_B, DGRAM_UDP4);
-    dgram_socket *v6 = unbound_on(HOST_B, DGRAM_UDP6);
+    dgram_context *ctx = hosts_setup();
+    dgram_socket *v4 = unbound_on(ctx, HOST_B, DGRAM_UDP4);
+    dgram_socket *v6 = unbound_on(ctx, HOST_B, DGRAM_UDP6);
     int (*ops[2])(dgram_socket *, const char *, const char *, const char *) = {
         dgram_add_source_specific_membership, dgram_drop_source_specific_membership};
 
@@ -460,6 +493,7 @@ static void test_ssm_bad_input(void) {
     }
     dgram_socket_free(v4);
     dgram_socket_free(v6);
+    hosts_finish(ctx);
 }
 
 /* ---- dgram_set_multicast_interface ------------------------------------------ */
@@ -485,16 +519,16 @@ static int mcast_if_v6(dgram_socket *s) { return test_sockopt_int(s, IPPROTO_IPV
  * next one on its host, a datagram that took the wrong link would show up
  * as one too many on the other host. */
 static void test_udp4_multicast_interface(void) {
-    printf("test_udp4_multicast_interface\n");
+    dgram_context *ctx = hosts_setup();
     const char *group = "239.255.1.1";
     inbox b, c;
     uint16_t port = 0;
-    dgram_socket *rb = receiver_on(HOST_B, DGRAM_UDP4, &b, &port);
-    dgram_socket *rc = receiver_on(HOST_C, DGRAM_UDP4, &c, &port);
+    dgram_socket *rb = receiver_on(ctx, HOST_B, DGRAM_UDP4, &b, &port);
+    dgram_socket *rc = receiver_on(ctx, HOST_C, DGRAM_UDP4, &c, &port);
     CHECK_OK(dgram_add_membership(rb, group, "198.51.100.2"));
     CHECK_OK(dgram_add_membership(rc, group, "203.0.113.2"));
     /* Bound to the any address, so the source is the chosen link's. */
-    dgram_socket *tx = sender_on_a(DGRAM_UDP4, "0.0.0.0");
+    dgram_socket *tx = sender_on_a(ctx, DGRAM_UDP4, "0.0.0.0");
     if (!has_ip_multicast_if) {
         printf("  (no IP_MULTICAST_IF on this system: checking ENOPROTOOPT only)\n");
         CHECK_CODE(dgram_set_multicast_interface(tx, "203.0.113.1"), DGRAM_ENOPROTOOPT);
@@ -504,28 +538,28 @@ static void test_udp4_multicast_interface(void) {
         /* Against the route (224.0.0.0/4 by dgv0 on host A). */
         CHECK_OK(dgram_set_multicast_interface(tx, "203.0.113.1"));
         check_mcast_if_v4(tx, "203.0.113.1");
-        send_expect(tx, "by dgx", group, port, &c, 1, "203.0.113.1", DGRAM_IPV4);
+        send_expect(ctx, tx, "by dgx", group, port, &c, 1, "203.0.113.1", DGRAM_IPV4);
 
         CHECK_OK(dgram_set_multicast_interface(tx, "198.51.100.1"));
         check_mcast_if_v4(tx, "198.51.100.1");
-        send_expect(tx, "by dgv", group, port, &b, 1, "198.51.100.1", DGRAM_IPV4);
+        send_expect(ctx, tx, "by dgv", group, port, &b, 1, "198.51.100.1", DGRAM_IPV4);
 
         CHECK_OK(dgram_set_multicast_interface(tx, "203.0.113.1"));
-        send_expect(tx, "by dgx again", group, port, &c, 2, "203.0.113.1", DGRAM_IPV4);
+        send_expect(ctx, tx, "by dgx again", group, port, &c, 2, "203.0.113.1", DGRAM_IPV4);
 
         /* The system's choice again: the route, by dgv0. */
         CHECK_OK(dgram_set_multicast_interface(tx, "0.0.0.0"));
         check_mcast_if_v4(tx, "0.0.0.0");
-        send_expect(tx, "by route", group, port, &b, 2, "198.51.100.1", DGRAM_IPV4);
+        send_expect(ctx, tx, "by route", group, port, &b, 2, "198.51.100.1", DGRAM_IPV4);
 
         CHECK_OK(dgram_set_multicast_interface(tx, "203.0.113.1"));
-        send_expect(tx, "by dgx last", group, port, &c, 3, "203.0.113.1", DGRAM_IPV4);
+        send_expect(ctx, tx, "by dgx last", group, port, &c, 3, "203.0.113.1", DGRAM_IPV4);
         test_run_for(ctx, 20);
         CHECK_EQ(test_load(&b.count), 2);
         CHECK_EQ(test_load(&c.count), 3);
 
         /* Before bind too: the OS socket exists from creation. */
-        dgram_socket *early = unbound_on(HOST_A, DGRAM_UDP4);
+        dgram_socket *early = unbound_on(ctx, HOST_A, DGRAM_UDP4);
         CHECK_OK(dgram_set_multicast_interface(early, "203.0.113.1"));
         check_mcast_if_v4(early, "203.0.113.1");
         dgram_socket_free(early);
@@ -533,19 +567,20 @@ static void test_udp4_multicast_interface(void) {
     dgram_socket_free(tx);
     dgram_socket_free(rb);
     dgram_socket_free(rc);
+    hosts_finish(ctx);
 }
 
 static void test_udp6_multicast_interface(void) {
-    printf("test_udp6_multicast_interface\n");
+    dgram_context *ctx = hosts_setup();
     const char *group = "ff0e::1:9";
     int dgv0 = (int)ifindex_on(HOST_A, "dgv0"), dgx0 = (int)ifindex_on(HOST_A, "dgx0");
     inbox b, c;
     uint16_t port = 0;
-    dgram_socket *rb = receiver_on(HOST_B, DGRAM_UDP6, &b, &port);
-    dgram_socket *rc = receiver_on(HOST_C, DGRAM_UDP6, &c, &port);
+    dgram_socket *rb = receiver_on(ctx, HOST_B, DGRAM_UDP6, &b, &port);
+    dgram_socket *rc = receiver_on(ctx, HOST_C, DGRAM_UDP6, &c, &port);
     CHECK_OK(dgram_add_membership(rb, group, "dgv1"));
     CHECK_OK(dgram_add_membership(rc, group, "dgx1"));
-    dgram_socket *tx = sender_on_a(DGRAM_UDP6, "::");
+    dgram_socket *tx = sender_on_a(ctx, DGRAM_UDP6, "::");
     if (!has_ipv6_multicast_if) {
         printf("  (no IPV6_MULTICAST_IF on this system: checking ENOPROTOOPT only)\n");
         CHECK_CODE(dgram_set_multicast_interface(tx, "::%dgv0"), DGRAM_ENOPROTOOPT);
@@ -555,26 +590,26 @@ static void test_udp6_multicast_interface(void) {
         /* Node's form. The source is a global address of the link chosen. */
         CHECK_OK(dgram_set_multicast_interface(tx, "::%dgx0"));
         CHECK_EQ(mcast_if_v6(tx), dgx0);
-        send_expect(tx, "by dgx", group, port, &c, 1, "2001:db8:1::1", DGRAM_IPV6);
+        send_expect(ctx, tx, "by dgx", group, port, &c, 1, "2001:db8:1::1", DGRAM_IPV6);
 
         CHECK_OK(dgram_set_multicast_interface(tx, "::%dgv0"));
         CHECK_EQ(mcast_if_v6(tx), dgv0);
-        send_expect_alt(tx, "by dgv", group, port, &b, 1, "2001:db8::1", "2001:db8::3", DGRAM_IPV6);
+        send_expect_alt(ctx, tx, "by dgv", group, port, &b, 1, "2001:db8::1", "2001:db8::3", DGRAM_IPV6);
 
         /* An index, and a name. */
         char index[16];
         snprintf(index, sizeof index, "%d", dgx0);
         CHECK_OK(dgram_set_multicast_interface(tx, index));
         CHECK_EQ(mcast_if_v6(tx), dgx0);
-        send_expect(tx, "by dgx index", group, port, &c, 2, "2001:db8:1::1", DGRAM_IPV6);
+        send_expect(ctx, tx, "by dgx index", group, port, &c, 2, "2001:db8:1::1", DGRAM_IPV6);
 
         CHECK_OK(dgram_set_multicast_interface(tx, "dgv0"));
         CHECK_EQ(mcast_if_v6(tx), dgv0);
-        send_expect_alt(tx, "by dgv name", group, port, &b, 2, "2001:db8::1", "2001:db8::3",
+        send_expect_alt(ctx, tx, "by dgv name", group, port, &b, 2, "2001:db8::1", "2001:db8::3",
                         DGRAM_IPV6);
 
         CHECK_OK(dgram_set_multicast_interface(tx, "dgx0"));
-        send_expect(tx, "by dgx name", group, port, &c, 3, "2001:db8:1::1", DGRAM_IPV6);
+        send_expect(ctx, tx, "by dgx name", group, port, &c, 3, "2001:db8:1::1", DGRAM_IPV6);
         test_run_for(ctx, 20);
         CHECK_EQ(test_load(&b.count), 2);
         CHECK_EQ(test_load(&c.count), 3);
@@ -586,14 +621,15 @@ static void test_udp6_multicast_interface(void) {
     dgram_socket_free(tx);
     dgram_socket_free(rb);
     dgram_socket_free(rc);
+    hosts_finish(ctx);
 }
 
 /* Malformed text is refused before the system is asked; refused settings
  * leave the one in effect. */
 static void test_multicast_interface_bad_input(void) {
-    printf("test_multicast_interface_bad_input\n");
-    dgram_socket *v4 = unbound_on(HOST_A, DGRAM_UDP4);
-    dgram_socket *v6 = unbound_on(HOST_A, DGRAM_UDP6);
+    dgram_context *ctx = hosts_setup();
+    dgram_socket *v4 = unbound_on(ctx, HOST_A, DGRAM_UDP4);
+    dgram_socket *v6 = unbound_on(ctx, HOST_A, DGRAM_UDP6);
     int dgv0 = (int)ifindex_on(HOST_A, "dgv0");
 
     CHECK_CODE(dgram_set_multicast_interface(v4, "198.51.100.1"), has_ip_multicast_if ? 0 : DGRAM_ENOPROTOOPT);
@@ -639,37 +675,17 @@ static void test_multicast_interface_bad_input(void) {
     CHECK_CODE(dgram_set_multicast_interface(v6, "::%nosuchif"), DGRAM_EBADF);
     dgram_socket_free(v4);
     dgram_socket_free(v6);
+    hosts_finish(ctx);
 }
 
-int main(void) {
-    test_watchdog(240);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    hosts = test_two_hosts_or_skip();
-    /* A second address on A's end of the link, for a second source. */
-    test_sh("ip addr add 198.51.100.3/24 dev dgv0 && ip -6 addr add 2001:db8::3/64 dev dgv0 nodad");
-    make_host_c(); /* test_two_hosts_or_skip waited for dgv0 and dgv1 already */
-    wait_link(HOST_A, "dgx0");
-    wait_link(HOST_C, "dgx1");
-    probe_system();
-    ctx = dgram_context_new(NULL);
-    CHECK(ctx != NULL);
-
-    test_udp4_ssm_filters_by_source();
-    test_udp4_ssm_drop();
-    test_udp4_ssm_two_sources();
-    test_udp6_ssm_filters_by_source();
-    test_udp6_ssm_drop();
-    test_ssm_bad_input();
-    test_udp4_multicast_interface();
-    test_udp6_multicast_interface();
-    test_multicast_interface_bad_input();
-
-    test_run_for(ctx, 20);
-    CHECK_EQ(dgram_context_active(ctx), 0);
-    dgram_context_free(ctx);
-    close(hosts.self_ns);
-    close(hosts.peer_ns);
-    close(host_c_ns);
-    printf("ok\n");
-    return 0;
-}
+TEST_LIST(
+    TEST_ENTRY(test_udp4_ssm_filters_by_source),
+    TEST_ENTRY(test_udp4_ssm_drop),
+    TEST_ENTRY(test_udp4_ssm_two_sources),
+    TEST_ENTRY(test_udp6_ssm_filters_by_source),
+    TEST_ENTRY(test_udp6_ssm_drop),
+    TEST_ENTRY(test_ssm_bad_input),
+    TEST_ENTRY(test_udp4_multicast_interface),
+    TEST_ENTRY(test_udp6_multicast_interface),
+    TEST_ENTRY(test_multicast_interface_bad_input),
+)

@@ -172,8 +172,8 @@ static inline void test_run_for(dgram_context *ctx, int ms) {
     }
 }
 
-/* Contexts made by test_context() and not yet finished: test_runner.h fails
- * a case that returns with one still open. */
+/* Contexts made by test_context() and not yet finished, on any thread:
+ * test_runner.h fails a case that returns with one still open. */
 static int test_open_contexts;
 
 /* Creates a context with `dispatch` mode and `max_pending_events` (0: the
@@ -186,7 +186,7 @@ static inline dgram_context *test_context(dgram_dispatch dispatch,
     o.max_pending_events = max_pending_events;
     dgram_context *ctx = dgram_context_new(&o);
     CHECK(ctx != NULL);
-    test_open_contexts++;
+    test_add(&test_open_contexts, 1);
     return ctx;
 }
 
@@ -207,14 +207,14 @@ static inline void test_context_finish(dgram_context *ctx) {
         FAIL("context still active (%u) at the end of the case",
              dgram_context_active(ctx));
     dgram_context_free(ctx);
-    test_open_contexts--;
+    test_add(&test_open_contexts, -1);
 }
 
 /* For a context made by test_context() that the case freed some other way
  * (from inside a callback, or to test dgram_context_free itself). */
 static inline void test_context_forget(dgram_context *ctx) {
     (void)ctx;
-    test_open_contexts--;
+    test_add(&test_open_contexts, -1);
 }
 
 /* Default socket options of `type`, to adjust before test_socket_with. */
