@@ -85,57 +85,62 @@ pub const DGRAM_EUNKNOWN: i32 = -4094;
 /// The call had no effect that can be relied on; please report it.
 pub const DGRAM_EINTERNAL: i32 = -4095;
 
+/// One row of the table: a code, its name and message, and the OS errno it
+/// stands for (`None` for codes of the library's own). The OS mapping is
+/// derived from this column, so a code cannot be added without saying
+/// which errno it maps from.
 struct CodeInfo {
     code: i32,
     name: &'static CStr,
     message: &'static CStr,
+    os: Option<i32>,
 }
 
 macro_rules! code_table {
-    ($($code:ident, $name:literal, $message:literal;)*) => {
+    ($($code:ident, $name:literal, $message:literal, $os:expr;)*) => {
         const CODES: &[CodeInfo] = &[
-            $(CodeInfo { code: $code, name: $name, message: $message },)*
+            $(CodeInfo { code: $code, name: $name, message: $message, os: $os },)*
         ];
     };
 }
 
 code_table! {
-    DGRAM_OK, c"OK", c"success";
-    DGRAM_EPERM, c"EPERM", c"operation not permitted";
-    DGRAM_EINTR, c"EINTR", c"interrupted system call";
-    DGRAM_EIO, c"EIO", c"i/o error";
-    DGRAM_EBADF, c"EBADF", c"bad file descriptor";
-    DGRAM_EAGAIN, c"EAGAIN", c"resource temporarily unavailable";
-    DGRAM_ENOMEM, c"ENOMEM", c"not enough memory";
-    DGRAM_EACCES, c"EACCES", c"permission denied";
-    DGRAM_EBUSY, c"EBUSY", c"resource busy or locked";
-    DGRAM_ENODEV, c"ENODEV", c"no such device";
-    DGRAM_EINVAL, c"EINVAL", c"invalid argument";
-    DGRAM_ENFILE, c"ENFILE", c"file table overflow";
-    DGRAM_EMFILE, c"EMFILE", c"too many open files";
-    DGRAM_EMSGSIZE, c"EMSGSIZE", c"message too long";
-    DGRAM_ENOPROTOOPT, c"ENOPROTOOPT", c"protocol not available";
-    DGRAM_EPROTONOSUPPORT, c"EPROTONOSUPPORT", c"protocol not supported";
-    DGRAM_EOPNOTSUPP, c"EOPNOTSUPP", c"operation not supported on socket";
-    DGRAM_EAFNOSUPPORT, c"EAFNOSUPPORT", c"address family not supported";
-    DGRAM_EADDRINUSE, c"EADDRINUSE", c"address already in use";
-    DGRAM_EADDRNOTAVAIL, c"EADDRNOTAVAIL", c"address not available";
-    DGRAM_ENETDOWN, c"ENETDOWN", c"network is down";
-    DGRAM_ENETUNREACH, c"ENETUNREACH", c"network is unreachable";
-    DGRAM_ECONNRESET, c"ECONNRESET", c"connection reset by peer";
-    DGRAM_ENOBUFS, c"ENOBUFS", c"no buffer space available";
-    DGRAM_EISCONN, c"EISCONN", c"socket is already connected";
-    DGRAM_ENOTCONN, c"ENOTCONN", c"socket is not connected";
-    DGRAM_ETIMEDOUT, c"ETIMEDOUT", c"connection timed out";
-    DGRAM_ECONNREFUSED, c"ECONNREFUSED", c"connection refused";
-    DGRAM_EHOSTDOWN, c"EHOSTDOWN", c"host is down";
-    DGRAM_EHOSTUNREACH, c"EHOSTUNREACH", c"host is unreachable";
-    DGRAM_EALREADY, c"EALREADY", c"operation already in progress";
-    DGRAM_ECANCELED, c"ECANCELED", c"operation canceled";
-    DGRAM_EAI_AGAIN, c"EAI_AGAIN", c"temporary failure in name resolution";
-    DGRAM_ENOTFOUND, c"ENOTFOUND", c"host name not found";
-    DGRAM_EUNKNOWN, c"UNKNOWN", c"unknown error";
-    DGRAM_EINTERNAL, c"EINTERNAL", c"internal library error";
+    DGRAM_OK, c"OK", c"success", None;
+    DGRAM_EPERM, c"EPERM", c"operation not permitted", Some(libc::EPERM);
+    DGRAM_EINTR, c"EINTR", c"interrupted system call", Some(libc::EINTR);
+    DGRAM_EIO, c"EIO", c"i/o error", Some(libc::EIO);
+    DGRAM_EBADF, c"EBADF", c"bad file descriptor", Some(libc::EBADF);
+    DGRAM_EAGAIN, c"EAGAIN", c"resource temporarily unavailable", Some(libc::EAGAIN);
+    DGRAM_ENOMEM, c"ENOMEM", c"not enough memory", Some(libc::ENOMEM);
+    DGRAM_EACCES, c"EACCES", c"permission denied", Some(libc::EACCES);
+    DGRAM_EBUSY, c"EBUSY", c"resource busy or locked", Some(libc::EBUSY);
+    DGRAM_ENODEV, c"ENODEV", c"no such device", Some(libc::ENODEV);
+    DGRAM_EINVAL, c"EINVAL", c"invalid argument", Some(libc::EINVAL);
+    DGRAM_ENFILE, c"ENFILE", c"file table overflow", Some(libc::ENFILE);
+    DGRAM_EMFILE, c"EMFILE", c"too many open files", Some(libc::EMFILE);
+    DGRAM_EMSGSIZE, c"EMSGSIZE", c"message too long", Some(libc::EMSGSIZE);
+    DGRAM_ENOPROTOOPT, c"ENOPROTOOPT", c"protocol not available", Some(libc::ENOPROTOOPT);
+    DGRAM_EPROTONOSUPPORT, c"EPROTONOSUPPORT", c"protocol not supported", Some(libc::EPROTONOSUPPORT);
+    DGRAM_EOPNOTSUPP, c"EOPNOTSUPP", c"operation not supported on socket", Some(libc::EOPNOTSUPP);
+    DGRAM_EAFNOSUPPORT, c"EAFNOSUPPORT", c"address family not supported", Some(libc::EAFNOSUPPORT);
+    DGRAM_EADDRINUSE, c"EADDRINUSE", c"address already in use", Some(libc::EADDRINUSE);
+    DGRAM_EADDRNOTAVAIL, c"EADDRNOTAVAIL", c"address not available", Some(libc::EADDRNOTAVAIL);
+    DGRAM_ENETDOWN, c"ENETDOWN", c"network is down", Some(libc::ENETDOWN);
+    DGRAM_ENETUNREACH, c"ENETUNREACH", c"network is unreachable", Some(libc::ENETUNREACH);
+    DGRAM_ECONNRESET, c"ECONNRESET", c"connection reset by peer", Some(libc::ECONNRESET);
+    DGRAM_ENOBUFS, c"ENOBUFS", c"no buffer space available", Some(libc::ENOBUFS);
+    DGRAM_EISCONN, c"EISCONN", c"socket is already connected", Some(libc::EISCONN);
+    DGRAM_ENOTCONN, c"ENOTCONN", c"socket is not connected", Some(libc::ENOTCONN);
+    DGRAM_ETIMEDOUT, c"ETIMEDOUT", c"connection timed out", Some(libc::ETIMEDOUT);
+    DGRAM_ECONNREFUSED, c"ECONNREFUSED", c"connection refused", Some(libc::ECONNREFUSED);
+    DGRAM_EHOSTDOWN, c"EHOSTDOWN", c"host is down", Some(libc::EHOSTDOWN);
+    DGRAM_EHOSTUNREACH, c"EHOSTUNREACH", c"host is unreachable", Some(libc::EHOSTUNREACH);
+    DGRAM_EALREADY, c"EALREADY", c"operation already in progress", Some(libc::EALREADY);
+    DGRAM_ECANCELED, c"ECANCELED", c"operation canceled", Some(libc::ECANCELED);
+    DGRAM_EAI_AGAIN, c"EAI_AGAIN", c"temporary failure in name resolution", None;
+    DGRAM_ENOTFOUND, c"ENOTFOUND", c"host name not found", None;
+    DGRAM_EUNKNOWN, c"UNKNOWN", c"unknown error", None;
+    DGRAM_EINTERNAL, c"EINTERNAL", c"internal library error", None;
 }
 
 fn lookup(code: i32) -> Option<&'static CodeInfo> {
@@ -163,42 +168,13 @@ impl Errno {
     pub const BADF: Errno = Errno(DGRAM_EBADF);
     pub const INVAL: Errno = Errno(DGRAM_EINVAL);
 
-    /// Maps an OS errno value (positive, as in `errno`) to a library code.
+    /// Maps an OS errno value (positive, as in `errno`) to a library code,
+    /// by the table's errno column.
     pub fn from_os(errno: i32) -> Errno {
-        let code = match errno {
-            libc::EPERM => DGRAM_EPERM,
-            libc::EINTR => DGRAM_EINTR,
-            libc::EIO => DGRAM_EIO,
-            libc::EBADF => DGRAM_EBADF,
-            libc::EAGAIN => DGRAM_EAGAIN,
-            libc::ENOMEM => DGRAM_ENOMEM,
-            libc::EACCES => DGRAM_EACCES,
-            libc::EBUSY => DGRAM_EBUSY,
-            libc::ENODEV => DGRAM_ENODEV,
-            libc::EINVAL => DGRAM_EINVAL,
-            libc::ENFILE => DGRAM_ENFILE,
-            libc::EMFILE => DGRAM_EMFILE,
-            libc::EMSGSIZE => DGRAM_EMSGSIZE,
-            libc::ENOPROTOOPT => DGRAM_ENOPROTOOPT,
-            libc::EPROTONOSUPPORT => DGRAM_EPROTONOSUPPORT,
-            libc::EOPNOTSUPP => DGRAM_EOPNOTSUPP,
-            libc::EAFNOSUPPORT => DGRAM_EAFNOSUPPORT,
-            libc::EADDRINUSE => DGRAM_EADDRINUSE,
-            libc::EADDRNOTAVAIL => DGRAM_EADDRNOTAVAIL,
-            libc::ENETDOWN => DGRAM_ENETDOWN,
-            libc::ENETUNREACH => DGRAM_ENETUNREACH,
-            libc::ECONNRESET => DGRAM_ECONNRESET,
-            libc::ENOBUFS => DGRAM_ENOBUFS,
-            libc::EISCONN => DGRAM_EISCONN,
-            libc::ENOTCONN => DGRAM_ENOTCONN,
-            libc::ETIMEDOUT => DGRAM_ETIMEDOUT,
-            libc::ECONNREFUSED => DGRAM_ECONNREFUSED,
-            libc::EHOSTDOWN => DGRAM_EHOSTDOWN,
-            libc::EHOSTUNREACH => DGRAM_EHOSTUNREACH,
-            libc::EALREADY => DGRAM_EALREADY,
-            libc::ECANCELED => DGRAM_ECANCELED,
-            _ => DGRAM_EUNKNOWN,
-        };
+        let code = CODES
+            .iter()
+            .find(|info| info.os == Some(errno))
+            .map_or(DGRAM_EUNKNOWN, |info| info.code);
         Errno(code)
     }
 
@@ -258,13 +234,50 @@ mod tests {
         assert_eq!(Errno::from(io_err), Errno(DGRAM_EACCES));
     }
 
+    /// Every code the header defines has a row of the table, and nothing
+    /// else does: the header is generated from this file's constants.
+    #[test]
+    fn every_header_code_has_a_row() {
+        let header = include_str!("../include/dgram.h");
+        let mut defined = 0;
+        for line in header.lines() {
+            let Some(rest) = line.strip_prefix("#define DGRAM_E") else {
+                continue;
+            };
+            let mut words = rest.split_whitespace();
+            let (Some(suffix), Some(value)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let value: i32 = value.trim_matches(|c| c == '(' || c == ')').parse().unwrap();
+            let row = lookup(value).unwrap_or_else(|| panic!("DGRAM_E{suffix} = {value} has no row"));
+            let expected = if suffix == "UNKNOWN" {
+                "UNKNOWN".to_string()
+            } else {
+                format!("E{suffix}")
+            };
+            assert_eq!(row.name.to_str().unwrap(), expected);
+            defined += 1;
+        }
+        // Every row but DGRAM_OK is a DGRAM_E* define.
+        assert_eq!(defined, CODES.len() - 1);
+    }
+
+    #[test]
+    fn os_column_round_trips() {
+        for info in CODES {
+            if let Some(errno) = info.os {
+                assert_eq!(Errno::from_os(errno), Errno(info.code), "{:?}", info.name);
+            }
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn codes_are_negated_linux_errno() {
-        assert_eq!(DGRAM_EINVAL, -libc::EINVAL);
-        assert_eq!(DGRAM_EMSGSIZE, -libc::EMSGSIZE);
-        assert_eq!(DGRAM_ECANCELED, -libc::ECANCELED);
-        assert_eq!(DGRAM_EALREADY, -libc::EALREADY);
-        assert_eq!(DGRAM_EHOSTUNREACH, -libc::EHOSTUNREACH);
+        for info in CODES {
+            if let Some(errno) = info.os {
+                assert_eq!(info.code, -errno, "{:?}", info.name);
+            }
+        }
     }
 }
