@@ -11,6 +11,10 @@
  *   inbox           how many datagrams a socket received, and the last one;
  *                   inbox_socket / inbox_socket_on_host make a socket
  *                   recording into one, check_inbox checks it
+ *   send_slot       one send's completion, for a socket recorded in a
+ *                   sock_rec: send_slot_init makes it the send's send_data,
+ *                   rec_on_sent (the send's callback) fills it in, adds 'S'
+ *                   or 'X' to that sock_rec's log and runs its action
  *   send_rec        send completions (send_data points to it);
  *                   send_and_wait sends and waits for the completion
  *   thread_check    whether every callback ran on one and the same thread
@@ -130,7 +134,8 @@ static inline void check_inbox_text(const inbox *in, int count, const char *text
  * socket's userdata. Letters of `log`: l / L 'listening' (persistent
  * handler / bind's one-shot callback), k / K 'connect' (persistent /
  * one-shot), c / C 'close' (persistent / one-shot), E 'error', M 'message',
- * ! a callback that must not run (rec_on_unexpected).
+ * ! a callback that must not run (rec_on_unexpected), and for the socket's
+ * sends made with a send_slot (below) S sent / X failed.
  * The first REC_MSGS datagrams are kept (their first REC_MSG_CAP bytes and
  * their whole length); with `in` set, every datagram is also stored whole
  * in that inbox. Data first, counters last (test_add), so a thread that
@@ -163,6 +168,8 @@ struct sock_rec {
     int after_free;        /* callbacks that came after `freed` was set */
     int bad;               /* callbacks with another handle */
     int unexpected;        /* calls of rec_on_unexpected */
+    int sends;             /* completions of sends with a send_slot (published last) */
+    int send_errors;       /* those that failed */
     sock_rec_action action;
     void *user;            /* the action's own data */
 };
@@ -179,12 +186,16 @@ static inline void rec_note(sock_rec *r, dgram_socket *s, char letter) {
  * counted (r->count - 1 is the datagram's index). A thread waiting on a
  * count may therefore see it before the action's effects: wait on what the
  * action does instead. */
-static inline void rec_event(sock_rec *r, dgram_socket *s, char letter, int *count) {
-    rec_note(r, s, letter);
-    test_add(count, 1);
+static inline void rec_act(sock_rec *r, dgram_socket *s, char letter) {
     sock_rec_action action = __atomic_load_n(&r->action, __ATOMIC_ACQUIRE);
     if (action)
         action(r, s, letter);
+}
+
+static inline void rec_event(sock_rec *r, dgram_socket *s, char letter, int *count) {
+    rec_note(r, s, letter);
+    test_add(count, 1);
+    rec_act(r, s, letter);
 }
 
 /* Sets `r`'s action and its data. Safe while callbacks may run on another
@@ -308,6 +319,78 @@ static inline void rec_check_msg(const sock_rec *r, int i, const void *bytes, si
 static inline void rec_check_text(const sock_rec *r, int i, const char *text,
                                   const char *from, uint16_t port, dgram_family family) {
     rec_check_msg(r, i, text, strlen(text), from, port, family);
+}
+
+/* ---- send_slot --------------------------------------------------------------
+ * One send's completion, in a record of its own: the send's send_data is
+ * the slot (send_slot_init ties it to the sending socket's sock_rec) and
+ * rec_on_sent its callback. The slot keeps what the callback was given;
+ * the sock_rec gets the letter, S sent or X failed (the code tells which
+ * error), between the socket's events, and counts it in `sends` (the
+ * failed ones in `send_errors` too); then the sock_rec's action runs with
+ * that letter, so a test may act from inside a send callback as from any
+ * other. `seq` gives the order of completions: a case checks that the
+ * slot of its i-th send has seq i. Data first, counts last, as in
+ * sock_rec. */
+typedef struct {
+    sock_rec *rec;       /* the sending socket's record */
+    int calls;           /* completions of this send: one, once it came (published) */
+    int seq;             /* the completion's place among rec's: 0 for the first */
+    int code;            /* 0 when sent, else the error's code */
+    size_t length;
+    char syscall[32];    /* the error's syscall: "" when sent, "(null)" when it gave none */
+    char hostname[256];  /* the error's host name: "" when sent, "(null)" when it gave none */
+    dgram_addr addr;     /* the error's address: zero when sent */
+} send_slot;
+
+/* Clears `sl` for one send from the socket recorded in `r`; returns it, the
+ * send's send_data. Fill it in before the send: the callback may run on
+ * the I/O thread. */
+static inline send_slot *send_slot_init(send_slot *sl, sock_rec *r) {
+    memset(sl, 0, sizeof *sl);
+    sl->rec = r;
+    return sl;
+}
+
+static inline void rec_on_sent(dgram_socket *s, const dgram_error *err, size_t length,
+                               void *send_data) {
+    send_slot *sl = send_data;
+    if (sl == NULL || sl->rec == NULL)
+        FAIL("a send completion whose send_data is no send_slot (%p)", send_data);
+    sock_rec *r = sl->rec;
+    char letter = err ? 'X' : 'S';
+    sl->length = length;
+    sl->code = err ? err->code : 0;
+    if (err) {
+        snprintf(sl->syscall, sizeof sl->syscall, "%s", err->syscall ? err->syscall : "(null)");
+        snprintf(sl->hostname, sizeof sl->hostname, "%s",
+                 err->hostname ? err->hostname : "(null)");
+        sl->addr = err->addr;
+        r->send_errors++;
+    }
+    sl->seq = test_load(&r->sends);
+    rec_note(r, s, letter);
+    test_add(&sl->calls, 1);
+    test_add(&r->sends, 1);
+    rec_act(r, s, letter);
+}
+
+/* Checks that the send of `sl` completed once, sent, with `length`. */
+static inline void send_slot_check_ok(const send_slot *sl, size_t length) {
+    CHECK_EQ(test_load(&sl->calls), 1);
+    if (sl->code != 0)
+        FAIL("send failed: %s (%s)", dgram_err_name(sl->code), sl->syscall);
+    CHECK_EQ(sl->length, length);
+}
+
+/* Checks that the send of `sl` completed once, failed with `code` from
+ * `syscall`, with `length`. */
+static inline void send_slot_check_error(const send_slot *sl, int code, size_t length,
+                                         const char *syscall) {
+    CHECK_EQ(test_load(&sl->calls), 1);
+    CHECK_CODE(sl->code, code);
+    CHECK_EQ(sl->length, length);
+    CHECK_STR(sl->syscall, syscall);
 }
 
 /* ---- send_rec ---------------------------------------------------------------

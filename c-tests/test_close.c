@@ -48,9 +48,9 @@ static char action_letter(int action) {
 }
 
 /* What one socket's callbacks saw beyond its sock_rec (callbacks run inside
- * a library call, messages after dgram_close returned, the order of its send
- * completions), and what the case does from inside them: the sock_rec's
- * `user`, with on_event as its `action`.
+ * a library call, messages after dgram_close returned), and what the case
+ * does from inside them: the sock_rec's `user`, with on_event as its
+ * `action`, which runs for its send completions (send_slot) too.
  * Under I/O-thread dispatch the callbacks run on another thread as soon as
  * the socket is bound: `action` is set before bind there, and the fields
  * either side may touch afterwards are atomic (test_load / test_add /
@@ -62,12 +62,10 @@ typedef struct {
     sock_rec *other;     /* ACT_FREE_OTHER_IN_MSG */
     dgram_context *ctx;  /* ACT_CTX_FREE_IN_MSG */
     int self_port;       /* ACT_SEND_FREE_IN_MSG; atomic (known only after bind) */
+    send_slot late;      /* ACT_SEND_FREE_IN_MSG's send, made ready with the socket */
     int in_call;         /* callbacks that ran inside a library call; atomic */
     int closed_returned; /* dgram_close returned; atomic */
     int after_close;     /* 'message' callbacks after that; atomic */
-    int sends;           /* send completions; atomic, published last */
-    int order[256];      /* the completed sends' indices, in callback order */
-    int norder;
 } sock_ext;
 
 /* Set by the host thread around calls that must not run callbacks inside;
@@ -80,8 +78,6 @@ static void note_in_call(sock_ext *x) {
     if (test_load(&g_in_call))
         test_add(&x->in_call, 1);
 }
-
-static void send_cb(dgram_socket *s, const dgram_error *err, size_t length, void *send_data);
 
 /* sock_rec's hook, after each event of the socket: the checks of sock_ext,
  * then the case's action, once, from the callback of its event. */
@@ -100,7 +96,7 @@ static void on_event(sock_rec *r, dgram_socket *s, char letter) {
         break;
     case ACT_SEND_FREE_IN_MSG:
         x->rc_in_cb = dgram_send(s, "late", 4, (uint16_t)test_load(&x->self_port), "127.0.0.1",
-                                 send_cb, NULL);
+                                 rec_on_sent, &x->late);
         r->freed = 1;
         dgram_socket_free(s);
         break;
@@ -121,52 +117,6 @@ static void on_event(sock_rec *r, dgram_socket *s, char letter) {
     default:
         break;
     }
-}
-
-/* One send's completion: a per-send record (sock_rec has none); send_data
- * points to it. Its letter goes into the socket's sock_rec log: S written,
- * X DGRAM_ECANCELED, ? any other error. */
-typedef struct {
-    sock_rec *r;
-    int idx;
-    int calls;
-    int code;
-    size_t length;
-    char syscall[16];
-    dgram_addr addr;
-} slot;
-
-static int g_stray_send_cbs; /* completions of sends made with send_data NULL; atomic */
-
-/* Clears `sl` as the record of send number `idx` of the socket recorded in
- * `r`, and returns it (the send's send_data). */
-static slot *slot_init(slot *sl, sock_rec *r, int idx) {
-    memset(sl, 0, sizeof *sl);
-    sl->r = r;
-    sl->idx = idx;
-    return sl;
-}
-
-static void send_cb(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
-    slot *sl = send_data;
-    if (sl == NULL) {
-        test_add(&g_stray_send_cbs, 1);
-        return;
-    }
-    sock_rec *r = sl->r;
-    sock_ext *x = r->user;
-    note_in_call(x);
-    sl->calls++;
-    sl->length = length;
-    sl->code = err ? err->code : 0;
-    if (err) {
-        snprintf(sl->syscall, sizeof sl->syscall, "%s", err->syscall ? err->syscall : "(null)");
-        sl->addr = err->addr;
-    }
-    rec_note(r, s, err == NULL ? 'S' : err->code == DGRAM_ECANCELED ? 'X' : '?');
-    if (x->norder < (int)(sizeof x->order / sizeof x->order[0]))
-        x->order[x->norder++] = sl->idx;
-    test_add(&x->sends, 1);
 }
 
 /* No callback came with a wrong handle or inside a library call. */
@@ -235,6 +185,7 @@ static dgram_socket *make_socket(dgram_context *ctx, dgram_type type, sock_rec *
     o.send_buffer_size = send_buffer_size;
     dgram_socket *s = rec_socket_with(ctx, &o, r);
     memset(x, 0, sizeof *x);
+    send_slot_init(&x->late, r);
     rec_set_action(r, on_event, x);
     return s;
 }
@@ -288,9 +239,8 @@ static void check_closed(dgram_context *ctx, const sock_rec *r, const char *want
  * "send", naming the destination); the log is `prefix`, an S per written
  * send, an X per cancelled one, then the one 'close' ("cC"). Returns how
  * many were written. */
-static int check_written_then_cancelled(const sock_rec *r, const slot *slots, int n, size_t len,
-                                        uint16_t port, const char *prefix) {
-    const sock_ext *x = r->user;
+static int check_written_then_cancelled(const sock_rec *r, const send_slot *slots, int n,
+                                        size_t len, uint16_t port, const char *prefix) {
     int written = 0;
     while (written < n && slots[written].code == 0)
         written++;
@@ -302,17 +252,16 @@ static int check_written_then_cancelled(const sock_rec *r, const slot *slots, in
     snprintf(want + k, sizeof want - (size_t)k, "cC");
     CHECK_STR(r->log.text, want);
     for (int i = 0; i < n; i++) {
-        CHECK_EQ(slots[i].calls, 1);
-        CHECK_EQ(slots[i].length, len);
-        CHECK_EQ(x->order[i], i);
-        if (i >= written) {
-            CHECK_CODE(slots[i].code, DGRAM_ECANCELED);
-            CHECK_STR(slots[i].syscall, "send");
+        CHECK_EQ(slots[i].seq, i);
+        if (i < written) {
+            send_slot_check_ok(&slots[i], len);
+        } else {
+            send_slot_check_error(&slots[i], DGRAM_ECANCELED, len, "send");
             CHECK_ADDR(&slots[i].addr, "127.0.0.1", port, DGRAM_IPV4);
         }
     }
-    CHECK_EQ(x->norder, n);
-    CHECK_EQ(test_load(&x->sends), n);
+    CHECK_EQ(test_load(&r->sends), n);
+    CHECK_EQ(r->send_errors, n - written);
     return written;
 }
 
@@ -422,7 +371,6 @@ static void test_calls_after_close_ebadf(void) {
     test_check_all_ebadf(s, DGRAM_UDP4); /* and after */
     test_run_for(ctx, 100);
     CHECK_STR(r.log.text, "lLcC");
-    CHECK_EQ(test_load(&g_stray_send_cbs), 0);
     CHECK_EQ(dgram_context_active(ctx), 0);
     dgram_socket_free(s);
 
@@ -436,7 +384,6 @@ static void test_calls_after_close_ebadf(void) {
     test_check_all_ebadf(s6, DGRAM_UDP6);
     test_run_for(ctx, 50);
     CHECK_STR(r6.log.text, "c");
-    CHECK_EQ(test_load(&g_stray_send_cbs), 0);
     check_clean(&r);
     check_clean(&r6);
     dgram_socket_free(s6);
@@ -512,7 +459,7 @@ static void test_free_in_message_cb(void) {
     CHECK_STR(r.log.text, "lLM");
     CHECK_EQ(r.count, 1);
     CHECK_EQ(r.after_free, 0);
-    CHECK_EQ(test_load(&g_stray_send_cbs), 0); /* the send made before free: no callback */
+    CHECK_EQ(x.late.calls, 0); /* the send made before free: no callback */
     CHECK_EQ(dgram_context_active(ctx), 0);
     check_clean(&r);
     test_context_finish(ctx);
@@ -623,7 +570,7 @@ static void test_free_other_socket_in_cb(void) {
  * before the single 'close'. */
 static void test_queued_sends_cancelled(void) {
     enum { N = 200, LEN = 60000 };
-    static slot slots[N];
+    static send_slot slots[N];
     const uint8_t *big = big_bytes();
     int orig = test_slow_lo_enter();
     printf("  (%s)\n", orig >= 0 ? "private namespace, slow lo: sends queue"
@@ -640,7 +587,8 @@ static void test_queued_sends_cancelled(void) {
 
     for (int i = 0; i < N; i++) {
         in_call(1);
-        int rc = dgram_send(s, big, LEN, port, "127.0.0.1", send_cb, slot_init(&slots[i], &r, i));
+        int rc = dgram_send(s, big, LEN, port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&slots[i], &r));
         in_call(0);
         CHECK_OK(rc);
     }
@@ -671,7 +619,7 @@ static void test_queued_sends_cancelled(void) {
  * the socket stops counting when free returns. */
 static void test_free_with_pending_sends(void) {
     enum { N = 50, LEN = 60000 };
-    static slot slots[N];
+    static send_slot slots[N];
     const uint8_t *big = big_bytes();
     /* The sender lives in the machine's namespace. */
     sender tx = sender_open();
@@ -686,7 +634,8 @@ static void test_free_with_pending_sends(void) {
     uint16_t self = bind_listen(ctx, s, &r);
 
     for (int i = 0; i < N; i++)
-        CHECK_OK(dgram_send(s, big, LEN, port, "127.0.0.1", send_cb, slot_init(&slots[i], &r, i)));
+        CHECK_OK(dgram_send(s, big, LEN, port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&slots[i], &r)));
     /* and datagrams waiting for it (only when s is in the sender's
      * namespace too) */
     int extra = orig >= 0 ? 0 : 3;
@@ -696,7 +645,7 @@ static void test_free_with_pending_sends(void) {
     dgram_socket_free(s);
     CHECK_EQ(dgram_context_active(ctx), 0);
     test_run_for(ctx, 200);
-    CHECK_EQ(x.sends, 0);
+    CHECK_EQ(r.sends, 0);
     CHECK_EQ(r.count, 0);
     CHECK_EQ(r.after_free, 0);
     CHECK_STR(r.log.text, "lL");
@@ -712,7 +661,7 @@ static void test_free_with_pending_sends(void) {
  * dispatched takes one off; 0 at the end. Freeing a closed socket whose
  * 'close' is pending uncounts it too, and that 'close' never comes. */
 static void test_active_after_close(void) {
-    static slot slots[3];
+    static send_slot slots[3];
     sender tx = sender_open();
     sink rx = sink_open();
     uint16_t port = rx.port;
@@ -723,7 +672,8 @@ static void test_active_after_close(void) {
     dgram_socket *s = make_socket(ctx, DGRAM_UDP4, &r, &x, 0);
     uint16_t self = bind_listen(ctx, s, &r);
     for (int i = 0; i < 3; i++)
-        CHECK_OK(dgram_send(s, "abc", 3, port, "127.0.0.1", send_cb, slot_init(&slots[i], &r, i)));
+        CHECK_OK(dgram_send(s, "abc", 3, port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&slots[i], &r)));
     CHECK_EQ(dgram_context_active(ctx), 1 + 3);
     blast(&tx, self, 5);
     test_wait_active(ctx, 1 + 3 + 5);
@@ -738,11 +688,8 @@ static void test_active_after_close(void) {
     CHECK_EQ(dgram_context_active(ctx), 0);
     CHECK_STR(r.log.text, "lLSSScC");
     CHECK_EQ(r.count, 0);
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ(slots[i].calls, 1);
-        CHECK_EQ(slots[i].code, 0);
-        CHECK_EQ(slots[i].length, 3);
-    }
+    for (int i = 0; i < 3; i++)
+        send_slot_check_ok(&slots[i], 3);
     dgram_socket_free(s);
     CHECK_EQ(dgram_context_active(ctx), 0);
 
@@ -798,7 +745,7 @@ static void test_free_order_a(void) {
 /* (b) context_free first, with sockets open in every state; the handles
  * then answer EBADF and are freed afterwards. */
 static void test_free_order_b(void) {
-    static slot slots[4];
+    static send_slot slots[4], refused[4];
     sender tx = sender_open();
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     sock_rec ra, rb, rc, rd;
@@ -811,8 +758,8 @@ static void test_free_order_b(void) {
     CHECK_OK(dgram_bind(c, 0, "127.0.0.1", rec_on_listening_once));
     uint16_t pc = test_port(c);
     for (int i = 0; i < 4; i++) {
-        CHECK_OK(dgram_send(c, "xyz", 3, test_port(a), "127.0.0.1", send_cb,
-                            slot_init(&slots[i], &rc, i)));
+        CHECK_OK(dgram_send(c, "xyz", 3, test_port(a), "127.0.0.1", rec_on_sent,
+                            send_slot_init(&slots[i], &rc)));
     }
     blast(&tx, pc, 3);
     CHECK_OK(dgram_close(d, rec_on_close_once));
@@ -822,9 +769,11 @@ static void test_free_order_b(void) {
     test_context_forget(ctx);
 
     dgram_socket *all[4] = {a, b, c, d};
+    sock_rec *recs[4] = {&ra, &rb, &rc, &rd};
     for (int i = 0; i < 4; i++) {
         dgram_addr addr;
-        CHECK_CODE(dgram_send(all[i], "x", 1, 9, i == 1 ? "::1" : "127.0.0.1", send_cb, NULL),
+        CHECK_CODE(dgram_send(all[i], "x", 1, 9, i == 1 ? "::1" : "127.0.0.1", rec_on_sent,
+                              send_slot_init(&refused[i], recs[i])),
                    DGRAM_EBADF);
         CHECK_CODE(dgram_address(all[i], &addr), DGRAM_EBADF);
         CHECK_CODE(dgram_close(all[i], rec_on_close_once), DGRAM_EBADF);
@@ -840,7 +789,8 @@ static void test_free_order_b(void) {
     CHECK_STR(rb.log.text, "");
     CHECK_STR(rc.log.text, "");
     CHECK_STR(rd.log.text, "");
-    CHECK_EQ(test_load(&g_stray_send_cbs), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(refused[i].calls, 0);
     check_clean(&ra);
     check_clean(&rb);
     check_clean(&rc);
@@ -903,7 +853,9 @@ static void test_free_order_d(void) {
     CHECK_CODE(rc, DGRAM_EBADF); /* and dispatch says so */
     CHECK_STR(ra.log.text, "lLM");
     CHECK_STR(rb.log.text, "lL");
-    CHECK_CODE(dgram_send(a, "x", 1, pb, "127.0.0.1", send_cb, NULL), DGRAM_EBADF);
+    send_slot refused;
+    CHECK_CODE(dgram_send(a, "x", 1, pb, "127.0.0.1", rec_on_sent, send_slot_init(&refused, &ra)),
+               DGRAM_EBADF);
     CHECK_CODE(dgram_address(b, NULL), DGRAM_EBADF);
     CHECK_CODE(dgram_close(a, NULL), DGRAM_EBADF);
     CHECK_CODE(dgram_close(b, NULL), DGRAM_EBADF);
@@ -959,7 +911,7 @@ static void test_close_during_bind(void) {
  * come after close. With the slow loopback, three big sends: the later ones
  * are still queued and are cancelled. */
 static void test_implicit_bind_close(void) {
-    static slot slots[3];
+    static send_slot slots[3];
     const uint8_t *big = big_bytes();
     sink rx = sink_open();
     uint16_t port = rx.port;
@@ -969,7 +921,8 @@ static void test_implicit_bind_close(void) {
     sock_ext x;
     dgram_socket *s = make_socket(ctx, DGRAM_UDP4, &r, &x, 0);
     in_call(1);
-    CHECK_OK(dgram_send(s, "hello", 5, port, "127.0.0.1", send_cb, slot_init(&slots[0], &r, 0)));
+    CHECK_OK(dgram_send(s, "hello", 5, port, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&slots[0], &r)));
     CHECK_OK(dgram_close(s, rec_on_close_once));
     in_call(0);
     CHECK_EQ(dgram_context_active(ctx), 2); /* the send's completion + 'close' */
@@ -1001,8 +954,8 @@ static void test_implicit_bind_close(void) {
     s = make_socket(ctx, DGRAM_UDP4, &r, &x, 4096);
     test_slow_lo_leave(orig);
     for (int i = 0; i < 3; i++) {
-        CHECK_OK(dgram_send(s, big, sizeof g_big, port, "127.0.0.1", send_cb,
-                            slot_init(&slots[i], &r, i)));
+        CHECK_OK(dgram_send(s, big, sizeof g_big, port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&slots[i], &r)));
     }
     CHECK_OK(dgram_close(s, rec_on_close_once));
     CHECK_EQ(dgram_context_active(ctx), 3 + 1);
@@ -1063,7 +1016,7 @@ static void test_close_io_thread(void) {
     CHECK_EQ(r2.after_free, 0);
     CHECK_STR(r2.log.text, "lLM");
     CHECK_EQ(dgram_context_active(ctx), 0);
-    CHECK_EQ(test_load(&g_stray_send_cbs), 0);
+    CHECK_EQ(test_load(&x2.late.calls), 0);
     check_clean(&r2);
     test_context_finish(ctx);
     sender_close(&tx);

@@ -18,13 +18,13 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* A socket's sock_rec and what sock_rec does not hold: the completions of
- * the socket's own sends (on_sent), which join its event order as S (sent)
- * or X (failed), and the threads its callbacks ran on. */
+/* A socket's sock_rec and what sock_rec does not hold: the threads its
+ * callbacks ran on (its send completions, made with a send_slot on `r`,
+ * included), and the echoes it sends from inside them. */
 typedef struct {
     sock_rec r;
-    send_rec sent;
     thread_check threads;
+    send_slot echo[REC_MSGS]; /* echo_action's send of datagram i */
     int send_fail; /* sends refused inside its callbacks (echo_action) */
 } peer_rec;
 
@@ -33,15 +33,6 @@ static void note_thread(sock_rec *r, dgram_socket *s, char letter) {
     (void)letter;
     peer_rec *p = r->user;
     thread_check_note(&p->threads);
-}
-
-/* send_data is the sending socket's peer_rec. The log letter goes first and
- * the count last, as in sock_rec, for a thread that waits on the count. */
-static void on_sent(dgram_socket *s, const dgram_error *err, size_t len, void *send_data) {
-    peer_rec *p = send_data;
-    rec_note(&p->r, s, err ? 'X' : 'S');
-    thread_check_note(&p->threads);
-    send_rec_on_sent(s, err, len, &p->sent);
 }
 
 /* A udp4 socket (NULL options) recording into `p`, cleared first; not
@@ -201,15 +192,21 @@ static void test_max_pending_events(void) {
 
     /* 10 datagrams with send callbacks: all 10 completions wait (they are not
      * datagrams), and 4 of the datagrams; 6 stay in the kernel. */
+    send_slot sent[10];
     for (uint8_t i = 0; i < 10; i++)
-        CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", on_sent, &rs));
+        CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&sent[i], &rs.r)));
     test_wait_active(c, 2 + 10 + 4);
     test_sleep_ms(50);
     CHECK_EQ(dgram_context_active(c), 2 + 10 + 4);
     CHECK_EQ(kernel_queued(r), 1); /* the next one waits there, 1 byte */
     CHECK_EQ(dgram_context_dispatch(c, 0), 14);
-    CHECK_EQ(rs.sent.count, 10);
-    CHECK_EQ(rs.sent.errors, 0);
+    CHECK_EQ(rs.r.sends, 10);
+    CHECK_EQ(rs.r.send_errors, 0);
+    for (int i = 0; i < 10; i++) {
+        send_slot_check_ok(&sent[i], 1);
+        CHECK_EQ(sent[i].seq, i);
+    }
     CHECK_STR(rs.r.log.text, "lSSSSSSSSSS");
     CHECK_EQ(rr.r.count, 4);
     for (uint8_t i = 0; i < 4; i++) /* the first four, in order: 0 1 2 3 */
@@ -298,11 +295,12 @@ static void test_fd_and_dispatch_counts(void) {
     CHECK(!readable(c));
 
     /* A send callback and the datagram: two events, counted exactly. */
-    CHECK_OK(dgram_send(s[0], "pong", 4, p1, "127.0.0.1", on_sent, &r[0]));
+    send_slot pong;
+    CHECK_OK(dgram_send(s[0], "pong", 4, p1, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&pong, &r[0].r)));
     RUN_UNTIL(c, r[1].r.count, 2);
-    CHECK_EQ(r[0].sent.count, 1);
-    CHECK_EQ(r[0].sent.errors, 0);
-    CHECK_EQ(r[0].sent.length, 4);
+    CHECK_EQ(r[0].r.sends, 1);
+    send_slot_check_ok(&pong, 4);
     CHECK_STR(r[0].r.log.text, "lS");
     CHECK_STR(r[1].r.log.text, "lMM");
     rec_check_text(&r[1].r, 1, "pong", "127.0.0.1", test_port(s[0]), DGRAM_IPV4);
@@ -409,11 +407,12 @@ static void test_active_counts(void) {
     CHECK_EQ(dgram_context_active(c), 1);
 
     /* A completed send with a callback counts until its callback ran. */
-    CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", on_sent, &ra));
+    send_slot sa[2];
+    CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", rec_on_sent, send_slot_init(&sa[0], &ra.r)));
     CHECK_EQ(dgram_context_active(c), 2);
     CHECK_EQ(dgram_context_dispatch(c, 0), 1);
-    CHECK_EQ(ra.sent.count, 1);
-    CHECK_EQ(ra.sent.errors, 0);
+    CHECK_EQ(ra.r.sends, 1);
+    send_slot_check_ok(&sa[0], 1);
     CHECK_EQ(dgram_context_active(c), 1);
     /* Without a callback, a send counts only until it is written. */
     CHECK_OK(dgram_send(a, "x", 1, pport, "127.0.0.1", NULL, NULL));
@@ -424,7 +423,8 @@ static void test_active_counts(void) {
     CHECK_OK(dgram_send(peer, "in", 2, test_port(a), "127.0.0.1", NULL, NULL));
     test_wait_active(c, 2);
     /* A second send completion. */
-    CHECK_OK(dgram_send(a, "yz", 2, pport, "127.0.0.1", on_sent, &ra));
+    CHECK_OK(dgram_send(a, "yz", 2, pport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sa[1], &ra.r)));
     CHECK_EQ(dgram_context_active(c), 3);
 
     /* After close: only 'close' and the send completion count, not the
@@ -433,9 +433,8 @@ static void test_active_counts(void) {
     CHECK_EQ(dgram_context_active(c), 2);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
     CHECK_EQ(ra.r.count, 0); /* the datagram was dropped at close */
-    CHECK_EQ(ra.sent.count, 2);
-    CHECK_EQ(ra.sent.errors, 0);
-    CHECK_EQ(ra.sent.length, 2);
+    CHECK_EQ(ra.r.sends, 2);
+    send_slot_check_ok(&sa[1], 2);
     CHECK_EQ(ra.r.close_p, 1);
     CHECK_STR(ra.r.log.text, "lSSc");
     CHECK_EQ(dgram_context_active(c), 0);
@@ -445,9 +444,12 @@ static void test_active_counts(void) {
     /* Implicit bind: the socket, its listening and the completion. */
     peer_rec rb;
     dgram_socket *b = peer_socket(c, &rb);
-    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_sent, &rb));
+    send_slot sb[2];
+    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sb[0], &rb.r)));
     CHECK_EQ(dgram_context_active(c), 3);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
+    send_slot_check_ok(&sb[0], 3);
     CHECK_STR(rb.r.log.text, "lS");
     CHECK_EQ(dgram_context_active(c), 1);
 
@@ -455,7 +457,8 @@ static void test_active_counts(void) {
      * a datagram). */
     CHECK_OK(dgram_send(peer, "in", 2, test_port(b), "127.0.0.1", NULL, NULL));
     test_wait_active(c, 2);
-    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", on_sent, &rb));
+    CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sb[1], &rb.r)));
     CHECK_EQ(dgram_context_active(c), 3);
     rb.r.freed = 1;
     dgram_socket_free(b);
@@ -464,7 +467,8 @@ static void test_active_counts(void) {
     peer_rec rd;
     dgram_socket *d = peer_socket(c, &rd);
     test_bind(d, "127.0.0.1");
-    CHECK_OK(dgram_send(d, "q", 1, pport, "127.0.0.1", on_sent, &rd));
+    send_slot sd;
+    CHECK_OK(dgram_send(d, "q", 1, pport, "127.0.0.1", rec_on_sent, send_slot_init(&sd, &rd.r)));
     CHECK_EQ(dgram_context_active(c), 3);
     rd.r.freed = 1;
     dgram_socket_free(d);
@@ -486,6 +490,7 @@ static void test_active_counts(void) {
     CHECK_STR(rd.r.log.text, "");
     CHECK_STR(re.r.log.text, "");
     CHECK_EQ(rb.r.after_free + rd.r.after_free + re.r.after_free, 0);
+    CHECK_EQ(sb[1].calls + sd.calls, 0);
     CHECK_EQ(dgram_context_run(c, -1), 0);
 
     dgram_socket_free(peer);
@@ -643,7 +648,10 @@ static void echo_action(sock_rec *r, dgram_socket *s, char letter) {
         return;
     peer_rec *p = r->user;
     const inbox *in = r->in;
-    if (dgram_send(s, in->data, in->len, in->rinfo.port, in->rinfo.address, on_sent, p) != 0)
+    int i = test_load(&r->count) - 1;
+    CHECK(i < REC_MSGS);
+    if (dgram_send(s, in->data, in->len, in->rinfo.port, in->rinfo.address, rec_on_sent,
+                   send_slot_init(&p->echo[i], r)) != 0)
         test_add(&p->send_fail, 1);
 }
 
@@ -669,21 +677,22 @@ static void test_io_thread_mode(void) {
     CHECK_EQ(dgram_context_run(c, 1000000), 0);
 
     const char text[] = "echo through the I/O thread";
-    CHECK_OK(dgram_send(client, text, sizeof text, sport, "127.0.0.1", on_sent, &rc));
+    send_slot sent;
+    CHECK_OK(dgram_send(client, text, sizeof text, sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent, &rc.r)));
     WAIT_UNTIL(rc.r.count, 1);
-    WAIT_UNTIL(rs.sent.count, 1);
+    WAIT_UNTIL(rs.r.sends, 1);
     CHECK_EQ(rs.r.count, 1);
     CHECK_EQ(rs.send_fail, 0);
-    CHECK_EQ(rs.sent.errors, 0);
-    CHECK_EQ(rs.sent.length, sizeof text);
+    CHECK_EQ(rs.r.send_errors, 0);
+    send_slot_check_ok(&rs.echo[0], sizeof text);
     CHECK_EQ(rc.r.count, 1);
     rec_check_msg(&rc.r, 0, text, sizeof text, "127.0.0.1", sport, DGRAM_IPV4);
     rec_check_msg(&rs.r, 0, text, sizeof text, "127.0.0.1", cport, DGRAM_IPV4);
     CHECK_STR(rc.r.log.text, "lSM");
     CHECK_STR(rs.r.log.text, "lMS");
-    CHECK_EQ(rc.sent.count, 1);
-    CHECK_EQ(rc.sent.errors, 0);
-    CHECK_EQ(rc.sent.length, sizeof text);
+    CHECK_EQ(test_load(&rc.r.sends), 1);
+    send_slot_check_ok(&sent, sizeof text);
 
     /* The callbacks ran on one thread, not this one. */
     CHECK(!pthread_equal(rs.threads.owner, pthread_self()));
@@ -726,7 +735,9 @@ static void test_context_free_with_open_sockets(void) {
     test_bind(s[4], "127.0.0.1");
     CHECK_EQ(dgram_context_dispatch(c, 0), 4);
     CHECK_CODE(dgram_bind(s[0], 0, "127.0.0.1", NULL), DGRAM_EALREADY);
-    CHECK_OK(dgram_send(s[1], "to0", 3, test_port(s[0]), "127.0.0.1", on_sent, &r[1]));
+    send_slot to0;
+    CHECK_OK(dgram_send(s[1], "to0", 3, test_port(s[0]), "127.0.0.1", rec_on_sent,
+                        send_slot_init(&to0, &r[1].r)));
     CHECK_OK(dgram_send(s[0], "to1", 3, test_port(s[1]), "127.0.0.1", NULL, NULL));
     CHECK_OK(dgram_close(s[3], NULL));
     r[4].r.freed = 1;
@@ -744,7 +755,7 @@ static void test_context_free_with_open_sockets(void) {
     static const char *const logs[5] = {"l", "l", "", "l", "l"};
     for (int i = 0; i < 5; i++) {
         CHECK_EQ(r[i].r.count, 0);
-        CHECK_EQ(r[i].sent.count, 0);
+        CHECK_EQ(r[i].r.sends, 0);
         CHECK_EQ(r[i].r.close_p, 0);
         CHECK_EQ(r[i].r.after_free, 0);
         CHECK_EQ(r[i].r.bad, 0);
@@ -768,7 +779,9 @@ static void test_context_free_with_open_sockets(void) {
     WAIT_UNTIL(ro.r.listen_p, 1);
     for (int i = 0; i < 50; i++)
         CHECK_OK(dgram_send(sender, &i, sizeof i, recv_port, "127.0.0.1", NULL, NULL));
-    CHECK_OK(dgram_send(other, "o", 1, test_port(sender), "127.0.0.1", on_sent, &ro));
+    send_slot o;
+    CHECK_OK(dgram_send(other, "o", 1, test_port(sender), "127.0.0.1", rec_on_sent,
+                        send_slot_init(&o, &ro.r)));
     WAIT_UNTIL(rr.r.count, 1);
     dgram_context_free(c);
     test_context_forget(c);

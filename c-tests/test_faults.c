@@ -41,8 +41,8 @@
  *
  * Every socket records into a sock_rec (recorder.h); what a socket does
  * from inside its callbacks is its record's action (act_on, with an `act`
- * as `user`). Send completions have slots of their own (sendslot, per
- * send: its code, length, error address) that also put 'S' (sent) or 'x'
+ * as `user`). Send completions have slots of their own (send_slot, per
+ * send: its code, length, error address) that also put 'S' (sent) or 'X'
  * (failed) in the sending socket's log and run its action, so one log
  * gives the order of every callback of a socket.
  */
@@ -52,56 +52,6 @@
 #include <netinet/in.h>
 
 #define MANY 500
-
-/* ---- send completions --------------------------------------------------------- */
-
-/* The completions of one socket's sends: each send's slot points here. */
-typedef struct {
-    sock_rec *r;             /* the sending socket's record */
-    int count;               /* completions (published last) */
-    int errors;              /* completions with an error */
-    int order[MANY + 16];    /* slot indexes, in callback order */
-    int norder;
-} sends;
-
-/* One send's completion; send_data points to it. */
-typedef struct {
-    sends *d;
-    int idx;
-    int calls;
-    int code;
-    size_t length;
-    char syscall[16];
-    dgram_addr addr;
-} sendslot;
-
-static sendslot *slot_init(sendslot *sl, sends *d, int idx) {
-    memset(sl, 0, sizeof *sl);
-    sl->d = d;
-    sl->idx = idx;
-    return sl;
-}
-
-static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
-    sendslot *sl = send_data;
-    sends *d = sl->d;
-    sock_rec *r = d->r;
-    char letter = err ? 'x' : 'S';
-    sl->calls++;
-    sl->length = length;
-    sl->code = err ? err->code : 0;
-    if (err) {
-        snprintf(sl->syscall, sizeof sl->syscall, "%s", err->syscall ? err->syscall : "(null)");
-        sl->addr = err->addr;
-        d->errors++;
-    }
-    if (d->norder < (int)(sizeof d->order / sizeof d->order[0]))
-        d->order[d->norder++] = sl->idx;
-    rec_note(r, s, letter);
-    test_add(&d->count, 1);
-    if (r->action)
-        r->action(r, s, letter);
-}
 
 /* ---- actions from inside callbacks ---------------------------------------------- */
 
@@ -131,8 +81,7 @@ typedef struct {
     /* ACT_SEND_MANY */
     uint16_t many_port;
     const char *many_addr;
-    sendslot *many_slots;
-    sends *many_sends;
+    send_slot *many_slots;
     int many_failed;    /* sends refused at the call */
     int many_first_rc;
 
@@ -179,7 +128,7 @@ static void track(sock_rec *r, act *x) {
 
 static void act_on(sock_rec *r, dgram_socket *s, char letter) {
     act *x = r->user;
-    bool message = letter == 'M', sent = letter == 'S' || letter == 'x';
+    bool message = letter == 'M', sent = letter == 'S' || letter == 'X';
     if (message && x->stop_flag && test_load(x->stop_flag))
         x->after_stop++;
     if (x->kind == ACT_NESTED)
@@ -209,8 +158,8 @@ static void act_on(sock_rec *r, dgram_socket *s, char letter) {
         if (!message)
             return;
         for (int32_t i = 0; i < MANY; i++) {
-            int rc = dgram_send(s, &i, sizeof i, x->many_port, x->many_addr, on_sent,
-                                slot_init(&x->many_slots[i], x->many_sends, i));
+            int rc = dgram_send(s, &i, sizeof i, x->many_port, x->many_addr, rec_on_sent,
+                                send_slot_init(&x->many_slots[i], r));
             if (rc != 0 && x->many_failed++ == 0)
                 x->many_first_rc = rc;
         }
@@ -290,12 +239,9 @@ static uint16_t bind_lL(bool io, dgram_context *ctx, sock_rec *r, const char *ad
     return port;
 }
 
-static void check_slot_error(const sendslot *sl, int code, size_t length, const char *to,
+static void check_slot_error(const send_slot *sl, int code, size_t length, const char *to,
                              uint16_t port, dgram_family family) {
-    CHECK_EQ(sl->calls, 1);
-    CHECK_CODE(sl->code, code);
-    CHECK_EQ(sl->length, length);
-    CHECK_STR(sl->syscall, "send");
+    send_slot_check_error(sl, code, length, "send");
     CHECK_ADDR(&sl->addr, to, port, family);
 }
 
@@ -378,14 +324,13 @@ static void emsgsize_at_call(dgram_type type) {
     keep_whole(&r, &in);
     uint16_t pr = bind_lL(false, ctx, &r, lo);
     dgram_socket *sa = rec_socket(ctx, type, &a); /* unbound */
-    sends as = {.r = &a};
 
-    sendslot sl;
-    slot_init(&sl, &as, 0);
-    CHECK_CODE(dgram_send(sa, g_big, max + 1, pr, lo, on_sent, &sl), DGRAM_EMSGSIZE);
+    send_slot sl;
+    send_slot_init(&sl, &a);
+    CHECK_CODE(dgram_send(sa, g_big, max + 1, pr, lo, rec_on_sent, &sl), DGRAM_EMSGSIZE);
     CHECK_CODE(dgram_send(sa, g_big, max + 1, pr, lo, NULL, NULL), DGRAM_EMSGSIZE);
     dgram_buf two[2] = {{g_big, 40000}, {g_big + 40000, max + 1 - 40000}};
-    CHECK_CODE(dgram_sendv(sa, two, 2, pr, lo, on_sent, &sl), DGRAM_EMSGSIZE);
+    CHECK_CODE(dgram_sendv(sa, two, 2, pr, lo, rec_on_sent, &sl), DGRAM_EMSGSIZE);
     /* Refused before the implicit bind: still unbound, nothing pending. */
     dgram_addr where;
     CHECK_CODE(dgram_address(sa, &where), DGRAM_EBADF);
@@ -397,8 +342,8 @@ static void emsgsize_at_call(dgram_type type) {
     CHECK_EQ(r.count, 0);
 
     /* The largest datagram goes, and arrives whole. */
-    CHECK_OK(dgram_send(sa, g_big, max, pr, lo, on_sent, &sl));
-    RUN_UNTIL(ctx, as.count, 1);
+    CHECK_OK(dgram_send(sa, g_big, max, pr, lo, rec_on_sent, &sl));
+    RUN_UNTIL(ctx, a.sends, 1);
     RUN_UNTIL(ctx, r.count, 1);
     CHECK_EQ(sl.calls, 1);
     CHECK_CODE(sl.code, 0);
@@ -529,19 +474,18 @@ static void icmp_port_unreachable(dgram_type type) {
     uint16_t pa = bind_lL(false, ctx, &a, lo);
     dgram_socket *sr = rec_socket(ctx, type, &r);
     uint16_t pr = bind_lL(false, ctx, &r, lo);
-    sends as = {.r = &a};
     long long out0 = counters ? snmp_counter(out) : 0, in0 = counters ? snmp_counter(in) : 0;
 
-    sendslot s1, s2, s3;
-    CHECK_OK(dgram_send(sa, "knock", 5, closed, lo, on_sent, slot_init(&s1, &as, 1)));
-    RUN_UNTIL(ctx, as.count, 1);
+    send_slot s1, s2, s3;
+    CHECK_OK(dgram_send(sa, "knock", 5, closed, lo, rec_on_sent, send_slot_init(&s1, &a)));
+    RUN_UNTIL(ctx, a.sends, 1);
     if (counters)
         run_until_counters(ctx, out, out0 + 1, in, in0 + 1);
     test_run_for(ctx, 50);
     /* A second send to the same closed port: no ECONNREFUSED here either (a
      * connected socket would get it from this send). */
-    CHECK_OK(dgram_send(sa, "again", 5, closed, lo, on_sent, slot_init(&s2, &as, 2)));
-    RUN_UNTIL(ctx, as.count, 2);
+    CHECK_OK(dgram_send(sa, "again", 5, closed, lo, rec_on_sent, send_slot_init(&s2, &a)));
+    RUN_UNTIL(ctx, a.sends, 2);
     if (counters)
         run_until_counters(ctx, out, out0 + 2, in, in0 + 2);
     test_run_for(ctx, 100);
@@ -554,9 +498,9 @@ static void icmp_port_unreachable(dgram_type type) {
     CHECK_EQ(a.errors, 0);
 
     /* The socket still sends and receives. */
-    CHECK_OK(dgram_send(sa, "alive", 5, pr, lo, on_sent, slot_init(&s3, &as, 3)));
+    CHECK_OK(dgram_send(sa, "alive", 5, pr, lo, rec_on_sent, send_slot_init(&s3, &a)));
     RUN_UNTIL(ctx, r.count, 1);
-    RUN_UNTIL(ctx, as.count, 3);
+    RUN_UNTIL(ctx, a.sends, 3);
     CHECK_CODE(s3.code, 0);
     rec_check_text(&r, 0, "alive", lo, pa, family);
     CHECK_OK(dgram_send(sr, "back", 4, pa, lo, NULL, NULL));
@@ -595,15 +539,14 @@ static void enetunreach(dgram_type type) {
     act ax;
     act_init(&ax, &a, ACT_NESTED, ctx)->nested_want = DGRAM_EBUSY;
     act_start(&ax);
-    sends as = {.r = &a};
 
     /* 1. With a callback: dgram_send accepts it; the callback gets the error. */
-    sendslot s1;
-    CHECK_OK(dgram_send(sa, "abc", 3, port, dst, on_sent, slot_init(&s1, &as, 1)));
+    send_slot s1;
+    CHECK_OK(dgram_send(sa, "abc", 3, port, dst, rec_on_sent, send_slot_init(&s1, &a)));
     CHECK_EQ(dgram_context_active(ctx), 1 + 1 + 1 + 1); /* r, a bound; a's 'listening'; the completion */
     CHECK_STR(a.log.text, "");
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 2);
-    CHECK_STR(a.log.text, "lx"); /* implicit bind's 'listening' first */
+    CHECK_STR(a.log.text, "lX"); /* implicit bind's 'listening' first */
     check_slot_error(&s1, DGRAM_ENETUNREACH, 3, dst, port, family);
     CHECK_EQ(a.errors, 0);
 
@@ -611,7 +554,7 @@ static void enetunreach(dgram_type type) {
     CHECK_OK(dgram_send(sa, "abcd", 4, port, dst, NULL, NULL));
     CHECK_EQ(dgram_context_active(ctx), 2 + 1);
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
-    CHECK_STR(a.log.text, "lxE");
+    CHECK_STR(a.log.text, "lXE");
     check_event_error(&a, DGRAM_ENETUNREACH, dst, port, family);
 
     /* 3. Without an 'error' handler either: dropped, but still one event. */
@@ -620,19 +563,19 @@ static void enetunreach(dgram_type type) {
     CHECK_EQ(dgram_context_active(ctx), 2 + 1);
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
     CHECK_EQ(dgram_context_active(ctx), 2);
-    CHECK_STR(a.log.text, "lxE");
+    CHECK_STR(a.log.text, "lXE");
     CHECK_OK(dgram_on_error(sa, rec_on_error));
 
     /* 4. The socket still works: loopback is reachable. */
-    sendslot s4;
-    CHECK_OK(dgram_send(sa, "ok", 2, pr, lo, on_sent, slot_init(&s4, &as, 4)));
+    send_slot s4;
+    CHECK_OK(dgram_send(sa, "ok", 2, pr, lo, rec_on_sent, send_slot_init(&s4, &a)));
     RUN_UNTIL(ctx, r.count, 1);
-    RUN_UNTIL(ctx, as.count, 2);
+    RUN_UNTIL(ctx, a.sends, 2);
     CHECK_EQ(s4.calls, 1);
     CHECK_CODE(s4.code, 0);
     rec_check_text(&r, 0, "ok", lo, test_port(sa), family);
     test_run_for(ctx, 20);
-    CHECK_STR(a.log.text, "lxES");
+    CHECK_STR(a.log.text, "lXES");
     /* every callback of a called dispatch and run: all DGRAM_EBUSY */
     CHECK_EQ(test_load(&ax.nested_calls), 4);
     if (ax.nested_bad)
@@ -645,19 +588,18 @@ static void enetunreach(dgram_type type) {
     act bx;
     act_init(&bx, &b, ACT_FREE_SELF_IN_SEND, ctx);
     act_start(&bx);
-    sends bs = {.r = &b};
-    sendslot t[3];
+    send_slot t[3];
     for (int i = 0; i < 3; i++)
-        CHECK_OK(dgram_send(sb, "z", 1, port, dst, on_sent, slot_init(&t[i], &bs, i)));
+        CHECK_OK(dgram_send(sb, "z", 1, port, dst, rec_on_sent, send_slot_init(&t[i], &b)));
     CHECK_EQ(dgram_context_active(ctx), 2 + 1 + 1 + 3);
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 2); /* 'listening', the first completion */
     CHECK_EQ(bx.acted, 1);
-    CHECK_STR(b.log.text, "lx");
+    CHECK_STR(b.log.text, "lX");
     check_slot_error(&t[0], DGRAM_ENETUNREACH, 1, dst, port, family);
     CHECK_EQ(t[1].calls + t[2].calls, 0);
     CHECK_EQ(dgram_context_active(ctx), 2);
     test_run_for(ctx, 50);
-    CHECK_STR(b.log.text, "lx");
+    CHECK_STR(b.log.text, "lX");
     CHECK_EQ(b.after_free, 0);
 
     CHECK_EQ(a.bad + b.bad + r.bad, 0);
@@ -686,7 +628,6 @@ static void test_broadcast_eacces(void) {
     uint16_t pr = bind_lL(false, ctx, &r, "0.0.0.0");
     dgram_socket *st = rec_socket(ctx, DGRAM_UDP4, &t);
     uint16_t pt = bind_lL(false, ctx, &t, NULL);
-    sends ts = {.r = &t};
     const char *targets[2] = {"198.51.100.255", "255.255.255.255"};
     int nsends = 0, errors = 0, got = 0;
     char want_log[64] = "lL";
@@ -694,10 +635,10 @@ static void test_broadcast_eacces(void) {
         const char *dst = targets[i];
         printf("  %s\n", dst);
         /* Without SO_BROADCAST: the callback gets EACCES... */
-        sendslot s1, s2;
-        CHECK_OK(dgram_send(st, "denied", 6, pr, dst, on_sent, slot_init(&s1, &ts, 1)));
+        send_slot s1, s2;
+        CHECK_OK(dgram_send(st, "denied", 6, pr, dst, rec_on_sent, send_slot_init(&s1, &t)));
         nsends++;
-        RUN_UNTIL(ctx, ts.count, nsends);
+        RUN_UNTIL(ctx, t.sends, nsends);
         check_slot_error(&s1, DGRAM_EACCES, 6, dst, pr, DGRAM_IPV4);
         /* ...or, without a callback, 'error' does. */
         CHECK_OK(dgram_send(st, "denied", 6, pr, dst, NULL, NULL));
@@ -709,9 +650,9 @@ static void test_broadcast_eacces(void) {
 
         /* With it, the datagram goes, and comes back once. */
         CHECK_OK(dgram_set_broadcast(st, true));
-        CHECK_OK(dgram_send(st, "to all", 6, pr, dst, on_sent, slot_init(&s2, &ts, 2)));
+        CHECK_OK(dgram_send(st, "to all", 6, pr, dst, rec_on_sent, send_slot_init(&s2, &t)));
         nsends++;
-        RUN_UNTIL(ctx, ts.count, nsends);
+        RUN_UNTIL(ctx, t.sends, nsends);
         CHECK_CODE(s2.code, 0);
         CHECK_EQ(s2.length, 6);
         got++;
@@ -720,7 +661,7 @@ static void test_broadcast_eacces(void) {
         CHECK_EQ(r.count, got);
         rec_check_text(&r, got - 1, "to all", "198.51.100.1", pt, DGRAM_IPV4);
         CHECK_OK(dgram_set_broadcast(st, false));
-        strcat(want_log, "xES");
+        strcat(want_log, "XES");
         CHECK_STR(t.log.text, want_log);
     }
     CHECK_EQ(t.bad + r.bad, 0);
@@ -752,7 +693,6 @@ static void kernel_emsgsize(dgram_type type) {
     uint16_t pr = bind_lL(false, ctx, &r, lo);
     dgram_socket *sa = rec_socket(ctx, type, &a);
     uint16_t pa = bind_lL(false, ctx, &a, lo);
-    sends as = {.r = &a};
     int fd = dgram_fileno(sa);
     CHECK(fd >= 0);
     int v = type == DGRAM_UDP4 ? IP_PMTUDISC_DO : IPV6_PMTUDISC_DO;
@@ -761,14 +701,14 @@ static void kernel_emsgsize(dgram_type type) {
     else
         CHECK(setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof v) == 0);
 
-    sendslot s1, s2;
-    CHECK_OK(dgram_send(sa, g_big, max, pr, lo, on_sent, slot_init(&s1, &as, 1)));
-    CHECK_OK(dgram_send(sa, g_big, max + 1, pr, lo, on_sent, slot_init(&s2, &as, 2)));
+    send_slot s1, s2;
+    CHECK_OK(dgram_send(sa, g_big, max, pr, lo, rec_on_sent, send_slot_init(&s1, &a)));
+    CHECK_OK(dgram_send(sa, g_big, max + 1, pr, lo, rec_on_sent, send_slot_init(&s2, &a)));
     CHECK_OK(dgram_send(sa, g_big, max + 1, pr, lo, NULL, NULL));
     RUN_UNTIL(ctx, a.errors, 1);
     RUN_UNTIL(ctx, r.count, 1);
     test_run_for(ctx, 50);
-    CHECK_STR(a.log.text, "lLSxE");
+    CHECK_STR(a.log.text, "lLSXE");
     CHECK_CODE(s1.code, 0);
     CHECK_EQ(s1.length, max);
     check_slot_error(&s2, DGRAM_EMSGSIZE, max + 1, lo, pr, family);
@@ -807,7 +747,6 @@ static void test_close_others_host(void) {
     ax.free_other = &c;
     ax.close_other2 = &d;
     act_start(&ax);
-    sends ds = {.r = &d};
 
     /* a's datagrams first in the queue, then b's and c's, and a completion
      * of d's (its datagram already written). */
@@ -815,8 +754,9 @@ static void test_close_others_host(void) {
     test_wait_active(ctx, 4 + 3);
     blast(pb, 3);
     blast(pc, 3);
-    sendslot dsl;
-    CHECK_OK(dgram_send(sd, "d", 1, g_sink_port, "127.0.0.1", on_sent, slot_init(&dsl, &ds, 0)));
+    send_slot dsl;
+    CHECK_OK(dgram_send(sd, "d", 1, g_sink_port, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&dsl, &d)));
     test_wait_active(ctx, 4 + 3 + 6 + 1);
 
     /* a's first message closes b and d and frees c: b's and c's datagrams
@@ -927,11 +867,11 @@ static void test_free_self_host(void) {
     act ax;
     act_init(&ax, &a, ACT_FREE_SELF, ctx);
     act_start(&ax);
-    sends as = {.r = &a};
     blast(pa, 3);
     test_wait_active(ctx, 2 + 3);
-    sendslot asl;
-    CHECK_OK(dgram_send(sa, "a", 1, g_sink_port, "127.0.0.1", on_sent, slot_init(&asl, &as, 0)));
+    send_slot asl;
+    CHECK_OK(dgram_send(sa, "a", 1, g_sink_port, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&asl, &a)));
     test_wait_active(ctx, 2 + 3 + 1);
     blast(pb, 2);
     test_wait_active(ctx, 2 + 3 + 1 + 2);
@@ -975,7 +915,7 @@ static void test_free_self_io(void) {
 
 /* ---- a message callback sends MANY datagrams ---------------------------------- */
 
-static sendslot g_many[MANY];
+static send_slot g_many[MANY];
 
 /* Makes sure `s` can hold MANY small datagrams in its kernel buffer even if
  * nobody reads it meanwhile (valgrind runs one thread at a time): asks the
@@ -1009,16 +949,14 @@ static void send_many(bool io, dgram_type type) {
     uint16_t pr = bind_lL(io, ctx, &r, lo);
     dgram_socket *sa = rec_socket(ctx, type, &a);
     uint16_t pa = bind_lL(io, ctx, &a, lo);
-    sends as = {.r = &a};
     act_init(&ax, &a, ACT_SEND_MANY, ctx);
     ax.many_port = pr;
     ax.many_addr = lo;
     ax.many_slots = g_many;
-    ax.many_sends = &as;
     act_start(&ax);
 
     CHECK_OK(dgram_send(sr, "go", 2, pa, lo, NULL, NULL));
-    AWAIT(io, ctx, as.count, MANY);
+    AWAIT(io, ctx, a.sends, MANY);
     AWAIT(io, ctx, r.count, MANY);
     /* An action runs after its event is counted: on the I/O thread, wait
      * for the last one too. */
@@ -1029,14 +967,11 @@ static void send_many(bool io, dgram_type type) {
         FAIL("%d of %d sends from the callback refused, the first with %s", ax.many_failed, MANY,
              dgram_err_name(ax.many_first_rc));
     CHECK_EQ(a.count, 1);
-    CHECK_EQ(as.count, MANY);
-    CHECK_EQ(as.errors, 0);
-    CHECK_EQ(as.norder, MANY);
+    CHECK_EQ(a.sends, MANY);
+    CHECK_EQ(a.send_errors, 0);
     for (int i = 0; i < MANY; i++) {
-        CHECK_EQ(g_many[i].calls, 1);
-        CHECK_CODE(g_many[i].code, 0);
-        CHECK_EQ(g_many[i].length, 4);
-        CHECK_EQ(as.order[i], i); /* completions in call order */
+        send_slot_check_ok(&g_many[i], 4);
+        CHECK_EQ(g_many[i].seq, i); /* completions in call order */
     }
     CHECK_EQ(r.count, MANY);
     CHECK_EQ(rx.dup, 0);
@@ -1068,7 +1003,6 @@ static void nested_dispatch(bool io) {
     act ax;
     act_init(&ax, &a, ACT_NESTED, ctx)->nested_want = DGRAM_EBUSY;
     act_start(&ax);
-    sends as = {.r = &a};
     uint16_t pa, pb;
     if (io) {
         pa = bind_lL(true, ctx, &a, "127.0.0.1");
@@ -1088,9 +1022,9 @@ static void nested_dispatch(bool io) {
     }
     CHECK_EQ(test_load(&ax.nested_calls), 2);
 
-    sendslot s1;
-    CHECK_OK(dgram_send(sa, "to b", 4, pb, "127.0.0.1", on_sent, slot_init(&s1, &as, 0)));
-    AWAIT(io, ctx, as.count, 1);
+    send_slot s1;
+    CHECK_OK(dgram_send(sa, "to b", 4, pb, "127.0.0.1", rec_on_sent, send_slot_init(&s1, &a)));
+    AWAIT(io, ctx, a.sends, 1);
     AWAIT(io, ctx, b.count, 1);
     CHECK_OK(dgram_send(sb, "to a", 4, pa, "127.0.0.1", NULL, NULL));
     AWAIT(io, ctx, a.count, 1);
@@ -1160,10 +1094,10 @@ static void test_ctx_free_host(void) {
     bind_lL(false, ctx, &a, "127.0.0.1");
     act_init(&ax, &a, ACT_FREE_CTX_IN_SEND, ctx);
     act_start(&ax);
-    sends as = {.r = &a};
-    sendslot t[3];
+    send_slot t[3];
     for (int i = 0; i < 3; i++)
-        CHECK_OK(dgram_send(sc, "s", 1, g_sink_port, "127.0.0.1", on_sent, slot_init(&t[i], &as, i)));
+        CHECK_OK(dgram_send(sc, "s", 1, g_sink_port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&t[i], &a)));
     CHECK_EQ(dgram_context_active(ctx), 1 + 3);
     rc = dgram_context_dispatch(ctx, 0);
     CHECK(ax.ctx == NULL);

@@ -216,27 +216,7 @@ static void test_flood_into_a_host_that_does_not_dispatch(void) {
 
 enum { BP_LEN = 1000, BP_MAX = 4096 };
 
-typedef struct {
-    int completions; /* callbacks for this send: must end as exactly 1 */
-    int code;        /* 0, or the error code */
-} bp_slot;
-
-static bp_slot g_slots[BP_MAX];
-static int g_ok, g_cancelled, g_other;
-
-static void bp_sent(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
-    (void)s;
-    bp_slot *slot = send_data;
-    CHECK_EQ(length, BP_LEN);
-    slot->completions++;
-    slot->code = err ? err->code : 0;
-    if (!err)
-        g_ok++;
-    else if (err->code == DGRAM_ECANCELED)
-        g_cancelled++;
-    else
-        g_other++;
-}
+static send_slot g_slots[BP_MAX];
 
 static void test_send_backpressure_and_counters(void) {
     int orig = test_slow_lo_enter();
@@ -245,19 +225,19 @@ static void test_send_backpressure_and_counters(void) {
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     dgram_socket_options o = test_opts(DGRAM_UDP4);
     o.send_buffer_size = 4096;
-    dgram_socket *s = test_socket_with(ctx, &o, NULL, NULL);
+    sock_rec r;
+    dgram_socket *s = rec_socket_with(ctx, &o, &r);
     test_slow_lo_leave(orig);
     test_bind(s, "127.0.0.1");
     static uint8_t payload[BP_LEN];
-    memset(g_slots, 0, sizeof g_slots);
-    g_ok = g_cancelled = g_other = 0;
 
     /* Send until the library says no: the kernel takes a few, the socket's
      * queue takes the rest up to its bound (1024 datagrams or 1 MiB,
      * whichever is more), then DGRAM_ENOBUFS, which accepts nothing. */
     int accepted = 0, rc = 0;
     while (accepted < BP_MAX) {
-        rc = dgram_send(s, payload, sizeof payload, 9, "127.0.0.1", bp_sent, &g_slots[accepted]);
+        rc = dgram_send(s, payload, sizeof payload, 9, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&g_slots[accepted], &r));
         if (rc != 0)
             break;
         accepted++;
@@ -267,27 +247,37 @@ static void test_send_backpressure_and_counters(void) {
     /* 1 MiB of 1000-byte datagrams is 1049 of them, beyond the 1024 minimum. */
     CHECK(accepted >= 1049);
     CHECK(accepted < BP_MAX);
-    CHECK_CODE(dgram_send(s, payload, sizeof payload, 9, "127.0.0.1", bp_sent, &g_slots[BP_MAX - 1]),
+    CHECK_CODE(dgram_send(s, payload, sizeof payload, 9, "127.0.0.1", rec_on_sent,
+                          send_slot_init(&g_slots[BP_MAX - 1], &r)),
                DGRAM_ENOBUFS);
-    CHECK_EQ(g_slots[BP_MAX - 1].completions, 0);
+    CHECK_EQ(g_slots[BP_MAX - 1].calls, 0);
 
     /* Let some trickle out, then close: what is still queued is cancelled. */
     test_run_for(ctx, 200);
     CHECK_OK(dgram_close(s, NULL));
     test_run_for(ctx, 100);
-    for (int i = 0; i < accepted; i++)
-        CHECK_EQ(g_slots[i].completions, 1);
-    CHECK_EQ(g_ok + g_cancelled, accepted);
-    CHECK_EQ(g_other, 0);
-    CHECK(g_cancelled > 0);
+    int ok = 0;
+    while (ok < accepted && g_slots[ok].code == 0)
+        ok++;
+    int cancelled = accepted - ok;
+    CHECK(cancelled > 0);
     /* Written ones first, in call order, then the cancelled ones. */
-    for (int i = 0; i < accepted; i++)
-        CHECK_EQ(g_slots[i].code, i < g_ok ? 0 : DGRAM_ECANCELED);
+    for (int i = 0; i < accepted; i++) {
+        if (i < ok)
+            send_slot_check_ok(&g_slots[i], BP_LEN);
+        else
+            send_slot_check_error(&g_slots[i], DGRAM_ECANCELED, BP_LEN, "send");
+        CHECK_EQ(g_slots[i].seq, i);
+    }
+    CHECK_EQ(r.sends, accepted);
+    CHECK_EQ(r.send_errors, cancelled);
+    CHECK_EQ(g_slots[BP_MAX - 1].calls, 0);
+    CHECK_EQ(r.bad + r.errors, 0);
 
     dgram_stats st = stats_of(s);
-    CHECK_EQ(st.datagrams_sent, (uint64_t)g_ok);
-    CHECK_EQ(st.bytes_sent, (uint64_t)g_ok * BP_LEN);
-    CHECK_EQ(st.send_errors, (uint64_t)g_cancelled);
+    CHECK_EQ(st.datagrams_sent, (uint64_t)ok);
+    CHECK_EQ(st.bytes_sent, (uint64_t)ok * BP_LEN);
+    CHECK_EQ(st.send_errors, (uint64_t)cancelled);
     CHECK_EQ(st.datagrams_received, 0);
     CHECK_EQ(dgram_context_active(ctx), 0);
     dgram_socket_free(s);

@@ -65,35 +65,6 @@ static void rx_action(sock_rec *r, dgram_socket *s, char letter) {
         rx_echo(x, s);
 }
 
-/* Send completions, in the order they came: each one's length, send_data
- * and handle (send_rec keeps only the last). */
-#define MAX_SENT 1100
-static struct {
-    int count;
-    int errors;
-    size_t len[MAX_SENT];
-    void *data[MAX_SENT];
-    dgram_socket *sock[MAX_SENT];
-    event_log *log; /* when set, each completion adds 'S' to it */
-} g_sent;
-
-static void on_sent(dgram_socket *s, const dgram_error *err, size_t length, void *send_data) {
-    int i = g_sent.count;
-    if (i >= MAX_SENT)
-        FAIL("more than %d send callbacks", MAX_SENT);
-    if (err != NULL) {
-        fprintf(stderr, "send callback error: %s (%s)\n", dgram_err_name(err->code),
-                err->syscall ? err->syscall : "?");
-        g_sent.errors++;
-    }
-    g_sent.len[i] = length;
-    g_sent.data[i] = send_data;
-    g_sent.sock[i] = s;
-    if (g_sent.log)
-        event_log_add(g_sent.log, 'S');
-    test_add(&g_sent.count, 1);
-}
-
 /* ---- helpers ------------------------------------------------------------ */
 
 /* A socket of `type` (both buffer sizes `bufsize`, 0: the default)
@@ -172,7 +143,9 @@ static void echo_family(dgram_type type, const char *loop, dgram_family family) 
     CHECK(p.sport != p.cport);
 
     static const uint8_t msg[] = {'h', 'e', 'l', 'l', 'o', 0, 0xff, 0x80, '\n', 'x'};
-    CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, loop, on_sent, NULL));
+    send_slot sent;
+    CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, loop, rec_on_sent,
+                        send_slot_init(&sent, &p.crx.r)));
     RUN_UNTIL(p.ctx, p.crx.r.count, 1);
 
     CHECK_EQ(p.srx.r.count, 1);
@@ -182,13 +155,12 @@ static void echo_family(dgram_type type, const char *loop, dgram_family family) 
     CHECK_EQ(p.crx.r.count, 1);
     rec_check_msg(&p.crx.r, 0, msg, sizeof msg, loop, p.sport, family);
 
-    RUN_UNTIL(p.ctx, g_sent.count, 1);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 1);
     test_run_for(p.ctx, 100);
     CHECK_EQ(p.srx.r.count, 1);
     CHECK_EQ(p.crx.r.count, 1);
-    CHECK_EQ(g_sent.count, 1);
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.len[0], sizeof msg);
+    CHECK_EQ(p.crx.r.sends, 1);
+    send_slot_check_ok(&sent, sizeof msg);
 
     pair_close(&p);
 }
@@ -196,19 +168,21 @@ static void echo_family(dgram_type type, const char *loop, dgram_family family) 
 static void test_echo_udp4(void) { echo_family(DGRAM_UDP4, "127.0.0.1", DGRAM_IPV4); }
 static void test_echo_udp6(void) { echo_family(DGRAM_UDP6, "::1", DGRAM_IPV6); }
 
-/* The send callback: once, later, err NULL, the message's length, send_data. */
+/* The send callback: once, later, err NULL, the message's length, send_data
+ * (the send_slot given, which it fills in), the sending socket's handle
+ * (else the client's sock_rec counts it as bad). */
 static void test_send_callback(void) {
     pair p;
     pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 0, 0);
     int token = 0;
+    send_slot sent;
 
-    CHECK_OK(dgram_send(p.client, "0123456789abc", 13, p.sport, "127.0.0.1", on_sent, &token));
-    CHECK_EQ(test_load(&g_sent.count), 0); /* never inside dgram_send */
-    RUN_UNTIL(p.ctx, g_sent.count, 1);
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.len[0], 13);
-    CHECK(g_sent.data[0] == &token);
-    CHECK(g_sent.sock[0] == p.client);
+    CHECK_OK(dgram_send(p.client, "0123456789abc", 13, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent, &p.crx.r)));
+    CHECK_EQ(test_load(&p.crx.r.sends), 0); /* never inside dgram_send */
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 1);
+    send_slot_check_ok(&sent, 13);
+    CHECK_EQ(p.crx.r.bad, 0);
 
     /* NULL callback: the datagram still goes out. */
     CHECK_OK(dgram_send(p.client, "no-callback", 11, p.sport, "127.0.0.1", NULL, &token));
@@ -217,7 +191,8 @@ static void test_send_callback(void) {
     rec_check_text(&p.srx.r, 1, "no-callback", "127.0.0.1", p.cport, DGRAM_IPV4);
 
     test_run_for(p.ctx, 100);
-    CHECK_EQ(g_sent.count, 1);
+    CHECK_EQ(p.crx.r.sends, 1);
+    CHECK_EQ(sent.calls, 1);
     CHECK_EQ(p.srx.r.count, 2);
 
     pair_close(&p);
@@ -230,15 +205,18 @@ static void test_buffer_reuse(void) {
 
     char buf[64];
     const char *orig[3] = {"first message", "second one", "third and last"};
+    send_slot sent[4];
     for (int i = 0; i < 3; i++) {
         snprintf(buf, sizeof buf, "%s", orig[i]);
-        CHECK_OK(dgram_send(p.client, buf, strlen(orig[i]), p.sport, "127.0.0.1", on_sent, NULL));
+        CHECK_OK(dgram_send(p.client, buf, strlen(orig[i]), p.sport, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&sent[i], &p.crx.r)));
         memset(buf, 'Z', sizeof buf);
     }
     char *heap = malloc(32);
     CHECK(heap != NULL);
     memcpy(heap, "heap bytes", 10);
-    CHECK_OK(dgram_send(p.client, heap, 10, p.sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, heap, 10, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent[3], &p.crx.r)));
     memset(heap, 0, 32);
     free(heap);
 
@@ -246,8 +224,10 @@ static void test_buffer_reuse(void) {
     for (int i = 0; i < 3; i++)
         rec_check_text(&p.srx.r, i, orig[i], "127.0.0.1", p.cport, DGRAM_IPV4);
     rec_check_text(&p.srx.r, 3, "heap bytes", "127.0.0.1", p.cport, DGRAM_IPV4);
-    RUN_UNTIL(p.ctx, g_sent.count, 4);
-    CHECK_EQ(g_sent.errors, 0);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 4);
+    for (int i = 0; i < 3; i++)
+        send_slot_check_ok(&sent[i], strlen(orig[i]));
+    send_slot_check_ok(&sent[3], 10);
 
     pair_close(&p);
 }
@@ -256,31 +236,34 @@ static void test_buffer_reuse(void) {
 static void test_zero_length(void) {
     pair p;
     pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 0, 0);
-    static int d0, d1, d2, d3;
+    send_slot sent[5];
+    sock_rec *c = &p.crx.r;
 
-    CHECK_OK(dgram_send(p.client, NULL, 0, p.sport, "127.0.0.1", on_sent, &d0));
-    CHECK_OK(dgram_send(p.client, "ignored", 0, p.sport, "127.0.0.1", on_sent, &d1));
-    CHECK_OK(dgram_sendv(p.client, NULL, 0, p.sport, "127.0.0.1", on_sent, &d2));
+    CHECK_OK(dgram_send(p.client, NULL, 0, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent[0], c)));
+    CHECK_OK(dgram_send(p.client, "ignored", 0, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent[1], c)));
+    CHECK_OK(dgram_sendv(p.client, NULL, 0, p.sport, "127.0.0.1", rec_on_sent,
+                         send_slot_init(&sent[2], c)));
     dgram_buf empty = {"x", 0};
-    CHECK_OK(dgram_sendv(p.client, &empty, 0, p.sport, "127.0.0.1", on_sent, &d3));
+    CHECK_OK(dgram_sendv(p.client, &empty, 0, p.sport, "127.0.0.1", rec_on_sent,
+                         send_slot_init(&sent[3], c)));
     /* A marker after them: the empties came first, in order. */
-    CHECK_OK(dgram_send(p.client, "end", 3, p.sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, "end", 3, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent[4], c)));
 
     RUN_UNTIL(p.ctx, p.srx.r.count, 5);
     for (int i = 0; i < 4; i++)
         rec_check_msg(&p.srx.r, i, "", 0, "127.0.0.1", p.cport, DGRAM_IPV4);
     rec_check_text(&p.srx.r, 4, "end", "127.0.0.1", p.cport, DGRAM_IPV4);
-    RUN_UNTIL(p.ctx, g_sent.count, 5);
-    CHECK_EQ(g_sent.errors, 0);
-    void *want[4] = {&d0, &d1, &d2, &d3};
-    for (int i = 0; i < 4; i++) {
-        CHECK_EQ(g_sent.len[i], 0);
-        CHECK(g_sent.data[i] == want[i]);
+    RUN_UNTIL(p.ctx, c->sends, 5);
+    for (int i = 0; i < 5; i++) {
+        send_slot_check_ok(&sent[i], i < 4 ? 0 : 3);
+        CHECK_EQ(sent[i].seq, i);
     }
-    CHECK_EQ(g_sent.len[4], 3);
     test_run_for(p.ctx, 100);
     CHECK_EQ(p.srx.r.count, 5);
-    CHECK_EQ(g_sent.count, 5);
+    CHECK_EQ(c->sends, 5);
 
     pair_close(&p);
 }
@@ -293,9 +276,10 @@ static void test_sendv(void) {
     /* "ab" + "" + "cdef" -> "abcdef" */
     char p0[2] = {'a', 'b'}, p2[4] = {'c', 'd', 'e', 'f'};
     dgram_buf three[3] = {{p0, 2}, {"", 0}, {p2, 4}};
-    static int tok_three;
-    CHECK_OK(dgram_sendv(p.client, three, 3, p.sport, "127.0.0.1", on_sent, &tok_three));
-    CHECK_EQ(test_load(&g_sent.count), 0);
+    send_slot sent[3];
+    CHECK_OK(dgram_sendv(p.client, three, 3, p.sport, "127.0.0.1", rec_on_sent,
+                         send_slot_init(&sent[0], &p.crx.r)));
+    CHECK_EQ(test_load(&p.crx.r.sends), 0);
     /* copied at call time: mutate the bytes and the descriptors */
     memset(p0, '!', sizeof p0);
     memset(p2, '?', sizeof p2);
@@ -303,14 +287,13 @@ static void test_sendv(void) {
     three[2].base = NULL;
     RUN_UNTIL(p.ctx, p.srx.r.count, 1);
     rec_check_text(&p.srx.r, 0, "abcdef", "127.0.0.1", p.cport, DGRAM_IPV4);
-    RUN_UNTIL(p.ctx, g_sent.count, 1);
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.len[0], 6);
-    CHECK(g_sent.data[0] == &tok_three);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 1);
+    send_slot_check_ok(&sent[0], 6);
 
     /* a NULL base with len 0 is allowed */
     dgram_buf nulls[3] = {{"xy", 2}, {NULL, 0}, {"z", 1}};
-    CHECK_OK(dgram_sendv(p.client, nulls, 3, p.sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_sendv(p.client, nulls, 3, p.sport, "127.0.0.1", rec_on_sent,
+                         send_slot_init(&sent[1], &p.crx.r)));
     RUN_UNTIL(p.ctx, p.srx.r.count, 2);
     rec_check_text(&p.srx.r, 1, "xyz", "127.0.0.1", p.cport, DGRAM_IPV4);
 
@@ -324,20 +307,23 @@ static void test_sendv(void) {
         hundred[i].base = &bytes[i];
         hundred[i].len = 1;
     }
-    CHECK_OK(dgram_sendv(p.client, hundred, 100, p.sport, "127.0.0.1", on_sent, NULL));
+    CHECK_OK(dgram_sendv(p.client, hundred, 100, p.sport, "127.0.0.1", rec_on_sent,
+                         send_slot_init(&sent[2], &p.crx.r)));
     for (int i = 0; i < 100; i++)
         bytes[i] = 0;
     RUN_UNTIL(p.ctx, p.srx.r.count, 3);
     /* longer than sock_rec keeps: the whole of it, as the last one */
     check_inbox(&p.srx.in, 3, want, 100, "127.0.0.1", p.cport, DGRAM_IPV4);
 
-    RUN_UNTIL(p.ctx, g_sent.count, 3);
-    CHECK_EQ(g_sent.len[1], 3);
-    CHECK_EQ(g_sent.len[2], 100);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 3);
+    send_slot_check_ok(&sent[1], 3);
+    send_slot_check_ok(&sent[2], 100);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(sent[i].seq, i);
     test_run_for(p.ctx, 100);
     CHECK_EQ(p.srx.r.count, 3); /* each sendv was one datagram, not several */
-    CHECK_EQ(g_sent.count, 3);
-    CHECK_EQ(g_sent.errors, 0);
+    CHECK_EQ(p.crx.r.sends, 3);
+    CHECK_EQ(p.crx.r.send_errors, 0);
 
     pair_close(&p);
 }
@@ -356,19 +342,23 @@ static void largest_family(dgram_type type, const char *loop, dgram_family famil
     for (size_t i = 0; i <= max; i++)
         big[i] = want[i] = pattern_byte(i);
 
-    CHECK_CODE(dgram_send(p.client, big, max + 1, p.sport, loop, on_sent, NULL), DGRAM_EMSGSIZE);
-    CHECK_OK(dgram_send(p.client, big, max, p.sport, loop, on_sent, NULL));
+    send_slot refused, sent;
+    CHECK_CODE(dgram_send(p.client, big, max + 1, p.sport, loop, rec_on_sent,
+                          send_slot_init(&refused, &p.crx.r)),
+               DGRAM_EMSGSIZE);
+    CHECK_OK(dgram_send(p.client, big, max, p.sport, loop, rec_on_sent,
+                        send_slot_init(&sent, &p.crx.r)));
     memset(big, 0, max + 1);
     RUN_UNTIL(p.ctx, p.crx.r.count, 1);
     CHECK_EQ(p.srx.r.count, 1);
     CHECK_EQ(p.srx.echo_errors, 0);
     check_inbox(&p.srx.in, 1, want, max, loop, p.cport, family);
     check_inbox(&p.crx.in, 1, want, max, loop, p.sport, family);
-    RUN_UNTIL(p.ctx, g_sent.count, 1);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 1);
     test_run_for(p.ctx, 100);
-    CHECK_EQ(g_sent.count, 1); /* the refused send has no callback */
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.len[0], max);
+    CHECK_EQ(p.crx.r.sends, 1);
+    CHECK_EQ(refused.calls, 0); /* the refused send has no callback */
+    send_slot_check_ok(&sent, max);
     CHECK_EQ(p.srx.r.count, 1);
 
     free(big);
@@ -388,17 +378,17 @@ static void implicit_family(dgram_type type, const char *loop, const char *any, 
     p.srx.echo = 1;
     p.sport = test_port(p.server);
     p.client = new_sock(p.ctx, type, 0, &p.crx); /* bound by its first send */
-    g_sent.log = &p.crx.r.log;
     dgram_addr a;
     CHECK_CODE(dgram_address(p.client, &a), DGRAM_EBADF);
 
-    CHECK_OK(dgram_send(p.client, "implicit", 8, p.sport, loop, on_sent, NULL));
+    send_slot sent[2];
+    CHECK_OK(dgram_send(p.client, "implicit", 8, p.sport, loop, rec_on_sent,
+                        send_slot_init(&sent[0], &p.crx.r)));
     CHECK_EQ(test_load(&p.crx.r.listen_p), 0);
-    CHECK_EQ(test_load(&g_sent.count), 0);
-    RUN_UNTIL(p.ctx, g_sent.count, 1);
+    CHECK_EQ(test_load(&p.crx.r.sends), 0);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 1);
     CHECK_EQ(p.crx.r.listen_p, 1);
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.len[0], 8);
+    send_slot_check_ok(&sent[0], 8);
     if (strncmp(p.crx.r.log.text, "lS", 2) != 0) /* the reply may already be in: "lSM" */
         FAIL("event order \"%s\", expected 'listening' then the send callback", p.crx.r.log.text);
 
@@ -417,9 +407,10 @@ static void implicit_family(dgram_type type, const char *loop, const char *any, 
     CHECK_STR(p.crx.r.log.text, "lSM");
 
     /* a second send does not emit 'listening' again */
-    CHECK_OK(dgram_send(p.client, "again", 5, p.sport, loop, on_sent, NULL));
+    CHECK_OK(dgram_send(p.client, "again", 5, p.sport, loop, rec_on_sent,
+                        send_slot_init(&sent[1], &p.crx.r)));
     RUN_UNTIL(p.ctx, p.crx.r.count, 2);
-    RUN_UNTIL(p.ctx, g_sent.count, 2);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 2);
     test_run_for(p.ctx, 100);
     CHECK_EQ(p.crx.r.listen_p, 1);
     CHECK_STR(p.crx.r.log.text, "lSMSM");
@@ -437,16 +428,22 @@ static void default_addr_family(dgram_type type, const char *loop, dgram_family 
     pair p;
     pair_open(&p, DGRAM_DISPATCH_HOST, type, loop, 0, 0);
 
-    CHECK_OK(dgram_send(p.client, "default", 7, p.sport, NULL, on_sent, NULL));
-    CHECK_OK(dgram_send(p.client, "localhost", 9, p.sport, "localhost", on_sent, NULL));
+    send_slot sent[3];
+    CHECK_OK(dgram_send(p.client, "default", 7, p.sport, NULL, rec_on_sent,
+                        send_slot_init(&sent[0], &p.crx.r)));
+    CHECK_OK(dgram_send(p.client, "localhost", 9, p.sport, "localhost", rec_on_sent,
+                        send_slot_init(&sent[1], &p.crx.r)));
     dgram_buf b = {"vec", 3};
-    CHECK_OK(dgram_sendv(p.client, &b, 1, p.sport, NULL, on_sent, NULL));
+    CHECK_OK(dgram_sendv(p.client, &b, 1, p.sport, NULL, rec_on_sent,
+                         send_slot_init(&sent[2], &p.crx.r)));
     RUN_UNTIL(p.ctx, p.srx.r.count, 3);
     rec_check_text(&p.srx.r, 0, "default", loop, p.cport, family);
     rec_check_text(&p.srx.r, 1, "localhost", loop, p.cport, family);
     rec_check_text(&p.srx.r, 2, "vec", loop, p.cport, family);
-    RUN_UNTIL(p.ctx, g_sent.count, 3);
-    CHECK_EQ(g_sent.errors, 0);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 3);
+    send_slot_check_ok(&sent[0], 7);
+    send_slot_check_ok(&sent[1], 9);
+    send_slot_check_ok(&sent[2], 3);
 
     pair_close(&p);
 }
@@ -459,6 +456,7 @@ static void test_default_address_udp6(void) { default_addr_family(DGRAM_UDP6, ":
  * kernel buffer overflow: loopback drops silently when it is full. */
 static void test_order(void) {
     enum { N = 1000, WINDOW = 100 };
+    static send_slot sent[N];
     pair p;
     pair_open(&p, DGRAM_DISPATCH_HOST, DGRAM_UDP4, "127.0.0.1", 1 << 20, 1 << 20);
     p.srx.seq_prefix = "#";
@@ -469,21 +467,21 @@ static void test_order(void) {
         for (int i = w; i < w + WINDOW; i++) {
             char m[16];
             int n = snprintf(m, sizeof m, "#%04d", i);
-            CHECK_OK(dgram_send(p.client, m, (size_t)n, p.sport, "127.0.0.1", on_sent, (void *)(uintptr_t)i));
+            CHECK_OK(dgram_send(p.client, m, (size_t)n, p.sport, "127.0.0.1", rec_on_sent,
+                                send_slot_init(&sent[i], &p.crx.r)));
         }
         RUN_UNTIL(p.ctx, p.srx.r.count, w + WINDOW);
     }
-    RUN_UNTIL(p.ctx, g_sent.count, N);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, N);
     test_run_for(p.ctx, 100);
     CHECK_EQ(p.srx.r.count, N); /* each one checked as it came (rx_check_seq) */
-    CHECK_EQ(g_sent.count, N);
-    CHECK_EQ(g_sent.errors, 0);
+    CHECK_EQ(p.crx.r.sends, N);
     for (int i = 0; i < N; i++) {
         char m[16];
         int n = snprintf(m, sizeof m, "#%04d", i);
-        if (g_sent.data[i] != (void *)(uintptr_t)i)
-            FAIL("send callback %d carries send_data %zu", i, (size_t)(uintptr_t)g_sent.data[i]);
-        CHECK_EQ(g_sent.len[i], (size_t)n);
+        if (sent[i].seq != i)
+            FAIL("the callback of send %d came as completion %d", i, sent[i].seq);
+        send_slot_check_ok(&sent[i], (size_t)n);
     }
 
     pair_close(&p);
@@ -625,6 +623,7 @@ static void test_one_server_many_clients(void) {
     uint16_t sport = test_port(server);
 
     static mc_client clients[CLIENTS];
+    static send_slot sent[CLIENTS][PER_CLIENT];
     dgram_socket *cs[CLIENTS];
     for (int k = 0; k < CLIENTS; k++) {
         mc_client *c = &clients[k];
@@ -644,17 +643,23 @@ static void test_one_server_many_clients(void) {
             for (int k = 0; k < CLIENTS; k++) {
                 char m[32];
                 int n = snprintf(m, sizeof m, "c%d-%d", k, i);
-                CHECK_OK(dgram_send(cs[k], m, (size_t)n, sport, "127.0.0.1", on_sent, NULL));
+                CHECK_OK(dgram_send(cs[k], m, (size_t)n, sport, "127.0.0.1", rec_on_sent,
+                                    send_slot_init(&sent[k][i], &clients[k].r)));
             }
         }
         for (int k = 0; k < CLIENTS; k++)
             RUN_UNTIL(ctx, clients[k].r.count, w + WINDOW);
     }
-    RUN_UNTIL(ctx, g_sent.count, CLIENTS * PER_CLIENT);
+    for (int k = 0; k < CLIENTS; k++)
+        RUN_UNTIL(ctx, clients[k].r.sends, PER_CLIENT);
     test_run_for(ctx, 200);
 
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.count, CLIENTS * PER_CLIENT);
+    for (int k = 0; k < CLIENTS; k++) {
+        CHECK_EQ(clients[k].r.sends, PER_CLIENT);
+        CHECK_EQ(clients[k].r.send_errors, 0);
+        for (int i = 0; i < PER_CLIENT; i++)
+            CHECK_EQ(sent[k][i].calls, 1);
+    }
     CHECK_EQ(srv.x.echo_errors, 0);
     CHECK_EQ(srv.x.r.count, CLIENTS * PER_CLIENT);
     for (int k = 0; k < CLIENTS; k++) {
@@ -684,23 +689,23 @@ static void test_echo_io_thread(void) {
     uint8_t msg[300];
     for (size_t i = 0; i < sizeof msg; i++)
         msg[i] = pattern_byte(i + 11);
-    static int token;
-    CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, "127.0.0.1", on_sent, &token));
+    send_slot sent;
+    CHECK_OK(dgram_send(p.client, msg, sizeof msg, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent, &p.crx.r)));
     WAIT_UNTIL(p.crx.r.count, 1);
-    WAIT_UNTIL(g_sent.count, 1);
+    WAIT_UNTIL(p.crx.r.sends, 1);
     CHECK_EQ(test_load(&p.srx.r.count), 1);
     check_inbox(&p.srx.in, 1, msg, sizeof msg, "127.0.0.1", p.cport, DGRAM_IPV4);
     CHECK_EQ(test_load(&p.srx.echo_errors), 0);
     check_inbox(&p.crx.in, 1, msg, sizeof msg, "127.0.0.1", p.sport, DGRAM_IPV4);
-    CHECK_EQ(g_sent.errors, 0);
-    CHECK_EQ(g_sent.len[0], sizeof msg);
-    CHECK(g_sent.data[0] == &token);
+    send_slot_check_ok(&sent, sizeof msg);
     /* dispatch has nothing to do in this mode */
     CHECK_EQ(dgram_context_dispatch(p.ctx, 0), 0);
     test_sleep_ms(100);
     CHECK_EQ(test_load(&p.srx.r.count), 1);
     CHECK_EQ(test_load(&p.crx.r.count), 1);
-    CHECK_EQ(test_load(&g_sent.count), 1);
+    CHECK_EQ(test_load(&p.crx.r.sends), 1);
+    CHECK_EQ(test_load(&sent.calls), 1);
 
     pair_close(&p);
 }
@@ -716,15 +721,17 @@ static void test_dual_stack(void) {
     p.client = bound_sock(p.ctx, DGRAM_UDP4, "127.0.0.1", 0, &p.crx);
     p.cport = test_port(p.client);
 
-    CHECK_OK(dgram_send(p.client, "mapped", 6, p.sport, "127.0.0.1", on_sent, NULL));
+    send_slot sent;
+    CHECK_OK(dgram_send(p.client, "mapped", 6, p.sport, "127.0.0.1", rec_on_sent,
+                        send_slot_init(&sent, &p.crx.r)));
     RUN_UNTIL(p.ctx, p.crx.r.count, 1);
     CHECK_EQ(p.srx.r.count, 1);
     rec_check_text(&p.srx.r, 0, "mapped", "::ffff:127.0.0.1", p.cport, DGRAM_IPV6);
     /* the reply to the mapped address reaches the udp4 client */
     CHECK_EQ(p.srx.echo_errors, 0);
     rec_check_text(&p.crx.r, 0, "mapped", "127.0.0.1", p.sport, DGRAM_IPV4);
-    RUN_UNTIL(p.ctx, g_sent.count, 1);
-    CHECK_EQ(g_sent.errors, 0);
+    RUN_UNTIL(p.ctx, p.crx.r.sends, 1);
+    send_slot_check_ok(&sent, 6);
 
     pair_close(&p);
 }
