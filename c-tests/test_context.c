@@ -384,6 +384,60 @@ static void test_run(void) {
     test_context_finish(c);
 }
 
+/* ---- run(-1) ends when nothing is left, whatever ended it ------------------ */
+
+enum idle_by { IDLE_BY_FREE, IDLE_BY_UNREF };
+
+typedef struct {
+    dgram_socket *s;
+    enum idle_by how;
+    int host_running; /* set just before the host blocks in run(-1) */
+    int rc;
+} idler;
+
+/* Waits until the host has entered run(-1), lets it block, then takes away
+ * the context's last activity from this thread. No event results from
+ * either: only the library's own wake-up can end the host's wait. */
+static void *idle_from_thread(void *arg) {
+    idler *x = arg;
+    while (!test_load(&x->host_running))
+        test_sleep_ms(1);
+    test_sleep_ms(50); /* not asserted: only makes "already blocked" likely */
+    if (x->how == IDLE_BY_FREE) {
+        dgram_socket_free(x->s);
+        x->rc = 0;
+    } else {
+        x->rc = dgram_socket_unref(x->s);
+    }
+    return NULL;
+}
+
+static void run_forever_until_idle(enum idle_by how) {
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
+    sock_rec r;
+    dgram_socket *s = rec_socket_with(c, NULL, &r);
+    rec_bind_wait(c, s, &r, 0, "127.0.0.1");
+    CHECK_EQ(dgram_context_active(c), 1);
+    idler x = {.s = s, .how = how};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, idle_from_thread, &x), 0);
+    test_store(&x.host_running, 1);
+    /* A hang here is the bug: the watchdog turns it into a failure. */
+    CHECK_EQ(dgram_context_run(c, -1), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_OK(x.rc);
+    CHECK_EQ(dgram_context_active(c), 0);
+    CHECK_STR(r.log.text, "lL");
+    if (how == IDLE_BY_UNREF) {
+        CHECK_OK(dgram_close(s, NULL));
+        dgram_socket_free(s);
+    }
+    test_context_finish(c);
+}
+
+static void test_run_forever_ends_when_freed_elsewhere(void) { run_forever_until_idle(IDLE_BY_FREE); }
+static void test_run_forever_ends_when_unrefd_elsewhere(void) { run_forever_until_idle(IDLE_BY_UNREF); }
+
 /* ---- dgram_context_active -------------------------------------------------- */
 
 static void test_active_counts(void) {
@@ -1013,6 +1067,8 @@ TEST_LIST(
     TEST_ENTRY(test_max_pending_events),
     TEST_ENTRY(test_fd_and_dispatch_counts),
     TEST_ENTRY(test_run),
+    TEST_ENTRY(test_run_forever_ends_when_freed_elsewhere),
+    TEST_ENTRY(test_run_forever_ends_when_unrefd_elsewhere),
     TEST_ENTRY(test_active_counts),
     TEST_ENTRY(test_nested_dispatch_busy),
     TEST_ENTRY(test_dispatch_from_second_thread_busy),

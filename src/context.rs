@@ -213,10 +213,21 @@ impl Context {
 
     pub fn add_bound(&self, delta: i64) {
         self.bound_sockets.fetch_add(delta, SeqCst);
+        self.wake_host_if_idle(delta);
     }
 
     pub fn add_pending(&self, delta: i64) {
         self.pending.fetch_add(delta, SeqCst);
+        self.wake_host_if_idle(delta);
+    }
+
+    /// A host blocked in `run(-1)` returns once nothing is active, whatever
+    /// made it so: a free, unref or completion on another thread leaves no
+    /// event to wake it, so the last decrement raises the host fd itself.
+    fn wake_host_if_idle(&self, delta: i64) {
+        if delta < 0 && self.mode == Mode::Host && self.active() == 0 && !self.host_signaled.swap(true, SeqCst) {
+            self.host.signal();
+        }
     }
 
     pub fn active(&self) -> u32 {
