@@ -750,9 +750,110 @@ static void test_no_lost_wakeups(void) {
     test_context_finish(ctx);
 }
 
+/* ---- close and free wait for the running callback only ---------------------- */
+
+#define SLOW_DATAGRAMS 100
+#define SLOW_CALLBACK_MS 10
+
+enum slow_end { SLOW_CLOSE, SLOW_FREE };
+
+typedef struct {
+    sock_rec *r;
+    enum slow_end how;
+    int before;  /* datagrams delivered (or being delivered) just before the call */
+    int after;   /* ... just after it returned */
+    int rc;
+} slow_closer;
+
+/* Each datagram's callback takes a while, so that a close arrives while
+ * one runs and many wait behind it. */
+static void slow_message(sock_rec *r, dgram_socket *s, char letter) {
+    (void)r, (void)s;
+    if (letter == 'M')
+        test_sleep_ms(SLOW_CALLBACK_MS);
+}
+
+static void *slow_closer_main(void *p) {
+    slow_closer *c = p;
+    while (test_load(&c->r->count) < 1)
+        test_sleep_ms(1);
+    dgram_socket *s = c->r->s;
+    test_store(&c->before, test_load(&c->r->count));
+    if (c->how == SLOW_CLOSE) {
+        c->rc = dgram_close(s, NULL);
+    } else {
+        c->r->freed = 1;
+        dgram_socket_free(s);
+        c->rc = 0;
+    }
+    test_store(&c->after, test_load(&c->r->count));
+    return NULL;
+}
+
+/* 100 datagrams wait, each callback takes 10 ms; another thread closes or
+ * frees the socket once the first runs. The call must return when the
+ * callback running then (or, if the call came just as one ended, the one
+ * after it) has returned, not after the whole dispatch, and nothing of
+ * the socket is delivered afterwards. */
+static void close_during_slow_callbacks(dgram_dispatch mode, enum slow_end how) {
+    dgram_context *ctx = test_context(mode, 0);
+    sock_rec r;
+    dgram_socket *s = rec_socket(ctx, DGRAM_UDP4, &r);
+    rec_set_action(&r, slow_message, NULL);
+    uint16_t port = test_bind(s, "127.0.0.1");
+    if (mode == DGRAM_DISPATCH_HOST)
+        RUN_UNTIL(ctx, r.listen_p, 1);
+    else
+        WAIT_UNTIL(r.listen_p, 1);
+
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    slow_closer c = {.r = &r, .how = how};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, slow_closer_main, &c), 0);
+    for (int i = 0; i < SLOW_DATAGRAMS; i++)
+        CHECK_EQ(sendto(fd, "slow", 4, 0, (struct sockaddr *)&to, sizeof to), 4);
+    close(fd);
+    if (mode == DGRAM_DISPATCH_HOST) {
+        /* Everything read and queued, then one dispatch over all of it. */
+        test_wait_active(ctx, 1 + SLOW_DATAGRAMS);
+        CHECK(dgram_context_dispatch(ctx, 0) >= 1);
+    }
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_OK(c.rc);
+    if (c.after > c.before + 1)
+        FAIL("the %s returned after %d more callbacks, expected at most 1",
+             how == SLOW_CLOSE ? "close" : "free", c.after - c.before);
+    test_sleep_ms(50);
+    if (mode == DGRAM_DISPATCH_HOST)
+        test_run_for(ctx, 50);
+    CHECK_EQ(test_load(&r.count), c.after);
+    CHECK(c.after < SLOW_DATAGRAMS);
+    CHECK_EQ(r.bad, 0);
+    CHECK_EQ(r.after_free, 0);
+    if (how == SLOW_CLOSE)
+        dgram_socket_free(s);
+    test_context_finish(ctx);
+}
+
+static void test_close_waits_for_running_callback_only_host(void) {
+    close_during_slow_callbacks(DGRAM_DISPATCH_HOST, SLOW_CLOSE);
+}
+static void test_free_waits_for_running_callback_only_host(void) {
+    close_during_slow_callbacks(DGRAM_DISPATCH_HOST, SLOW_FREE);
+}
+static void test_close_waits_for_running_callback_only_io_thread(void) {
+    close_during_slow_callbacks(DGRAM_DISPATCH_IO_THREAD, SLOW_CLOSE);
+}
+
 TEST_LIST(
     TEST_ENTRY(test_four_threads_one_socket),
     TEST_ENTRY(test_close_from_thread_while_dispatching),
+    TEST_ENTRY(test_close_waits_for_running_callback_only_host),
+    TEST_ENTRY(test_free_waits_for_running_callback_only_host),
+    TEST_ENTRY(test_close_waits_for_running_callback_only_io_thread),
     TEST_ENTRY(test_io_thread_sends_from_threads_and_callbacks),
     TEST_ENTRY(test_context_free_from_thread_while_delivering),
     TEST_ENTRY(test_no_lost_wakeups),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, ReentrantMutex};
+use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 
 use crate::batch::{BatchPool, RecvBatch, BATCH_SLOTS, GRO_MAX_SEGMENTS, SLOT_SIZE};
 use crate::error::{Errno, Result, DGRAM_EBUSY};
@@ -221,6 +221,18 @@ impl Context {
         self.wake_host_if_idle(delta);
     }
 
+    /// Keeps the context active while an operation first uncounts what it
+    /// finishes and then counts what follows from it (a lookup's answer
+    /// becoming a bind and its 'listening', a written send becoming its
+    /// completion, a close becoming 'close'): without it `active` would
+    /// touch 0 in between, and a host loop woken then would end too early.
+    /// Take it before the state lock, so that its release, which may wake
+    /// the host, comes after.
+    pub fn hold(&self) -> ActivityHold<'_> {
+        self.pending.fetch_add(1, SeqCst);
+        ActivityHold(self)
+    }
+
     /// A host blocked in `run(-1)` returns once nothing is active, whatever
     /// made it so: a free, unref or completion on another thread leaves no
     /// event to wake it, so the last decrement raises the host fd itself.
@@ -310,7 +322,7 @@ impl Context {
     /// end, and raised again if anything is left.
     fn drain(&self, max: u32) -> u32 {
         let snapshot = self.queue.lock().len();
-        let _callbacks = self.callback_lock.lock();
+        let mut callbacks = self.callback_lock.lock();
         let mut delivered = 0u32;
         let mut taken = 0usize;
         while !self.freed.load(SeqCst) {
@@ -326,12 +338,13 @@ impl Context {
                     if let Some(handlers) = event.socket.admit(&event.kind, self) {
                         delivered += 1;
                         run_callbacks(&event.socket, &event.kind, handlers);
+                        ReentrantMutexGuard::bump(&mut callbacks);
                     }
                 }
                 Item::Batch(mut batch) => {
                     self.queued_messages.fetch_sub(batch.remaining() as u32, SeqCst);
                     let budget = if max == 0 { u32::MAX } else { max - delivered };
-                    delivered += self.deliver_batch(&mut batch, budget);
+                    delivered += self.deliver_batch(&mut batch, budget, &mut callbacks);
                     if batch.remaining() > 0 && !self.freed.load(SeqCst) {
                         // Stopped by `max`: the rest goes first next time.
                         self.queued_messages.fetch_add(batch.remaining() as u32, SeqCst);
@@ -361,9 +374,15 @@ impl Context {
     }
 
     /// Delivers up to `budget` datagrams of `batch`, run by run. A run's
-    /// socket is admitted once; a handler change or a close from inside a
-    /// callback shows in the socket's epoch, and only then is it asked again.
-    fn deliver_batch(&self, batch: &mut RecvBatch, budget: u32) -> u32 {
+    /// socket is admitted once; a handler change or a close, from inside a
+    /// callback or from another thread between two callbacks, shows in the
+    /// socket's epoch, and only then is it asked again.
+    ///
+    /// After each callback the callback lock is yielded to a thread waiting
+    /// for it (`bump`: nothing happens when none waits), so that a close or
+    /// free from another thread waits for the callback running then, not
+    /// for the whole dispatch.
+    fn deliver_batch(&self, batch: &mut RecvBatch, budget: u32, callbacks: &mut ReentrantMutexGuard<'_, ()>) -> u32 {
         let mut delivered = 0u32;
         // Only the one dispatching thread delivers, so this never waits.
         let mut spare = RinfoCache::default();
@@ -399,6 +418,7 @@ impl Context {
                 socket.count_received(data.len());
                 deliver_message(&socket, &admitted.handlers, data, from, meta, rinfo);
                 done += 1;
+                ReentrantMutexGuard::bump(callbacks);
             }
             delivered += done as u32;
             if !open {
@@ -655,6 +675,15 @@ impl Context {
 /// The epoll events to watch; none at all is fine (errors still come).
 fn interest(readable: bool, writable: bool) -> u32 {
     (if readable { EPOLLIN } else { 0 }) | (if writable { EPOLLOUT } else { 0 })
+}
+
+/// See `Context::hold`.
+pub struct ActivityHold<'a>(&'a Context);
+
+impl Drop for ActivityHold<'_> {
+    fn drop(&mut self) {
+        self.0.add_pending(-1);
+    }
 }
 
 struct DispatchGuard<'a>(&'a AtomicBool);

@@ -784,6 +784,7 @@ impl Socket {
     /// calls of up to `SEND_IOVS` datagrams, runs of equal ones to one
     /// destination as UDP_SEGMENT writes (I/O thread, on EPOLLOUT).
     pub fn flush(self: &Arc<Self>, ctx: &Context) {
+        let _hold = ctx.hold();
         let mut st = self.state.lock();
         if st.closed {
             return;
@@ -887,6 +888,7 @@ impl Socket {
     /// The resolver's answer for the front operation (resolver thread).
     pub fn resolved(self: &Arc<Self>, answer: std::result::Result<IpAddr, i32>) {
         let Ok(ctx) = self.context() else { return };
+        let _hold = ctx.hold();
         let mut st = self.state.lock();
         st.lookup_in_flight = false;
         if st.closed {
@@ -1129,6 +1131,7 @@ impl Socket {
     /// sends complete with `DGRAM_ECANCELED`, then 'close' comes.
     pub fn close(self: &Arc<Self>, once: dgram_event_cb) -> Result<()> {
         let ctx = self.context()?;
+        let _hold = ctx.hold();
         // Waits for a callback running on another thread, so that none of
         // this socket's datagrams is delivered after close returns.
         let _callbacks = ctx.callback_lock();
@@ -1194,6 +1197,7 @@ impl Socket {
     /// Closes without any further callback and uncounts everything still
     /// queued: `dgram_socket_free` on an open socket, or `dgram_context_free`.
     pub fn silence(self: &Arc<Self>, ctx: &Context) {
+        let _hold = ctx.hold();
         let _callbacks = ctx.callback_lock();
         let mut st = self.state.lock();
         if !st.closed {
@@ -1401,6 +1405,7 @@ impl Socket {
     /// only while referenced; send completions, errors and 'close' always.
     pub fn set_referenced(&self, referenced: bool) -> Result<()> {
         let ctx = self.context()?;
+        let _hold = ctx.hold();
         let mut st = self.state.lock();
         st.check_open()?;
         if st.referenced != referenced {
