@@ -4,7 +4,16 @@
 //! Handles are `Arc`s turned into raw pointers: `dgram_context *` is an
 //! `Arc<Context>`, `dgram_socket *` an `Arc<Socket>`, each released by its
 //! `_free` function.
+//!
+//! Every function here trusts its pointer arguments only as far as the
+//! header's contract goes: a handle is NULL or live, a string NULL or
+//! NUL-terminated, any other pointer NULL or valid for what it names. The
+//! raw operations that rely on it are in the helpers below (each `unsafe fn`
+//! states its contract under "Safety"); each entry point says, where it calls
+//! them, which part of the header's contract makes the call sound.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // The safety contract of each function is in the header.
 
@@ -32,44 +41,86 @@ fn guard_code(body: impl FnOnce() -> Result<()>) -> c_int {
     guard(DGRAM_EINTERNAL, || to_code(body()))
 }
 
-/// Borrows the `Arc` behind a handle without taking ownership of it.
+/// Borrows the `Arc` behind a handle without taking ownership of it;
+/// `DGRAM_EINVAL` for NULL.
 ///
-/// SAFETY: `ptr` is NULL or a handle from `Arc::into_raw` of a `T` that the
-/// host has not released yet (the header's contract for every handle).
+/// # Safety
+///
+/// `ptr` is NULL or a handle from `Arc::into_raw` of a `T` that the host has
+/// not released yet (the header's contract for every handle), and stays so
+/// while the result is used.
 unsafe fn borrow_handle<T>(ptr: *const c_void) -> Result<ManuallyDrop<Arc<T>>> {
     if ptr.is_null() {
         return Err(Errno::INVAL);
     }
-    Ok(ManuallyDrop::new(Arc::from_raw(ptr.cast::<T>())))
+    // SAFETY: not NULL (checked above), so by this function's contract `ptr`
+    // comes from `Arc::into_raw` of a `T` whose reference the host still
+    // holds; `ManuallyDrop` leaves that reference with the host.
+    Ok(ManuallyDrop::new(unsafe { Arc::from_raw(ptr.cast::<T>()) }))
 }
 
 /// Takes back the host's reference behind a handle (the `_free` functions);
 /// `None` for NULL.
 ///
-/// SAFETY: as for [`borrow_handle`], and the host gives the handle up: it is
-/// not used again.
+/// # Safety
+///
+/// As for [`borrow_handle`], and the host gives the handle up: it is not
+/// used again.
 unsafe fn take_handle<T>(ptr: *const c_void) -> Option<Arc<T>> {
-    (!ptr.is_null()).then(|| Arc::from_raw(ptr.cast::<T>()))
+    // SAFETY: not NULL (checked first), so by this function's contract `ptr`
+    // comes from `Arc::into_raw` of a live `T`, and the host hands its
+    // reference over: it is ours to drop.
+    (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr.cast::<T>()) })
 }
 
+/// Borrows the context behind a `dgram_context *`.
+///
+/// # Safety
+///
+/// `ctx` is NULL or a handle from `dgram_context_new` not yet passed to
+/// `dgram_context_free` (header: `dgram_context`).
 unsafe fn context(ctx: *const dgram_context) -> Result<ManuallyDrop<Arc<Context>>> {
-    borrow_handle::<Context>(ctx.cast())
+    // SAFETY: a context handle is `Arc::into_raw` of an `Arc<Context>`
+    // (dgram_context_new), live by this function's contract.
+    unsafe { borrow_handle::<Context>(ctx.cast()) }
 }
 
 /// A strong reference for calls that may outlast a `dgram_context_free` made
 /// meanwhile from a callback or another thread (dispatch and run): the context
 /// stays allocated until they return, and they see it as freed.
+///
+/// # Safety
+///
+/// As for [`context`], at the time of the call.
 unsafe fn owned_context(ctx: *const dgram_context) -> Result<Arc<Context>> {
-    context(ctx).map(|ctx| Arc::clone(&ctx))
+    // SAFETY: this function's contract is `context`'s; the borrow ends once
+    // it is cloned.
+    unsafe { context(ctx) }.map(|ctx| Arc::clone(&ctx))
 }
 
+/// Borrows the socket behind a `dgram_socket *`.
+///
+/// # Safety
+///
+/// `s` is NULL or a handle from `dgram_create_socket` not yet passed to
+/// `dgram_socket_free` (header: `dgram_socket`; a closed socket's handle
+/// stays valid until then).
 unsafe fn socket(s: *const dgram_socket) -> Result<ManuallyDrop<Arc<Socket>>> {
-    borrow_handle::<Socket>(s.cast())
+    // SAFETY: a socket handle is `Arc::into_raw` of an `Arc<Socket>`
+    // (dgram_create_socket), live by this function's contract.
+    unsafe { borrow_handle::<Socket>(s.cast()) }
 }
 
-/// SAFETY: `text` is NULL or a NUL-terminated string (header contract).
+/// A C string argument; `None` for NULL.
+///
+/// # Safety
+///
+/// `text` is NULL or a NUL-terminated string (header: "Strings must be
+/// NUL-terminated"), readable and unchanged for `'a`.
 unsafe fn opt_str<'a>(text: *const c_char) -> Option<&'a CStr> {
-    (!text.is_null()).then(|| CStr::from_ptr(text))
+    // SAFETY: not NULL (checked first), so NUL-terminated and readable by
+    // this function's contract.
+    (!text.is_null()).then(|| unsafe { CStr::from_ptr(text) })
 }
 
 /// A piece of a datagram as a slice. A length no datagram can have is
@@ -77,28 +128,85 @@ unsafe fn opt_str<'a>(text: *const c_char) -> Option<&'a CStr> {
 /// `isize::MAX` would be undefined behaviour, whatever the pointer (found by
 /// the fuzzer with `len = SIZE_MAX`).
 ///
-/// SAFETY: when `0 < len <= 65527`, `base` is NULL or points to `len`
-/// readable bytes.
+/// # Safety
+///
+/// When `0 < len <= 65527`, `base` is NULL or points to `len` bytes readable
+/// and unchanged for `'a`.
 unsafe fn bytes<'a>(base: *const c_void, len: usize) -> Result<&'a [u8]> {
     match (base.is_null(), len) {
         (_, 0) => Ok(&[]),
         (true, _) => Err(Errno::INVAL),
         (_, len) if len > Family::V6.max_payload() => Err(Errno(error::DGRAM_EMSGSIZE)),
-        (false, len) => Ok(std::slice::from_raw_parts(base.cast::<u8>(), len)),
+        // SAFETY: not NULL and 0 < len <= 65527 (the arms above), so `len`
+        // readable bytes by this function's contract; `u8` needs no
+        // alignment, and the length is far below `isize::MAX`.
+        (false, len) => Ok(unsafe { std::slice::from_raw_parts(base.cast::<u8>(), len) }),
+    }
+}
+
+/// The most `dgram_buf`s one slice can hold (`isize::MAX` bytes).
+const MAX_BUF_ARRAY: usize = isize::MAX as usize / std::mem::size_of::<dgram_buf>();
+
+/// The host's array of `count` `dgram_buf`s at `base`: empty for 0 whatever
+/// `base`, `DGRAM_EINVAL` for NULL, then `too_many` for more than `max` (or
+/// more than a slice can hold), before any slice is made.
+///
+/// # Safety
+///
+/// When `count > 0`, `base` is NULL or points to `count` `dgram_buf`s, and
+/// each of those is readable as for [`bytes`], all for `'a`.
+unsafe fn buf_array<'a>(base: *const dgram_buf, count: usize, max: usize, too_many: Errno) -> Result<Pieces<'a>> {
+    match (base.is_null(), count) {
+        (_, 0) => Ok(Pieces(&[])),
+        (true, _) => Err(Errno::INVAL),
+        (false, n) if n > max.min(MAX_BUF_ARRAY) => Err(too_many),
+        // SAFETY: not NULL and 0 < n <= MAX_BUF_ARRAY (the arms above), so
+        // by this function's contract `n` readable, aligned `dgram_buf`s
+        // making at most `isize::MAX` bytes; the pieces' own bytes are
+        // `Pieces`' invariant, which this contract gives.
+        (false, n) => Ok(Pieces(unsafe { std::slice::from_raw_parts(base, n) })),
+    }
+}
+
+/// `dgram_buf`s from the host, each of which has a `base` that is NULL or
+/// points to `len` readable bytes (the header's contract for a `dgram_buf`).
+/// Made only by [`buf_array`], whose contract gives this invariant.
+#[derive(Clone, Copy)]
+struct Pieces<'a>(&'a [dgram_buf]);
+
+impl<'a> Pieces<'a> {
+    fn len(self) -> usize {
+        self.0.len()
+    }
+
+    /// Each piece's bytes in order, as [`bytes`] checks them.
+    fn bytes(self) -> impl Iterator<Item = Result<&'a [u8]>> {
+        self.0.iter().map(|piece| {
+            // SAFETY: `Pieces`' invariant: `piece.base` is NULL or points to
+            // `piece.len` bytes readable for `'a`.
+            unsafe { bytes(piece.base, piece.len) }
+        })
     }
 }
 
 /// For the functions that write one value into `*out`: a closed socket is
 /// `DGRAM_EBADF` whatever `out` is, then a NULL `out` is `DGRAM_EINVAL`.
 ///
-/// SAFETY: `s` as for [`borrow_handle`]; `out` is NULL or writable.
+/// # Safety
+///
+/// `s` as for [`socket`]; `out` is NULL or valid and aligned for writing a
+/// `T` (the header's contract for an out-pointer).
 unsafe fn write_out<T>(s: *const dgram_socket, out: *mut T, get: impl FnOnce(&Socket) -> Result<T>) -> Result<()> {
-    let socket = socket(s)?;
+    // SAFETY: `s` is NULL or a live socket handle: this function's contract.
+    let socket = unsafe { socket(s) }?;
     socket.ensure_open()?;
     if out.is_null() {
         return Err(Errno::INVAL);
     }
-    out.write(get(&socket)?);
+    let value = get(&socket)?;
+    // SAFETY: not NULL (checked above), so writable by this function's
+    // contract; `write` drops nothing that was there.
+    unsafe { out.write(value) };
     Ok(())
 }
 
@@ -140,7 +248,10 @@ pub unsafe extern "C" fn dgram_context_new(opts: *const dgram_context_options) -
             }
         } else {
             // Read as integers: C may store any value in the enum field.
-            opts.cast::<RawContextOptions>().read()
+            // SAFETY: not NULL (checked above), so a readable
+            // `dgram_context_options` (header); `RawContextOptions` has its
+            // layout (asserted in types.rs) and no invalid values.
+            unsafe { opts.cast::<RawContextOptions>().read() }
         };
         let mode = match raw.dispatch {
             0 => Mode::Host,
@@ -160,7 +271,8 @@ pub unsafe extern "C" fn dgram_context_new(opts: *const dgram_context_options) -
 /// do not close it, and do not read from it. `DGRAM_EINVAL` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
-    guard_int(|| Ok(context(ctx)?.host_fd()))
+    // SAFETY: `ctx` is NULL or a context handle not yet freed (header: dgram_context).
+    guard_int(|| Ok(unsafe { context(ctx) }?.host_fd()))
 }
 
 /// Runs the callbacks of waiting events on the calling thread, without
@@ -175,7 +287,8 @@ pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_events: u32) -> c_int {
     guard(DGRAM_EINTERNAL, || {
-        result_count(owned_context(ctx).and_then(|ctx| ctx.dispatch(max_events)))
+        // SAFETY: `ctx` is NULL or a context handle not yet freed (header: dgram_context).
+        result_count(unsafe { owned_context(ctx) }.and_then(|ctx| ctx.dispatch(max_events)))
     })
 }
 
@@ -191,7 +304,8 @@ pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_eve
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: i32) -> c_int {
     guard(DGRAM_EINTERNAL, || {
-        result_count(owned_context(ctx).and_then(|ctx| ctx.run(timeout_ms.max(-1))))
+        // SAFETY: `ctx` is NULL or a context handle not yet freed (header: dgram_context).
+        result_count(unsafe { owned_context(ctx) }.and_then(|ctx| ctx.run(timeout_ms.max(-1))))
     })
 }
 
@@ -202,7 +316,8 @@ pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: 
 /// and send completions; a freed socket not at all. 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_active(ctx: *const dgram_context) -> u32 {
-    guard(0, || context(ctx).map_or(0, |ctx| ctx.active()))
+    // SAFETY: `ctx` is NULL or a context handle not yet freed (header: dgram_context).
+    guard(0, || unsafe { context(ctx) }.map_or(0, |ctx| ctx.active()))
 }
 
 /// Closes every socket of the context (no callback runs afterwards), stops
@@ -213,7 +328,10 @@ pub unsafe extern "C" fn dgram_context_active(ctx: *const dgram_context) -> u32 
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_free(ctx: *mut dgram_context) {
     guard((), || {
-        if let Some(ctx) = take_handle::<Context>(ctx.cast()) {
+        // SAFETY: `ctx` is NULL or a context handle not yet freed, which the
+        // host gives up here (header: dgram_context_free); it is
+        // `Arc::into_raw` of an `Arc<Context>` (dgram_context_new).
+        if let Some(ctx) = unsafe { take_handle::<Context>(ctx.cast()) } {
             ctx.shut_down();
         }
     })
@@ -244,8 +362,11 @@ pub unsafe extern "C" fn dgram_create_socket(
         if out.is_null() {
             return Err(Errno::INVAL);
         }
-        out.write(ptr::null_mut());
-        let ctx = context(ctx)?;
+        // SAFETY: not NULL (checked above), so a writable `dgram_socket *`
+        // (header: `out`).
+        unsafe { out.write(ptr::null_mut()) };
+        // SAFETY: `ctx` is NULL or a context handle not yet freed (header: dgram_context).
+        let ctx = unsafe { context(ctx) }?;
         let raw = if opts.is_null() {
             RawSocketOptions {
                 type_: 0,
@@ -256,7 +377,10 @@ pub unsafe extern "C" fn dgram_create_socket(
             }
         } else {
             // Read as integers: C may store any value in the enum field.
-            opts.cast::<RawSocketOptions>().read()
+            // SAFETY: not NULL (checked above), so a readable
+            // `dgram_socket_options` (header); `RawSocketOptions` has its
+            // layout (asserted in types.rs) and no invalid values.
+            unsafe { opts.cast::<RawSocketOptions>().read() }
         };
         let family = match raw.type_ {
             0 => Family::V4,
@@ -272,7 +396,8 @@ pub unsafe extern "C" fn dgram_create_socket(
             send_buffer_size: buffer_size(raw.send_buffer_size)?,
         };
         let socket = Socket::create(&ctx, config, on_message, UserPtr(userdata))?;
-        out.write(Arc::into_raw(socket) as *mut dgram_socket);
+        // SAFETY: `out` was checked non-NULL and written above.
+        unsafe { out.write(Arc::into_raw(socket) as *mut dgram_socket) };
         Ok(())
     })
 }
@@ -281,21 +406,24 @@ pub unsafe extern "C" fn dgram_create_socket(
 /// `DGRAM_EBADF` on a closed socket.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_on_message(s: *mut dgram_socket, cb: dgram_message_cb) -> c_int {
-    guard_code(|| socket(s)?.on_message(cb))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.on_message(cb))
 }
 
 /// Sets (or with NULL clears) the persistent 'listening' handler. It runs
 /// before the one-shot callback given to `dgram_bind`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_on_listening(s: *mut dgram_socket, cb: dgram_event_cb) -> c_int {
-    guard_code(|| socket(s)?.on_listening(cb))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.on_listening(cb))
 }
 
 /// Sets (or with NULL clears) the persistent 'close' handler. It runs before
 /// the one-shot callback given to `dgram_close`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_on_close(s: *mut dgram_socket, cb: dgram_event_cb) -> c_int {
-    guard_code(|| socket(s)?.on_close(cb))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.on_close(cb))
 }
 
 /// Sets (or with NULL clears) the 'error' handler: asynchronous errors with
@@ -304,7 +432,8 @@ pub unsafe extern "C" fn dgram_on_close(s: *mut dgram_socket, cb: dgram_event_cb
 /// connect). Without a handler such errors are dropped.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_on_error(s: *mut dgram_socket, cb: dgram_error_cb) -> c_int {
-    guard_code(|| socket(s)?.on_error(cb))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.on_error(cb))
 }
 
 /// Binds the socket (`socket.bind`). `port` 0 lets the OS pick; `address`
@@ -332,7 +461,12 @@ pub unsafe extern "C" fn dgram_bind(
     address: *const c_char,
     on_listening: dgram_event_cb,
 ) -> c_int {
-    guard_code(|| socket(s)?.bind(port, opt_str(address), on_listening))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `address` is NULL or NUL-terminated (header: strings).
+        socket.bind(port, unsafe { opt_str(address) }, on_listening)
+    })
 }
 
 /// Sends one datagram of `len` bytes (`socket.send`) to `address`:`port`.
@@ -377,10 +511,15 @@ pub unsafe extern "C" fn dgram_send(
     send_data: *mut c_void,
 ) -> c_int {
     guard_code(|| {
-        let socket = socket(s)?;
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
         socket.ensure_open()?;
-        let data = bytes(msg, len)?;
-        socket.send(&[IoSlice::new(data)], port, opt_str(address), cb, UserPtr(send_data))
+        // SAFETY: `msg` is NULL or points to `len` readable bytes (header:
+        // dgram_send; the bytes are copied or sent before it returns).
+        let data = unsafe { bytes(msg, len) }?;
+        // SAFETY: `address` is NULL or NUL-terminated (header: strings).
+        let address = unsafe { opt_str(address) };
+        socket.send(&[IoSlice::new(data)], port, address, cb, UserPtr(send_data))
     })
 }
 
@@ -402,23 +541,21 @@ pub unsafe extern "C" fn dgram_sendv(
     send_data: *mut c_void,
 ) -> c_int {
     guard_code(|| {
-        let socket = socket(s)?;
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
         socket.ensure_open()?;
-        let pieces: &[dgram_buf] = match (bufs.is_null(), nbufs) {
-            (_, 0) => &[],
-            (true, _) => return Err(Errno::INVAL),
-            // More pieces than fit in memory: no slice of them can be made.
-            (false, n) if n > isize::MAX as usize / std::mem::size_of::<dgram_buf>() => {
-                return Err(Errno(error::DGRAM_EMSGSIZE))
-            }
-            (false, n) => std::slice::from_raw_parts(bufs, n),
-        };
-        let address = opt_str(address);
+        // More pieces than fit in memory (no slice of them can be made) are
+        // DGRAM_EMSGSIZE: there is no other limit.
+        // SAFETY: `bufs` is NULL or points to `nbufs` `dgram_buf`s, each with
+        // a `base` NULL or pointing to `len` readable bytes (header: dgram_sendv).
+        let pieces = unsafe { buf_array(bufs, nbufs, usize::MAX, Errno(error::DGRAM_EMSGSIZE)) }?;
+        // SAFETY: `address` is NULL or NUL-terminated (header: strings).
+        let address = unsafe { opt_str(address) };
         let send_data = UserPtr(send_data);
         if pieces.len() <= SENDV_MAX_SLICES {
             let mut slices = [IoSlice::new(&[]); SENDV_MAX_SLICES];
-            for (slot, piece) in slices.iter_mut().zip(pieces) {
-                *slot = IoSlice::new(bytes(piece.base, piece.len)?);
+            for (slot, data) in slices.iter_mut().zip(pieces.bytes()) {
+                *slot = IoSlice::new(data?);
             }
             socket.send(&slices[..pieces.len()], port, address, cb, send_data)
         } else {
@@ -426,16 +563,15 @@ pub unsafe extern "C" fn dgram_sendv(
             // IOV_MAX out of the picture). Checked lengths first, so a huge
             // message fails with EMSGSIZE instead of allocating.
             let mut total = 0usize;
-            for piece in pieces {
-                bytes(piece.base, piece.len)?;
-                total = total.saturating_add(piece.len);
+            for data in pieces.bytes() {
+                total = total.saturating_add(data?.len());
             }
             if total > Family::V6.max_payload() {
                 return Err(Errno(error::DGRAM_EMSGSIZE));
             }
             let mut joined = Vec::with_capacity(total);
-            for piece in pieces {
-                joined.extend_from_slice(bytes(piece.base, piece.len)?);
+            for data in pieces.bytes() {
+                joined.extend_from_slice(data?);
             }
             socket.send(&[IoSlice::new(&joined)], port, address, cb, send_data)
         }
@@ -474,25 +610,20 @@ pub unsafe extern "C" fn dgram_send_batch(
     send_data: *mut c_void,
 ) -> c_int {
     guard_code(|| {
-        let socket = socket(s)?;
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
         socket.ensure_open()?;
-        let pieces: &[dgram_buf] = match (msgs.is_null(), count) {
-            (_, 0) => &[],
-            (true, _) => return Err(Errno::INVAL),
-            (false, n) if n > crate::socket::SEND_BATCH_MAX => return Err(Errno::INVAL),
-            (false, n) => std::slice::from_raw_parts(msgs, n),
-        };
+        // SAFETY: `msgs` is NULL or points to `count` `dgram_buf`s, each with
+        // a `base` NULL or pointing to `len` readable bytes (header:
+        // dgram_send_batch).
+        let pieces = unsafe { buf_array(msgs, count, crate::socket::SEND_BATCH_MAX, Errno::INVAL) }?;
         let mut datagrams: [&[u8]; crate::socket::SEND_BATCH_MAX] = [&[]; crate::socket::SEND_BATCH_MAX];
-        for (slot, piece) in datagrams.iter_mut().zip(pieces) {
-            *slot = bytes(piece.base, piece.len)?;
+        for (slot, data) in datagrams.iter_mut().zip(pieces.bytes()) {
+            *slot = data?;
         }
-        socket.send_batch(
-            &datagrams[..pieces.len()],
-            port,
-            opt_str(address),
-            cb,
-            UserPtr(send_data),
-        )
+        // SAFETY: `address` is NULL or NUL-terminated (header: strings).
+        let address = unsafe { opt_str(address) };
+        socket.send_batch(&datagrams[..pieces.len()], port, address, cb, UserPtr(send_data))
     })
 }
 
@@ -505,7 +636,8 @@ pub unsafe extern "C" fn dgram_send_batch(
 /// valid until `dgram_socket_free`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_close(s: *mut dgram_socket, on_close: dgram_event_cb) -> c_int {
-    guard_code(|| socket(s)?.close(on_close))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.close(on_close))
 }
 
 /// Releases the host's handle. An open socket is closed with no further
@@ -516,7 +648,10 @@ pub unsafe extern "C" fn dgram_close(s: *mut dgram_socket, on_close: dgram_event
 #[no_mangle]
 pub unsafe extern "C" fn dgram_socket_free(s: *mut dgram_socket) {
     guard((), || {
-        if let Some(socket) = take_handle::<Socket>(s.cast()) {
+        // SAFETY: `s` is NULL or a socket handle not yet freed, which the
+        // host gives up here (header: dgram_socket_free); it is
+        // `Arc::into_raw` of an `Arc<Socket>` (dgram_create_socket).
+        if let Some(socket) = unsafe { take_handle::<Socket>(s.cast()) } {
             socket.release();
         }
     })
@@ -526,7 +661,9 @@ pub unsafe extern "C" fn dgram_socket_free(s: *mut dgram_socket) {
 /// `DGRAM_EBADF` when closed or not bound yet; `DGRAM_EINVAL` for NULL `out`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_address(s: *const dgram_socket, out: *mut dgram_addr) -> c_int {
-    guard_code(|| write_out(s, out, Socket::address))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket);
+    // `out` is NULL or points to writable storage for the result (header).
+    guard_code(|| unsafe { write_out(s, out, Socket::address) })
 }
 
 /// Writes the socket's counters into `*out` (see `dgram_stats`). Works on a
@@ -535,11 +672,15 @@ pub unsafe extern "C" fn dgram_address(s: *const dgram_socket, out: *mut dgram_a
 #[no_mangle]
 pub unsafe extern "C" fn dgram_socket_stats(s: *const dgram_socket, out: *mut dgram_stats) -> c_int {
     guard_code(|| {
-        let socket = socket(s)?;
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
         if out.is_null() {
             return Err(Errno::INVAL);
         }
-        out.write(socket.stats());
+        let stats = socket.stats();
+        // SAFETY: not NULL (checked above), so a writable `dgram_stats`
+        // (header: `out`).
+        unsafe { out.write(stats) };
         Ok(())
     })
 }
@@ -548,7 +689,8 @@ pub unsafe extern "C" fn dgram_socket_stats(s: *const dgram_socket, out: *mut dg
 /// before the one-shot callback given to `dgram_connect`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_on_connect(s: *mut dgram_socket, cb: dgram_event_cb) -> c_int {
-    guard_code(|| socket(s)?.on_connect(cb))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.on_connect(cb))
 }
 
 /// Associates the socket with one peer (Node `socket.connect`): sends
@@ -577,7 +719,12 @@ pub unsafe extern "C" fn dgram_connect(
     address: *const c_char,
     on_connect: dgram_event_cb,
 ) -> c_int {
-    guard_code(|| socket(s)?.connect(port, opt_str(address), on_connect))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `address` is NULL or NUL-terminated (header: strings).
+        socket.connect(port, unsafe { opt_str(address) }, on_connect)
+    })
 }
 
 /// Dissolves the association made by `dgram_connect` (Node
@@ -586,7 +733,8 @@ pub unsafe extern "C" fn dgram_connect(
 /// its lookup), `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_disconnect(s: *mut dgram_socket) -> c_int {
-    guard_code(|| socket(s)?.disconnect())
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.disconnect())
 }
 
 /// Writes the connected peer's address into `*out` (Node
@@ -594,20 +742,24 @@ pub unsafe extern "C" fn dgram_disconnect(s: *mut dgram_socket) -> c_int {
 /// `DGRAM_EBADF` when closed, `DGRAM_EINVAL` for NULL `out`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_remote_address(s: *const dgram_socket, out: *mut dgram_addr) -> c_int {
-    guard_code(|| write_out(s, out, Socket::remote_address))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket);
+    // `out` is NULL or points to writable storage for the result (header).
+    guard_code(|| unsafe { write_out(s, out, Socket::remote_address) })
 }
 
 /// Sets or clears SO_BROADCAST (`socket.setBroadcast`).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_broadcast(s: *mut dgram_socket, flag: bool) -> c_int {
-    guard_code(|| socket(s)?.set_broadcast(flag))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_broadcast(flag))
 }
 
 /// Sets IP_TTL (udp4) or IPV6_UNICAST_HOPS (udp6) (`socket.setTTL`);
 /// `ttl` must be 1..255, else `DGRAM_EINVAL`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_ttl(s: *mut dgram_socket, ttl: i32) -> c_int {
-    guard_code(|| socket(s)?.set_ttl(ttl))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_ttl(ttl))
 }
 
 /// Joins `group` on `iface` (`socket.addMembership`). `group` must be a
@@ -623,7 +775,13 @@ pub unsafe extern "C" fn dgram_add_membership(
     group: *const c_char,
     iface: *const c_char,
 ) -> c_int {
-    guard_code(|| socket(s)?.membership(opt_str(group), opt_str(iface), true))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `group` and `iface` are NULL or NUL-terminated (header: strings).
+        let (group, iface) = unsafe { (opt_str(group), opt_str(iface)) };
+        socket.membership(group, iface, true)
+    })
 }
 
 /// Leaves `group` on `iface` (`socket.dropMembership`); arguments as for
@@ -634,7 +792,13 @@ pub unsafe extern "C" fn dgram_drop_membership(
     group: *const c_char,
     iface: *const c_char,
 ) -> c_int {
-    guard_code(|| socket(s)?.membership(opt_str(group), opt_str(iface), false))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `group` and `iface` are NULL or NUL-terminated (header: strings).
+        let (group, iface) = unsafe { (opt_str(group), opt_str(iface)) };
+        socket.membership(group, iface, false)
+    })
 }
 
 /// Chooses the interface outgoing multicast leaves by (Node
@@ -646,7 +810,12 @@ pub unsafe extern "C" fn dgram_drop_membership(
 /// address that is not local.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_multicast_interface(s: *mut dgram_socket, iface: *const c_char) -> c_int {
-    guard_code(|| socket(s)?.set_multicast_interface(opt_str(iface)))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `iface` is NULL or NUL-terminated (header: strings).
+        socket.set_multicast_interface(unsafe { opt_str(iface) })
+    })
 }
 
 /// Joins the source-specific group (`source`, `group`) on `iface` (Node
@@ -662,7 +831,14 @@ pub unsafe extern "C" fn dgram_add_source_specific_membership(
     group: *const c_char,
     iface: *const c_char,
 ) -> c_int {
-    guard_code(|| socket(s)?.source_membership(opt_str(source), opt_str(group), opt_str(iface), true))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `source`, `group` and `iface` are NULL or NUL-terminated
+        // (header: strings).
+        let (source, group, iface) = unsafe { (opt_str(source), opt_str(group), opt_str(iface)) };
+        socket.source_membership(source, group, iface, true)
+    })
 }
 
 /// Leaves a source-specific group (Node
@@ -677,7 +853,14 @@ pub unsafe extern "C" fn dgram_drop_source_specific_membership(
     group: *const c_char,
     iface: *const c_char,
 ) -> c_int {
-    guard_code(|| socket(s)?.source_membership(opt_str(source), opt_str(group), opt_str(iface), false))
+    guard_code(|| {
+        // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+        let socket = unsafe { socket(s) }?;
+        // SAFETY: `source`, `group` and `iface` are NULL or NUL-terminated
+        // (header: strings).
+        let (source, group, iface) = unsafe { (opt_str(source), opt_str(group), opt_str(iface)) };
+        socket.source_membership(source, group, iface, false)
+    })
 }
 
 /// Sets SO_RCVBUF (Node `socket.setRecvBufferSize`) to `size` bytes,
@@ -685,13 +868,15 @@ pub unsafe extern "C" fn dgram_drop_source_specific_membership(
 /// net.core.rmem_max and doubles it for its bookkeeping (see the getter).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_recv_buffer_size(s: *mut dgram_socket, size: c_int) -> c_int {
-    guard_code(|| socket(s)?.set_buffer_size(size, true))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_buffer_size(size, true))
 }
 
 /// Sets SO_SNDBUF (Node `socket.setSendBufferSize`); as for the receive buffer.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_send_buffer_size(s: *mut dgram_socket, size: c_int) -> c_int {
-    guard_code(|| socket(s)?.set_buffer_size(size, false))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_buffer_size(size, false))
 }
 
 /// SO_RCVBUF in bytes (Node `socket.getRecvBufferSize`), as the kernel
@@ -699,13 +884,15 @@ pub unsafe extern "C" fn dgram_set_send_buffer_size(s: *mut dgram_socket, size: 
 /// error (`DGRAM_EBADF` when closed).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_get_recv_buffer_size(s: *const dgram_socket) -> c_int {
-    guard_int(|| socket(s)?.buffer_size(true))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| unsafe { socket(s) }?.buffer_size(true))
 }
 
 /// SO_SNDBUF in bytes (Node `socket.getSendBufferSize`); as for the receive buffer.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_get_send_buffer_size(s: *const dgram_socket) -> c_int {
-    guard_int(|| socket(s)?.buffer_size(false))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| unsafe { socket(s) }?.buffer_size(false))
 }
 
 /// Bytes accepted by `dgram_send`/`dgram_sendv`/`dgram_send_batch` and not
@@ -714,14 +901,16 @@ pub unsafe extern "C" fn dgram_get_send_buffer_size(s: *const dgram_socket) -> c
 /// every send went straight out. `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_send_queue_size(s: *const dgram_socket) -> c_int {
-    guard_int(|| Ok(clamp_int(socket(s)?.send_queue_figures()?.0)))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| Ok(clamp_int(unsafe { socket(s) }?.send_queue_figures()?.0)))
 }
 
 /// The number of datagrams counted by `dgram_send_queue_size` (Node
 /// `socket.getSendQueueCount`).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_send_queue_count(s: *const dgram_socket) -> c_int {
-    guard_int(|| Ok(clamp_int(socket(s)?.send_queue_figures()?.1)))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| Ok(clamp_int(unsafe { socket(s) }?.send_queue_figures()?.1)))
 }
 
 /// Lets the socket stop counting in `dgram_context_active` (Node
@@ -733,14 +922,16 @@ pub unsafe extern "C" fn dgram_send_queue_count(s: *const dgram_socket) -> c_int
 /// `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_socket_unref(s: *mut dgram_socket) -> c_int {
-    guard_code(|| socket(s)?.set_referenced(false))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_referenced(false))
 }
 
 /// Undoes `dgram_socket_unref` (Node `socket.ref`); sockets start
 /// referenced. Idempotent. `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_socket_ref(s: *mut dgram_socket) -> c_int {
-    guard_code(|| socket(s)?.set_referenced(true))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_referenced(true))
 }
 
 /// Asks the kernel (`on` true) for each received datagram's destination
@@ -752,7 +943,8 @@ pub unsafe extern "C" fn dgram_socket_ref(s: *mut dgram_socket) -> c_int {
 /// (see the `has_` flags).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_message_meta(s: *mut dgram_socket, on: bool) -> c_int {
-    guard_code(|| socket(s)?.set_message_meta(on))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_message_meta(on))
 }
 
 /// Inside `s`'s message callback, on the thread running it, writes the
@@ -762,7 +954,9 @@ pub unsafe extern "C" fn dgram_set_message_meta(s: *mut dgram_socket, on: bool) 
 /// `dgram_set_message_meta` was off; `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_message_meta(s: *const dgram_socket, out: *mut dgram_meta) -> c_int {
-    guard_code(|| write_out(s, out, Socket::message_meta))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket);
+    // `out` is NULL or points to writable storage for the result (header).
+    guard_code(|| unsafe { write_out(s, out, Socket::message_meta) })
 }
 
 /// The segmentation offloads this kernel has (`DGRAM_OFFLOAD_GSO`,
@@ -791,7 +985,8 @@ pub extern "C" fn dgram_offload_support() -> u32 {
 /// queue may exceed `max_pending_events` by up to 127 datagrams.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> c_int {
-    guard_int(|| socket(s)?.set_offload(flags).map(|f| f as c_int))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| unsafe { socket(s) }?.set_offload(flags).map(|f| f as c_int))
 }
 
 /// The socket's offloads in effect now (`DGRAM_OFFLOAD_*` flags), or a
@@ -799,21 +994,24 @@ pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> 
 /// route's device refuses a UDP_SEGMENT write, the socket stops using it.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_get_offload(s: *const dgram_socket) -> c_int {
-    guard_int(|| socket(s)?.offload().map(|f| f as c_int))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| unsafe { socket(s) }?.offload().map(|f| f as c_int))
 }
 
 /// Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
 /// (`socket.setMulticastLoopback`).
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_multicast_loopback(s: *mut dgram_socket, flag: bool) -> c_int {
-    guard_code(|| socket(s)?.set_multicast_loopback(flag))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_multicast_loopback(flag))
 }
 
 /// Sets IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (`socket.setMulticastTTL`);
 /// `ttl` must be 0..255, else `DGRAM_EINVAL`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_multicast_ttl(s: *mut dgram_socket, ttl: i32) -> c_int {
-    guard_code(|| socket(s)?.set_multicast_ttl(ttl))
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_code(|| unsafe { socket(s) }?.set_multicast_ttl(ttl))
 }
 
 /// The OS socket's fd, for getsockopt and diagnostics (valid before bind).
@@ -821,7 +1019,8 @@ pub unsafe extern "C" fn dgram_set_multicast_ttl(s: *mut dgram_socket, ttl: i32)
 /// blocking mode. `DGRAM_EBADF` when closed.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_fileno(s: *const dgram_socket) -> c_int {
-    guard_int(|| socket(s)?.fileno())
+    // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
+    guard_int(|| unsafe { socket(s) }?.fileno())
 }
 
 // ---- errors and version ----------------------------------------------------------
