@@ -354,9 +354,10 @@ typedef struct {
   dgram_dispatch dispatch;
   /**
    * How many received datagrams may wait for dispatch in the library; 0
-   * means the default, 8192. At that mark the I/O thread stops reading the
-   * sockets until dispatch has brought the queue down to half: further
-   * datagrams wait in each socket's kernel receive buffer (size it with
+   * means the default, 8192; values above 1048576 (2^20) are clamped to
+   * it. At that mark the I/O thread stops reading the sockets until
+   * dispatch has made room: further datagrams wait in each socket's
+   * kernel receive buffer (size it with
    * `dgram_socket_options.recv_buffer_size`), and the kernel drops what
    * overflows that. The library itself never drops a datagram it has read.
    * Other events (listening, send completions, errors, close) do not
@@ -365,12 +366,16 @@ typedef struct {
    * Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
    * of address space each (2 MiB per batch), of which only the pages the
    * datagrams touch become resident; a batch that has to wait is packed.
-   * At most max_pending_events / 32 + 2 batches exist per context (for a
-   * bound of 64 or less, one per datagram plus one), and when they all
-   * wait, reading stops as at the bound (about
-   * 516 MiB of address space at the default, resident only as far as
-   * datagrams fill it: about 8192 x size rounded to 8 bytes, plus a page
-   * per slot of the batches in use).
+   * In host dispatch at most ceil(max_pending_events / 32) + 2 batches
+   * exist per context (for a bound of 64 or less, one per datagram plus
+   * one), in I/O-thread dispatch 4; when they all wait, reading stops as
+   * at the bound. Nothing of this is allocated by `dgram_context_new`:
+   * batches are mapped as datagrams arrive. At most 4 free batches are
+   * kept for reuse, and the pages of those that carried datagrams over
+   * 4096 bytes are given back to the system, so memory returns to a few
+   * hundred KiB once a burst is delivered. When no batch can be mapped
+   * (no memory), reading waits and is retried after 10 ms, backing off to
+   * 1 s: the datagrams wait in the kernel buffer meanwhile.
    */
   uint32_t max_pending_events;
 } dgram_context_options;
@@ -646,6 +651,9 @@ int dgram_context_dispatch(dgram_context *ctx, uint32_t max_events);
  * `DGRAM_EINVAL` as for `dgram_context_dispatch`; `DGRAM_EBADF` when the
  * context is freed (by a callback this call ran, or by another thread)
  * while this call runs: the handle must not be used after that.
+ * A call waiting without limit returns 0 as soon as nothing is active any
+ * more, whatever ended the last activity (a close, free, unref or
+ * completion, on any thread).
  * A host loop: `while (dgram_context_active(ctx) && dgram_context_run(ctx, -1) >= 0) {}`
  */
 int dgram_context_run(dgram_context *ctx, int32_t timeout_ms);
@@ -824,7 +832,8 @@ int dgram_send_batch(dgram_socket *s,
 /**
  * Closes the socket (`socket.close`): receiving stops at once, and no
  * 'message' is delivered after this returns (a callback of this context
- * running on another thread is waited for). Sends not yet written complete
+ * running on another thread at that moment is waited for, not the rest of
+ * that thread's dispatch). Sends not yet written complete
  * with `DGRAM_ECANCELED`; then 'close' comes once, asynchronously: first the
  * persistent handler, then `on_close` (nullable, one-shot). A second close,
  * or any later call on the socket, returns `DGRAM_EBADF`. The handle stays

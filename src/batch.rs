@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -90,7 +91,15 @@ pub struct RecvBatch {
     /// Where the next absorbed datagram's bytes go: behind the slots the
     /// batch's own read used.
     packed_end: usize,
+    /// Pages other than the first of each slot were written: the pool gives
+    /// them back to the system when the batch returns (`Region::release`).
+    dirty: bool,
 }
+
+/// Datagrams up to this size touch only the first page of their slot; a
+/// batch that only ever carried such datagrams keeps its pages, which are
+/// few and reused at once.
+const SMALL_DATAGRAM: usize = 4096;
 
 impl RecvBatch {
     /// A new, empty batch, or `None` if the system has no memory to map.
@@ -109,6 +118,7 @@ impl RecvBatch {
             len: 0,
             next: 0,
             packed_end: 0,
+            dirty: false,
         }))
     }
 
@@ -198,6 +208,7 @@ impl RecvBatch {
 
     /// Records `len` datagrams read into the first `slots` slots.
     fn finish_fill(&mut self, socket: &Arc<Socket>, slots: usize, len: usize) {
+        self.dirty |= self.entries[..len].iter().any(|e| e.len > SMALL_DATAGRAM);
         self.len = len;
         self.packed_end = slots * SLOT_SIZE;
         if len > 0 {
@@ -220,6 +231,7 @@ impl RecvBatch {
         if other.len > BATCH_ENTRIES - self.len || bytes > self.data.as_slice().len() - self.packed_end {
             return false;
         }
+        self.dirty = true;
         for i in 0..other.len {
             let entry = other.entries[i];
             let offset = self.packed_end;
@@ -271,6 +283,7 @@ impl RecvBatch {
             end = at + entry.len;
         }
         self.packed_end = end.next_multiple_of(8).min(self.data.as_slice().len());
+        self.dirty |= end > SMALL_DATAGRAM;
     }
 
     /// The run holding the next datagram: its socket, and how many of its
@@ -312,49 +325,108 @@ impl RecvBatch {
     }
 }
 
+/// Free batches kept for reuse; more than this go back to the system as
+/// they return, so a burst's batches do not stay resident after it.
+pub(crate) const WARM_BATCHES: usize = 4;
+
+/// After a batch could not be mapped, the pool refuses to try again for
+/// this long at first, doubling up to `MAX_BACKOFF`: a reader that finds no
+/// memory waits instead of spinning.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+struct PoolState {
+    /// Batches that exist: free, queued or in a reader's hands.
+    allocated: usize,
+    /// No new batch is mapped before this, after a failure.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
 /// The batches of one context: at most `limit` ever exist, on the queue, in
-/// the I/O thread's hands or in this free list.
+/// a reader's hands or in this free list, of which at most `WARM_BATCHES`
+/// wait free.
 pub struct BatchPool {
     // Boxed so that a batch (its entry table is about 12 KiB) moves between
     // the I/O thread, the queue and this list as one pointer.
     #[allow(clippy::vec_box)]
     free: Mutex<Vec<Box<RecvBatch>>>,
-    allocated: Mutex<usize>,
+    state: Mutex<PoolState>,
     limit: usize,
 }
 
 impl BatchPool {
+    /// Allocates nothing: batches are mapped on first need.
     pub fn new(limit: usize) -> BatchPool {
-        let limit = limit.max(2);
         BatchPool {
-            free: Mutex::new(Vec::with_capacity(limit)),
-            allocated: Mutex::new(0),
-            limit,
+            free: Mutex::new(Vec::new()),
+            state: Mutex::new(PoolState {
+                allocated: 0,
+                retry_at: None,
+                backoff: FIRST_BACKOFF,
+            }),
+            limit: limit.max(2),
         }
     }
 
-    /// A free batch, or a new one while under the limit.
+    /// A free batch, or a new one while under the limit and not backing off
+    /// from a failed mapping.
     pub fn take(&self) -> Option<Box<RecvBatch>> {
         if let Some(batch) = self.free.lock().pop() {
             return Some(batch);
         }
-        let mut allocated = self.allocated.lock();
-        if *allocated >= self.limit {
+        let mut state = self.state.lock();
+        if state.allocated >= self.limit || state.retry_at.is_some_and(|at| Instant::now() < at) {
             return None;
         }
-        let batch = RecvBatch::new()?;
-        *allocated += 1;
-        Some(batch)
+        match RecvBatch::new() {
+            Some(batch) => {
+                state.allocated += 1;
+                state.retry_at = None;
+                state.backoff = FIRST_BACKOFF;
+                Some(batch)
+            }
+            None => {
+                state.retry_at = Some(Instant::now() + state.backoff);
+                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+                None
+            }
+        }
     }
 
     /// Whether `take` would give a batch now.
     pub fn has_free(&self) -> bool {
-        !self.free.lock().is_empty() || *self.allocated.lock() < self.limit
+        if !self.free.lock().is_empty() {
+            return true;
+        }
+        let state = self.state.lock();
+        state.allocated < self.limit && !state.retry_at.is_some_and(|at| Instant::now() < at)
     }
 
+    /// How long until the pool tries to map a batch again, while it backs
+    /// off from a failure.
+    pub fn retry_in(&self) -> Option<Duration> {
+        let at = self.state.lock().retry_at?;
+        Some(at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Takes a batch back: kept warm, with its written pages given back to
+    /// the system if it carried large datagrams; or unmapped, when enough
+    /// wait already.
     pub fn give(&self, mut batch: Box<RecvBatch>) {
         batch.clear();
-        self.free.lock().push(batch);
+        let mut free = self.free.lock();
+        if free.len() >= WARM_BATCHES {
+            drop(free);
+            self.state.lock().allocated -= 1;
+            drop(batch);
+            return;
+        }
+        if batch.dirty {
+            batch.data.release();
+            batch.dirty = false;
+        }
+        free.push(batch);
     }
 }
 
@@ -536,10 +608,40 @@ mod tests {
         let a = pool.take().unwrap();
         let b = pool.take().unwrap();
         assert!(pool.take().is_none());
+        assert!(!pool.has_free());
         let a_ptr = &*a as *const RecvBatch;
         pool.give(a);
         let again = pool.take().unwrap();
         assert_eq!(&*again as *const RecvBatch, a_ptr);
         drop((b, again));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "maps batches with mmap, which Miri cannot run")]
+    fn pool_keeps_only_a_few_free_batches() {
+        let pool = BatchPool::new(10);
+        let taken: Vec<_> = (0..10).map(|_| pool.take().unwrap()).collect();
+        assert!(pool.take().is_none());
+        for batch in taken {
+            pool.give(batch);
+        }
+        assert_eq!(pool.free.lock().len(), WARM_BATCHES);
+        assert_eq!(pool.state.lock().allocated, WARM_BATCHES);
+        // What went back to the system can be mapped again, up to the limit.
+        let again: Vec<_> = (0..10).map(|_| pool.take().unwrap()).collect();
+        assert!(pool.take().is_none());
+        drop(again);
+    }
+
+    #[test]
+    fn host_batch_limit_is_the_headers() {
+        use crate::context::host_batch_limit;
+        assert_eq!(host_batch_limit(1), 2);
+        assert_eq!(host_batch_limit(64), 65);
+        assert_eq!(host_batch_limit(65), 5);
+        assert_eq!(host_batch_limit(100), 6);
+        assert_eq!(host_batch_limit(256), 10);
+        assert_eq!(host_batch_limit(1000), 34);
+        assert_eq!(host_batch_limit(8192), 258);
     }
 }

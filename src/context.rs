@@ -33,6 +33,10 @@ pub enum Mode {
 /// Received datagrams that may wait for dispatch when the host asks for the default.
 pub(crate) const DEFAULT_MAX_PENDING_MESSAGES: u32 = 8192;
 
+/// The largest bound honoured; a larger `max_pending_events` is clamped to
+/// it (the header says so). Its batches are mapped only as they fill.
+pub(crate) const MAX_PENDING_MESSAGES_LIMIT: u32 = 1 << 20;
+
 /// The epoll token of the I/O thread's wake-up eventfd; sockets count from 1.
 const WAKE_TOKEN: u64 = 0;
 
@@ -107,19 +111,13 @@ impl Context {
         let epoll = Epoll::new()?;
         let wake = EventFd::new()?;
         epoll.add(wake.raw(), EPOLLIN, WAKE_TOKEN)?;
-        let max_pending_messages = if max_pending_messages == 0 {
-            DEFAULT_MAX_PENDING_MESSAGES
-        } else {
-            max_pending_messages
+        let max_pending_messages = match max_pending_messages {
+            0 => DEFAULT_MAX_PENDING_MESSAGES,
+            n => n.min(MAX_PENDING_MESSAGES_LIMIT),
         };
-        // Enough batches to queue `max_pending_messages` datagrams in full
-        // batches, plus the one being read into and one being dispatched;
-        // and for a small bound, one per datagram, because reads that come
-        // between other events cannot share a batch. Callbacks on the I/O
-        // thread run right after each read, so a few batches do there.
-        let max = max_pending_messages as usize;
         let batch_limit = match mode {
-            Mode::Host => (max.div_ceil(BATCH_SLOTS) + 2).max(max.min(64) + 1),
+            Mode::Host => host_batch_limit(max_pending_messages),
+            // Callbacks on the I/O thread run right after each read.
             Mode::IoThread => 4,
         };
         let ctx = Arc::new(Context {
@@ -299,12 +297,11 @@ impl Context {
         }
     }
 
-    /// Whether reading paused sockets again makes sense: the queue is at
-    /// most half full (so a resumed socket does not pause again at once), or
-    /// it has room and a batch is free again (a pause for want of batches).
+    /// Whether reading paused sockets again makes sense: the queue has room
+    /// and a batch can be had (a free one, or a new one while the pool is
+    /// under its limit and not backing off from a failed mapping).
     fn has_room_to_resume(&self) -> bool {
-        let queued = self.queued_messages.load(SeqCst);
-        queued <= self.max_pending_messages / 2 || queued < self.max_pending_messages && self.pool.has_free()
+        self.queued_messages.load(SeqCst) < self.max_pending_messages && self.pool.has_free()
     }
 
     fn queue_is_empty(&self) -> bool {
@@ -561,9 +558,13 @@ impl Context {
                 self.paused_readers.store(0, SeqCst);
             }
             // In I/O-thread mode, callbacks may have queued more events (a
-            // send from a send callback): run them before sleeping.
+            // send from a send callback): run them before sleeping. Readers
+            // paused for want of memory are retried when the pool's back-off
+            // ends, never in a hot loop.
             let timeout = if self.mode == Mode::IoThread && !self.queue_is_empty() {
                 0
+            } else if let Some(wait) = self.pool.retry_in().filter(|_| !reader.paused.is_empty()) {
+                wait.as_millis().clamp(1, i32::MAX as u128) as i32
             } else {
                 -1
             };
@@ -669,6 +670,20 @@ impl Context {
                 }
             }
         }
+    }
+}
+
+/// The batches a host-dispatch context may hold, as the header states it:
+/// enough to queue the bound in full batches, plus the one being read into
+/// and the one being dispatched; for a bound of 64 or less, one per
+/// datagram plus one, since reads that come between other events cannot
+/// share a batch. When all are in use, reading stops as at the bound.
+pub(crate) fn host_batch_limit(max_pending_messages: u32) -> usize {
+    let max = max_pending_messages as usize;
+    if max <= 64 {
+        max + 1
+    } else {
+        max.div_ceil(BATCH_SLOTS) + 2
     }
 }
 

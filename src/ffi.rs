@@ -300,6 +300,9 @@ pub unsafe extern "C" fn dgram_context_dispatch(ctx: *mut dgram_context, max_eve
 /// `DGRAM_EINVAL` as for `dgram_context_dispatch`; `DGRAM_EBADF` when the
 /// context is freed (by a callback this call ran, or by another thread)
 /// while this call runs: the handle must not be used after that.
+/// A call waiting without limit returns 0 as soon as nothing is active any
+/// more, whatever ended the last activity (a close, free, unref or
+/// completion, on any thread).
 /// A host loop: `while (dgram_context_active(ctx) && dgram_context_run(ctx, -1) >= 0) {}`
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: i32) -> c_int {
@@ -629,7 +632,8 @@ pub unsafe extern "C" fn dgram_send_batch(
 
 /// Closes the socket (`socket.close`): receiving stops at once, and no
 /// 'message' is delivered after this returns (a callback of this context
-/// running on another thread is waited for). Sends not yet written complete
+/// running on another thread at that moment is waited for, not the rest of
+/// that thread's dispatch). Sends not yet written complete
 /// with `DGRAM_ECANCELED`; then 'close' comes once, asynchronously: first the
 /// persistent handler, then `on_close` (nullable, one-shot). A second close,
 /// or any later call on the socket, returns `DGRAM_EBADF`. The handle stays

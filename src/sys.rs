@@ -623,6 +623,17 @@ impl Region {
         // SAFETY: as above, and `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
+
+    /// Gives the region's pages back to the system: they read as zeros
+    /// again and cost no resident memory until next written.
+    pub fn release(&mut self) {
+        // SAFETY: the range is exactly this mapping, which `&mut self` keeps
+        // unborrowed; MADV_DONTNEED on a private anonymous mapping only
+        // drops its contents, which the next user writes before reading.
+        unsafe {
+            libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_DONTNEED);
+        }
+    }
 }
 
 impl Drop for Region {

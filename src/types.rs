@@ -68,9 +68,10 @@ pub struct dgram_context_options {
     /// Where callbacks run (default `DGRAM_DISPATCH_HOST`).
     pub dispatch: dgram_dispatch,
     /// How many received datagrams may wait for dispatch in the library; 0
-    /// means the default, 8192. At that mark the I/O thread stops reading the
-    /// sockets until dispatch has brought the queue down to half: further
-    /// datagrams wait in each socket's kernel receive buffer (size it with
+    /// means the default, 8192; values above 1048576 (2^20) are clamped to
+    /// it. At that mark the I/O thread stops reading the sockets until
+    /// dispatch has made room: further datagrams wait in each socket's
+    /// kernel receive buffer (size it with
     /// `dgram_socket_options.recv_buffer_size`), and the kernel drops what
     /// overflows that. The library itself never drops a datagram it has read.
     /// Other events (listening, send completions, errors, close) do not
@@ -79,12 +80,16 @@ pub struct dgram_context_options {
     /// Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
     /// of address space each (2 MiB per batch), of which only the pages the
     /// datagrams touch become resident; a batch that has to wait is packed.
-    /// At most max_pending_events / 32 + 2 batches exist per context (for a
-    /// bound of 64 or less, one per datagram plus one), and when they all
-    /// wait, reading stops as at the bound (about
-    /// 516 MiB of address space at the default, resident only as far as
-    /// datagrams fill it: about 8192 x size rounded to 8 bytes, plus a page
-    /// per slot of the batches in use).
+    /// In host dispatch at most ceil(max_pending_events / 32) + 2 batches
+    /// exist per context (for a bound of 64 or less, one per datagram plus
+    /// one), in I/O-thread dispatch 4; when they all wait, reading stops as
+    /// at the bound. Nothing of this is allocated by `dgram_context_new`:
+    /// batches are mapped as datagrams arrive. At most 4 free batches are
+    /// kept for reuse, and the pages of those that carried datagrams over
+    /// 4096 bytes are given back to the system, so memory returns to a few
+    /// hundred KiB once a burst is delivered. When no batch can be mapped
+    /// (no memory), reading waits and is retried after 10 ms, backing off to
+    /// 1 s: the datagrams wait in the kernel buffer meanwhile.
     pub max_pending_events: u32,
 }
 
