@@ -10,7 +10,7 @@
 #
 # Exits non-zero on any finding (crash, sanitizer report, leak, hang, failed
 # oracle); the input that did it is in fuzz/artifacts/api_sequence/.
-# Installs what is missing: cargo-fuzz (crates.io), iproute2 and util-linux
+# Installs what is missing: cargo-fuzz (cargo install), iproute2 and util-linux
 # (apt, as root). Environment: DGRAM_FUZZ_JOBS=N runs N fuzzing processes in
 # parallel (default 1); extra libFuzzer flags go in DGRAM_FUZZ_FLAGS.
 set -euo pipefail
