@@ -224,8 +224,8 @@ impl Context {
     /// becoming a bind and its 'listening', a written send becoming its
     /// completion, a close becoming 'close'): without it `active` would
     /// touch 0 in between, and a host loop woken then would end too early.
-    /// Take it before the state lock, so that its release, which may wake
-    /// the host, comes after.
+    /// Take it only once the operation is known to have work, so that a
+    /// no-op (a flush of a closed socket) never shows as activity.
     pub fn hold(&self) -> ActivityHold<'_> {
         self.pending.fetch_add(1, SeqCst);
         ActivityHold(self)

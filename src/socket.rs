@@ -784,12 +784,12 @@ impl Socket {
     /// calls of up to `SEND_IOVS` datagrams, runs of equal ones to one
     /// destination as UDP_SEGMENT writes (I/O thread, on EPOLLOUT).
     pub fn flush(self: &Arc<Self>, ctx: &Context) {
-        let _hold = ctx.hold();
         let mut st = self.state.lock();
         if st.closed {
             return;
         }
         let Ok(fd) = st.raw_fd() else { return };
+        let _hold = ctx.hold();
         while !st.send_queue.is_empty() {
             let mut out = [Outgoing::default(); SEND_IOVS];
             let count = st.send_queue.len().min(SEND_IOVS);
@@ -888,7 +888,6 @@ impl Socket {
     /// The resolver's answer for the front operation (resolver thread).
     pub fn resolved(self: &Arc<Self>, answer: std::result::Result<IpAddr, i32>) {
         let Ok(ctx) = self.context() else { return };
-        let _hold = ctx.hold();
         let mut st = self.state.lock();
         st.lookup_in_flight = false;
         if st.closed {
@@ -897,6 +896,7 @@ impl Socket {
         let Some((_, Target::Name(_, port))) = st.deferred.front() else {
             return;
         };
+        let _hold = ctx.hold();
         let port = *port;
         match answer {
             Ok(ip) => {
