@@ -6,6 +6,7 @@
 //! steady state allocates nothing per datagram.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -325,9 +326,14 @@ impl RecvBatch {
     }
 }
 
-/// Free batches kept for reuse; more than this go back to the system as
-/// they return, so a burst's batches do not stay resident after it.
+/// Free batches kept mapped once idle; more than this go back to the system
+/// after `IDLE` unused, so a burst's batches do not stay resident after it.
 pub(crate) const WARM_BATCHES: usize = 4;
+
+/// How long a free batch waits unused before its memory goes back to the
+/// system. While traffic flows batches return and are taken again at once,
+/// touching nothing but their pages; only a pool that rests is trimmed.
+pub(crate) const IDLE: Duration = Duration::from_secs(1);
 
 /// After a batch could not be mapped, the pool refuses to try again for
 /// this long at first, doubling up to `MAX_BACKOFF`: a reader that finds no
@@ -343,16 +349,26 @@ struct PoolState {
     backoff: Duration,
 }
 
+/// A free batch and when it came back.
+struct Free {
+    batch: Box<RecvBatch>,
+    since: Instant,
+}
+
 /// The batches of one context: at most `limit` ever exist, on the queue, in
-/// a reader's hands or in this free list, of which at most `WARM_BATCHES`
-/// wait free.
+/// a reader's hands or in this free list. Free batches are reused most
+/// recent first; `trim` gives back the memory of those that rest.
 pub struct BatchPool {
-    // Boxed so that a batch (its entry table is about 12 KiB) moves between
-    // the I/O thread, the queue and this list as one pointer.
-    #[allow(clippy::vec_box)]
-    free: Mutex<Vec<Box<RecvBatch>>>,
+    free: Mutex<Vec<Free>>,
     state: Mutex<PoolState>,
     limit: usize,
+    /// A free batch waits that `trim` will have work with; while it is
+    /// false, `trim` returns at once.
+    trim_work: AtomicBool,
+    /// `trim_work` was raised by a returning batch: the trimming thread,
+    /// which may be waiting without a timeout, is to be told once
+    /// (`take_trim_request`).
+    trim_requested: AtomicBool,
 }
 
 impl BatchPool {
@@ -366,14 +382,16 @@ impl BatchPool {
                 backoff: FIRST_BACKOFF,
             }),
             limit: limit.max(2),
+            trim_work: AtomicBool::new(false),
+            trim_requested: AtomicBool::new(false),
         }
     }
 
     /// A free batch, or a new one while under the limit and not backing off
     /// from a failed mapping.
     pub fn take(&self) -> Option<Box<RecvBatch>> {
-        if let Some(batch) = self.free.lock().pop() {
-            return Some(batch);
+        if let Some(free) = self.free.lock().pop() {
+            return Some(free.batch);
         }
         let mut state = self.state.lock();
         if state.allocated >= self.limit || state.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -410,23 +428,80 @@ impl BatchPool {
         Some(at.saturating_duration_since(Instant::now()))
     }
 
-    /// Takes a batch back: kept warm, with its written pages given back to
-    /// the system if it carried large datagrams; or unmapped, when enough
-    /// wait already.
+    /// Takes a batch back for reuse. Its memory is left as it is: the
+    /// next read reuses it at once while traffic flows.
     pub fn give(&self, mut batch: Box<RecvBatch>) {
         batch.clear();
         let mut free = self.free.lock();
-        if free.len() >= WARM_BATCHES {
-            drop(free);
-            self.state.lock().allocated -= 1;
-            drop(batch);
-            return;
+        let trim_work = batch.dirty || free.len() >= WARM_BATCHES;
+        free.push(Free {
+            batch,
+            since: Instant::now(),
+        });
+        drop(free);
+        if trim_work && !self.trim_work.swap(true, SeqCst) {
+            self.trim_requested.store(true, SeqCst);
         }
-        if batch.dirty {
-            batch.data.release();
-            batch.dirty = false;
+    }
+
+    /// Whether a batch came back that `trim` will have work with, since
+    /// the last call.
+    pub fn take_trim_request(&self) -> bool {
+        self.trim_requested.swap(false, SeqCst)
+    }
+
+    /// `trim` now, when there may be work for it: no lock and no clock
+    /// otherwise.
+    pub fn trim_due(&self) -> Option<Duration> {
+        if !self.trim_work.load(SeqCst) {
+            return None;
         }
-        free.push(batch);
+        self.trim(Instant::now())
+    }
+
+    /// Gives back the memory of batches free for `IDLE`: those beyond the
+    /// `WARM_BATCHES` most recent are unmapped, the pages the others' large
+    /// or packed datagrams wrote are released. Returns how long until the
+    /// next batch needs this, if one will.
+    pub fn trim(&self, now: Instant) -> Option<Duration> {
+        if !self.trim_work.load(SeqCst) {
+            return None;
+        }
+        let mut next: Option<Duration> = None;
+        let mut free = self.free.lock();
+        let keep_from = free.len().saturating_sub(WARM_BATCHES);
+        let before = free.len();
+        let mut index = 0;
+        // Unmapped where they stand: only a pool that rests gets here, so
+        // nobody waits for the free list meanwhile.
+        free.retain_mut(|entry| {
+            let kept_warm = index >= keep_from;
+            index += 1;
+            if kept_warm && !entry.batch.dirty {
+                return true;
+            }
+            let idle_at = entry.since + IDLE;
+            if now < idle_at {
+                let wait = idle_at - now;
+                next = Some(next.map_or(wait, |n| n.min(wait)));
+                return true;
+            }
+            if kept_warm {
+                entry.batch.data.release();
+                entry.batch.dirty = false;
+                return true;
+            }
+            false
+        });
+        let removed = before - free.len();
+        // Under the free list's lock: a `give` that pushes after the scan
+        // raises it again after this store.
+        self.trim_work.store(next.is_some(), SeqCst);
+        drop(free);
+        if removed > 0 {
+            self.state.lock().allocated -= removed;
+        }
+        next
     }
 }
 
@@ -625,6 +700,14 @@ mod tests {
         for batch in taken {
             pool.give(batch);
         }
+        assert!(pool.take_trim_request());
+        assert!(!pool.take_trim_request());
+        // Nothing is trimmed while the batches are fresh...
+        let now = Instant::now();
+        assert!(pool.trim(now).is_some());
+        assert_eq!(pool.free.lock().len(), 10);
+        // ...and once they rest, all but the warm ones go back.
+        assert_eq!(pool.trim(now + IDLE), None);
         assert_eq!(pool.free.lock().len(), WARM_BATCHES);
         assert_eq!(pool.state.lock().allocated, WARM_BATCHES);
         // What went back to the system can be mapped again, up to the limit.

@@ -352,8 +352,11 @@ impl Context {
                 }
             }
         }
-        if self.paused_readers.load(SeqCst) > 0 && self.has_room_to_resume() && !self.wake_pending.swap(true, SeqCst) {
-            // The I/O thread stopped reading some sockets: there is room again.
+        // The I/O thread stopped reading some sockets and there is room
+        // again, or batches came back that it will have to trim once they
+        // rest (it may be waiting without a timeout).
+        let resume = self.paused_readers.load(SeqCst) > 0 && self.has_room_to_resume();
+        if (self.pool.take_trim_request() || resume) && !self.wake_pending.swap(true, SeqCst) {
             self.wake.signal();
         }
         if self.mode == Mode::Host && !self.freed.load(SeqCst) {
@@ -561,12 +564,20 @@ impl Context {
             // send from a send callback): run them before sleeping. Readers
             // paused for want of memory are retried when the pool's back-off
             // ends, never in a hot loop.
+            // Free batches that rest are trimmed here, on this thread, and
+            // the wait ends when the next one will have rested.
+            let trim_in = self.pool.trim_due();
+            let retry_in = self.pool.retry_in().filter(|_| !reader.paused.is_empty());
             let timeout = if self.mode == Mode::IoThread && !self.queue_is_empty() {
                 0
-            } else if let Some(wait) = self.pool.retry_in().filter(|_| !reader.paused.is_empty()) {
-                wait.as_millis().clamp(1, i32::MAX as u128) as i32
             } else {
-                -1
+                match (trim_in, retry_in) {
+                    (None, None) => -1,
+                    (a, b) => {
+                        let wait = a.unwrap_or(Duration::MAX).min(b.unwrap_or(Duration::MAX));
+                        wait.as_millis().clamp(1, i32::MAX as u128) as i32
+                    }
+                }
             };
             let count = match self.epoll.wait(&mut ready, timeout) {
                 Ok(count) => count,

@@ -84,10 +84,11 @@ pub struct dgram_context_options {
     /// exist per context (for a bound of 64 or less, one per datagram plus
     /// one), in I/O-thread dispatch 4; when they all wait, reading stops as
     /// at the bound. Nothing of this is allocated by `dgram_context_new`:
-    /// batches are mapped as datagrams arrive. At most 4 free batches are
-    /// kept for reuse, and the pages of those that carried datagrams over
-    /// 4096 bytes are given back to the system, so memory returns to a few
-    /// hundred KiB once a burst is delivered. When no batch can be mapped
+    /// batches are mapped as datagrams arrive and reused while traffic
+    /// flows. Once free batches have rested for a second, all but 4 are
+    /// unmapped and the pages the others' large datagrams wrote are given
+    /// back to the system, so memory returns to a few hundred KiB after a
+    /// burst. When no batch can be mapped
     /// (no memory), reading waits and is retried after 10 ms, backing off to
     /// 1 s: the datagrams wait in the kernel buffer meanwhile.
     pub max_pending_events: u32,
