@@ -112,11 +112,11 @@ in_b sh -c 'ip addr add 198.51.100.2/24 dev dgv1 && ip -6 addr add 2001:db8::2/6
     ip route add 224.0.0.0/4 dev dgv1' || fail "host B's addresses"
 # Until both ends are operationally up the veth drops what it is given.
 for ((i = 0; i < WAIT_STEPS; i++)); do
-    ip -o link show dgv0 | grep -q 'state UP' &&
-        in_b ip -o link show dgv1 | grep -q 'state UP' && break
+    grep -q 'state UP' <<<"$(ip -o link show dgv0)" &&
+        grep -q 'state UP' <<<"$(in_b ip -o link show dgv1)" && break
     sleep 0.1
 done
-ip -o link show dgv0 | grep -q 'state UP' || fail "dgv0 is not up"
+grep -q 'state UP' <<<"$(ip -o link show dgv0)" || fail "dgv0 is not up"
 
 # ---- chat processes -------------------------------------------------------
 # start NAME HOST ARGS...: runs a chat on host A or B, stdin from the fifo

@@ -165,8 +165,8 @@ inspect() {
     [[ $class == "$elf_class" && $machine == "$elf_machine" ]] || fail "$arch: .so and .a are $(oneline "$class") $(oneline "$machine")"
     soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
     [[ $soname == "libdgram.so.$major" ]] || fail "$arch: SONAME $soname"
-    ! readelf -S -W "$so" | grep -qE ' \.(symtab|debug_[a-z]+) ' || fail "$arch: the .so is not stripped"
-    ! readelf -S -W "$dx$lib/libdgram.a" 2>/dev/null | grep -qE ' \.debug_[a-z]+ ' || fail "$arch: the .a has debug info"
+    ! grep -qE ' \.(symtab|debug_[a-z]+) ' <<<"$(readelf -S -W "$so")" || fail "$arch: the .so is not stripped"
+    ! grep -qE ' \.debug_[a-z]+ ' <<<"$(readelf -S -W "$dx$lib/libdgram.a" 2>/dev/null)" || fail "$arch: the .a has debug info"
 
     # Depends: libc6 at the highest GLIBC_ version the .so needs (never above
     # the documented floor), libgcc-s1 exactly when it needs libgcc_s.
@@ -248,7 +248,7 @@ verify=$(dpkg --verify "$runtime" "$dev" 2>&1) || true
 # The ldconfig trigger has run. With merged /usr the loader may name the
 # directory through the link /lib -> usr/lib.
 lib_re="(/usr)?/lib/$multiarch"
-ldconfig -p | grep -qE "libdgram\.so\.$major \(.*\) => $lib_re/libdgram\.so\.$major\$" ||
+grep -qE "libdgram\.so\.$major \(.*\) => $lib_re/libdgram\.so\.$major\$" <<<"$(ldconfig -p)" ||
     fail "ldconfig -p does not list $lib/libdgram.so.$major: $(ldconfig -p | grep libdgram || true)"
 
 echo "== consumer through pkg-config"
@@ -258,7 +258,7 @@ consumer=$root/c-tests/install_consumer.c
 # shellcheck disable=SC2046 # pkg-config output is meant to be split
 cc -Wall -Wextra -Werror "$consumer" $(pkg-config --cflags --libs dgram) -o "$tmp/consumer-pkgconfig"
 # No rpath: the loader must find the library through its cache.
-ldd "$tmp/consumer-pkgconfig" | grep -qE "libdgram\.so\.$major => $lib_re/libdgram\.so\.$major " ||
+grep -qE "libdgram\.so\.$major => $lib_re/libdgram\.so\.$major " <<<"$(ldd "$tmp/consumer-pkgconfig")" ||
     fail "the pkg-config consumer does not load $lib/libdgram.so.$major"
 "$tmp/consumer-pkgconfig" || fail "the pkg-config consumer failed"
 
@@ -288,8 +288,8 @@ CMAKE
     env "$@" cmake -S "$src" -B "$src/build" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$tmp/$name.log" 2>&1 ||
         { cat "$tmp/$name.log" >&2; fail "$name: cmake configure"; }
     cmake --build "$src/build" -j2 >>"$tmp/$name.log" 2>&1 || { cat "$tmp/$name.log" >&2; fail "$name: cmake build"; }
-    readelf -d "$src/build/app" | grep -q "NEEDED.*\[libdgram.so.$major\]" || fail "$name: app does not need libdgram.so.$major"
-    ! readelf -d "$src/build/app_static" | grep -q 'NEEDED.*libdgram' || fail "$name: app_static needs libdgram.so"
+    grep -q "NEEDED.*\[libdgram.so.$major\]" <<<"$(readelf -d "$src/build/app")" || fail "$name: app does not need libdgram.so.$major"
+    ! grep -q 'NEEDED.*libdgram' <<<"$(readelf -d "$src/build/app_static")" || fail "$name: app_static needs libdgram.so"
     "$src/build/app" || fail "$name: the dgram::dgram consumer failed"
     "$src/build/app_static" || fail "$name: the dgram::dgram_static consumer failed"
 }

@@ -69,7 +69,7 @@ need "gcc-$triple:$triple-gcc" \
     iproute2:tc \
     util-linux:nsenter \
     mount:mount
-if ! rustup target list --installed | grep -qx "$rust_target"; then
+if ! grep -qx "$rust_target" <<<"$(rustup target list --installed)"; then
     rustup target add "$rust_target"
 fi
 
