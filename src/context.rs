@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 
-use crate::batch::{BatchPool, RecvBatch, BATCH_SLOTS, GRO_MAX_SEGMENTS, SLOT_SIZE};
+use crate::batch::{RecvBatch, BATCH_SLOTS, GRO_MAX_SEGMENTS, SLOT_SIZE};
 use crate::error::{Errno, Result, DGRAM_EBUSY};
 use crate::event::{deliver_message, run_callbacks, Event, RinfoCache};
+use crate::pool::BatchPool;
 use crate::resolve::Resolver;
 use crate::socket::Socket;
 use crate::sys::{self, Epoll, EventFd, RecvMmsg, EPOLLERR, EPOLLIN, EPOLLOUT};

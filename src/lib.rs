@@ -19,6 +19,7 @@ pub mod context;
 pub mod error;
 pub mod event;
 pub mod ffi;
+mod pool;
 mod resolve;
 pub mod socket;
 mod sys;
