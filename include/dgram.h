@@ -332,6 +332,11 @@ typedef enum {
  *
  * Created by `dgram_context_new`, released by `dgram_context_free`. Every
  * function taking a context may be called from any thread.
+ *
+ * Functions:
+ * - context: `dgram_context_fd`, `dgram_context_dispatch`,
+ *   `dgram_context_run`, `dgram_context_active`, `dgram_context_free`;
+ * - socket lifecycle: `dgram_create_socket`.
  */
 typedef struct dgram_context dgram_context;
 
@@ -341,6 +346,26 @@ typedef struct dgram_context dgram_context;
  * Created by `dgram_create_socket`, released by exactly one
  * `dgram_socket_free`. A closed socket, or one whose context was freed, stays
  * a valid handle that answers `DGRAM_EBADF` until it is freed.
+ *
+ * Functions:
+ * - socket lifecycle: `dgram_socket_free`, `dgram_on_message`,
+ *   `dgram_on_listening`, `dgram_on_close`, `dgram_on_error`,
+ *   `dgram_on_connect`, `dgram_close`, `dgram_socket_ref`,
+ *   `dgram_socket_unref`;
+ * - bind and connect: `dgram_bind`, `dgram_address`, `dgram_connect`,
+ *   `dgram_disconnect`, `dgram_remote_address`;
+ * - send: `dgram_send`, `dgram_sendv`, `dgram_send_batch`;
+ * - receive and metadata: `dgram_set_message_meta`, `dgram_message_meta`;
+ * - socket options: `dgram_set_broadcast`, `dgram_set_ttl`, `dgram_fileno`;
+ * - multicast: `dgram_add_membership`, `dgram_drop_membership`,
+ *   `dgram_set_multicast_interface`, `dgram_add_source_specific_membership`,
+ *   `dgram_drop_source_specific_membership`,
+ *   `dgram_set_multicast_loopback`, `dgram_set_multicast_ttl`;
+ * - figures and offload: `dgram_socket_stats`,
+ *   `dgram_set_recv_buffer_size`, `dgram_set_send_buffer_size`,
+ *   `dgram_get_recv_buffer_size`, `dgram_get_send_buffer_size`,
+ *   `dgram_send_queue_size`, `dgram_send_queue_count`, `dgram_set_offload`,
+ *   `dgram_get_offload`.
  */
 typedef struct dgram_socket dgram_socket;
 
@@ -501,51 +526,6 @@ typedef struct {
 } dgram_buf;
 
 /**
- * A socket's counters (`dgram_socket_stats`). Counted from the socket's
- * creation; they keep their final values once it is closed.
- */
-typedef struct {
-  /**
-   * Datagrams handed to the message callback, or read while no message
-   * callback was set. Datagrams discarded because the socket was closed
-   * before dispatch are counted nowhere.
-   */
-  uint64_t datagrams_received;
-  /**
-   * Their payload bytes.
-   */
-  uint64_t bytes_received;
-  /**
-   * Sends the kernel took (completed without error).
-   */
-  uint64_t datagrams_sent;
-  /**
-   * Their payload bytes.
-   */
-  uint64_t bytes_sent;
-  /**
-   * Datagrams libdgram read and then discarded because the host's queue
-   * was full. Always 0: at `max_pending_events` libdgram stops reading
-   * instead, and what the socket's kernel buffer cannot hold meanwhile is
-   * counted in `dropped_by_kernel`. Kept for API compatibility.
-   */
-  uint64_t dropped_queue_full;
-  /**
-   * The kernel's drop counter for this socket: datagrams that arrived
-   * while its receive buffer was full (the counter Linux reports with
-   * SO_RXQ_OVFL, read here with SO_MEMINFO). 0 where the system does not
-   * report it. Drops before the datagram reached a socket (for instance
-   * in the per-CPU backlog, /proc/net/softnet_stat) are not in it.
-   */
-  uint64_t dropped_by_kernel;
-  /**
-   * Sends that ended with an error, including those cancelled by close
-   * (`DGRAM_ECANCELED`) or by freeing the socket or its context.
-   */
-  uint64_t send_errors;
-} dgram_stats;
-
-/**
  * What the kernel told about one received datagram (`dgram_message_meta`).
  * Each part is there only when its `has_` flag is true: the socket must have
  * asked for it with `dgram_set_message_meta` before the datagram was read.
@@ -603,6 +583,51 @@ typedef struct {
    */
   uint32_t gro_segment_size;
 } dgram_meta;
+
+/**
+ * A socket's counters (`dgram_socket_stats`). Counted from the socket's
+ * creation; they keep their final values once it is closed.
+ */
+typedef struct {
+  /**
+   * Datagrams handed to the message callback, or read while no message
+   * callback was set. Datagrams discarded because the socket was closed
+   * before dispatch are counted nowhere.
+   */
+  uint64_t datagrams_received;
+  /**
+   * Their payload bytes.
+   */
+  uint64_t bytes_received;
+  /**
+   * Sends the kernel took (completed without error).
+   */
+  uint64_t datagrams_sent;
+  /**
+   * Their payload bytes.
+   */
+  uint64_t bytes_sent;
+  /**
+   * Datagrams libdgram read and then discarded because the host's queue
+   * was full. Always 0: at `max_pending_events` libdgram stops reading
+   * instead, and what the socket's kernel buffer cannot hold meanwhile is
+   * counted in `dropped_by_kernel`. Kept for API compatibility.
+   */
+  uint64_t dropped_queue_full;
+  /**
+   * The kernel's drop counter for this socket: datagrams that arrived
+   * while its receive buffer was full (the counter Linux reports with
+   * SO_RXQ_OVFL, read here with SO_MEMINFO). 0 where the system does not
+   * report it. Drops before the datagram reached a socket (for instance
+   * in the per-CPU backlog, /proc/net/softnet_stat) are not in it.
+   */
+  uint64_t dropped_by_kernel;
+  /**
+   * Sends that ended with an error, including those cancelled by close
+   * (`DGRAM_ECANCELED`) or by freeing the socket or its context.
+   */
+  uint64_t send_errors;
+} dgram_stats;
 
 
 
@@ -697,6 +722,15 @@ int dgram_create_socket(dgram_context *ctx,
                         dgram_socket **out);
 
 /**
+ * Releases the host's handle. An open socket is closed with no further
+ * callback of any kind (not even its send callbacks). NULL is fine. Call it
+ * exactly once per handle, in any order relative to `dgram_context_free`;
+ * the handle must not be used afterwards. May be called from inside any
+ * callback, including the socket's own.
+ */
+void dgram_socket_free(dgram_socket *s);
+
+/**
  * Sets (or with NULL clears) the persistent 'message' handler.
  * `DGRAM_EBADF` on a closed socket.
  */
@@ -723,6 +757,41 @@ int dgram_on_close(dgram_socket *s, dgram_event_cb cb);
 int dgram_on_error(dgram_socket *s, dgram_error_cb cb);
 
 /**
+ * Sets (or with NULL clears) the persistent 'connect' handler. It runs
+ * before the one-shot callback given to `dgram_connect`.
+ */
+int dgram_on_connect(dgram_socket *s, dgram_event_cb cb);
+
+/**
+ * Closes the socket (`socket.close`): receiving stops at once, and no
+ * 'message' is delivered after this returns (a callback of this context
+ * running on another thread at that moment is waited for, not the rest of
+ * that thread's dispatch). Sends not yet written complete
+ * with `DGRAM_ECANCELED`; then 'close' comes once, asynchronously: first the
+ * persistent handler, then `on_close` (nullable, one-shot). A second close,
+ * or any later call on the socket, returns `DGRAM_EBADF`. The handle stays
+ * valid until `dgram_socket_free`.
+ */
+int dgram_close(dgram_socket *s, dgram_event_cb on_close);
+
+/**
+ * Undoes `dgram_socket_unref` (Node `socket.ref`); sockets start
+ * referenced. Idempotent. `DGRAM_EBADF` when closed.
+ */
+int dgram_socket_ref(dgram_socket *s);
+
+/**
+ * Lets the socket stop counting in `dgram_context_active` (Node
+ * `socket.unref`), so a host loop that runs while anything is active can
+ * end while the socket stays open. Its being bound, its undelivered
+ * datagrams and its 'listening' and 'connect' events then do not count;
+ * its send completions, errors, lookups and 'close' still do. Events
+ * are still delivered whenever the host dispatches. Idempotent.
+ * `DGRAM_EBADF` when closed.
+ */
+int dgram_socket_unref(dgram_socket *s);
+
+/**
  * Binds the socket (`socket.bind`). `port` 0 lets the OS pick; `address`
  * NULL means every interface (0.0.0.0 or ::). For a numeric address,
  * validation and bind(2) happen now and their errors are the result:
@@ -743,6 +812,50 @@ int dgram_on_error(dgram_socket *s, dgram_error_cb cb);
  * 'error' event with syscall "bind". Sends made meanwhile wait for the bind.
  */
 int dgram_bind(dgram_socket *s, int32_t port, const char *address, dgram_event_cb on_listening);
+
+/**
+ * Writes the bound local address into `*out` (`socket.address()`).
+ * `DGRAM_EBADF` when closed or not bound yet; `DGRAM_EINVAL` for NULL `out`.
+ */
+int dgram_address(const dgram_socket *s, dgram_addr *out);
+
+/**
+ * Associates the socket with one peer (Node `socket.connect`): sends
+ * without a destination go there, and only its datagrams are received.
+ * `port` must be 1..65535; `address` NULL means 127.0.0.1 (udp4) or ::1
+ * (udp6). An unbound socket is first bound to 0.0.0.0 (or ::) on a random
+ * port, with its 'listening'. For a numeric address the connect happens
+ * now and its errors are the result (`DGRAM_EINVAL`, `DGRAM_EISCONN` when
+ * already connected or connecting, `DGRAM_EBADF`, the system's answer);
+ * then 'connect' follows, asynchronously: the persistent handler, then
+ * `on_connect` (nullable, one-shot). A host name is looked up first, as
+ * for `dgram_bind`; its failure comes as an 'error' event (`DGRAM_ENOTFOUND`),
+ * and sends to the peer made meanwhile wait for it (and fail with
+ * `DGRAM_ENOTCONN` if the connect does). Once connected, an ICMP port
+ * unreachable from the peer comes as an 'error' event with
+ * `DGRAM_ECONNREFUSED`.
+ *
+ * Operations of one socket keep their call order: while an earlier bind,
+ * connect or send of this socket waits for a lookup, a numeric connect
+ * waits behind it too, and its connect(2) errors come as an 'error' event
+ * (syscall "connect"). The same holds for a numeric `dgram_bind`.
+ */
+int dgram_connect(dgram_socket *s, int32_t port, const char *address, dgram_event_cb on_connect);
+
+/**
+ * Dissolves the association made by `dgram_connect` (Node
+ * `socket.disconnect`), at once; the socket keeps its local address and
+ * port. `DGRAM_ENOTCONN` when not connected (also while a connect waits for
+ * its lookup), `DGRAM_EBADF` when closed.
+ */
+int dgram_disconnect(dgram_socket *s);
+
+/**
+ * Writes the connected peer's address into `*out` (Node
+ * `socket.remoteAddress()`). `DGRAM_ENOTCONN` when not connected,
+ * `DGRAM_EBADF` when closed, `DGRAM_EINVAL` for NULL `out`.
+ */
+int dgram_remote_address(const dgram_socket *s, dgram_addr *out);
 
 /**
  * Sends one datagram of `len` bytes (`socket.send`) to `address`:`port`.
@@ -831,82 +944,24 @@ int dgram_send_batch(dgram_socket *s,
                      void *send_data);
 
 /**
- * Closes the socket (`socket.close`): receiving stops at once, and no
- * 'message' is delivered after this returns (a callback of this context
- * running on another thread at that moment is waited for, not the rest of
- * that thread's dispatch). Sends not yet written complete
- * with `DGRAM_ECANCELED`; then 'close' comes once, asynchronously: first the
- * persistent handler, then `on_close` (nullable, one-shot). A second close,
- * or any later call on the socket, returns `DGRAM_EBADF`. The handle stays
- * valid until `dgram_socket_free`.
+ * Asks the kernel (`on` true) for each received datagram's destination
+ * address and interface (IP_PKTINFO / IPV6_RECVPKTINFO), TTL or hop limit
+ * (IP_RECVTTL / IPV6_RECVHOPLIMIT) and receive timestamp (SO_TIMESTAMPNS),
+ * for `dgram_message_meta`; `on` false stops. Off by default, and then it
+ * costs nothing. Applies to datagrams that reach the socket after the
+ * call: those already waiting come without metadata, or with part of it
+ * (see the `has_` flags).
  */
-int dgram_close(dgram_socket *s, dgram_event_cb on_close);
+int dgram_set_message_meta(dgram_socket *s, bool on);
 
 /**
- * Releases the host's handle. An open socket is closed with no further
- * callback of any kind (not even its send callbacks). NULL is fine. Call it
- * exactly once per handle, in any order relative to `dgram_context_free`;
- * the handle must not be used afterwards. May be called from inside any
- * callback, including the socket's own.
+ * Inside `s`'s message callback, on the thread running it, writes the
+ * metadata of the datagram being delivered into `*out` (see
+ * `dgram_meta`). `DGRAM_EINVAL` for NULL `out`, when called
+ * anywhere else, or when the datagram was read while
+ * `dgram_set_message_meta` was off; `DGRAM_EBADF` when closed.
  */
-void dgram_socket_free(dgram_socket *s);
-
-/**
- * Writes the bound local address into `*out` (`socket.address()`).
- * `DGRAM_EBADF` when closed or not bound yet; `DGRAM_EINVAL` for NULL `out`.
- */
-int dgram_address(const dgram_socket *s, dgram_addr *out);
-
-/**
- * Writes the socket's counters into `*out` (see `dgram_stats`). Works on a
- * closed socket too, giving the final figures. `DGRAM_EINVAL` for NULL `s`
- * or `out`. May be called from any thread, inside callbacks included.
- */
-int dgram_socket_stats(const dgram_socket *s, dgram_stats *out);
-
-/**
- * Sets (or with NULL clears) the persistent 'connect' handler. It runs
- * before the one-shot callback given to `dgram_connect`.
- */
-int dgram_on_connect(dgram_socket *s, dgram_event_cb cb);
-
-/**
- * Associates the socket with one peer (Node `socket.connect`): sends
- * without a destination go there, and only its datagrams are received.
- * `port` must be 1..65535; `address` NULL means 127.0.0.1 (udp4) or ::1
- * (udp6). An unbound socket is first bound to 0.0.0.0 (or ::) on a random
- * port, with its 'listening'. For a numeric address the connect happens
- * now and its errors are the result (`DGRAM_EINVAL`, `DGRAM_EISCONN` when
- * already connected or connecting, `DGRAM_EBADF`, the system's answer);
- * then 'connect' follows, asynchronously: the persistent handler, then
- * `on_connect` (nullable, one-shot). A host name is looked up first, as
- * for `dgram_bind`; its failure comes as an 'error' event (`DGRAM_ENOTFOUND`),
- * and sends to the peer made meanwhile wait for it (and fail with
- * `DGRAM_ENOTCONN` if the connect does). Once connected, an ICMP port
- * unreachable from the peer comes as an 'error' event with
- * `DGRAM_ECONNREFUSED`.
- *
- * Operations of one socket keep their call order: while an earlier bind,
- * connect or send of this socket waits for a lookup, a numeric connect
- * waits behind it too, and its connect(2) errors come as an 'error' event
- * (syscall "connect"). The same holds for a numeric `dgram_bind`.
- */
-int dgram_connect(dgram_socket *s, int32_t port, const char *address, dgram_event_cb on_connect);
-
-/**
- * Dissolves the association made by `dgram_connect` (Node
- * `socket.disconnect`), at once; the socket keeps its local address and
- * port. `DGRAM_ENOTCONN` when not connected (also while a connect waits for
- * its lookup), `DGRAM_EBADF` when closed.
- */
-int dgram_disconnect(dgram_socket *s);
-
-/**
- * Writes the connected peer's address into `*out` (Node
- * `socket.remoteAddress()`). `DGRAM_ENOTCONN` when not connected,
- * `DGRAM_EBADF` when closed, `DGRAM_EINVAL` for NULL `out`.
- */
-int dgram_remote_address(const dgram_socket *s, dgram_addr *out);
+int dgram_message_meta(const dgram_socket *s, dgram_meta *out);
 
 /**
  * Sets or clears SO_BROADCAST (`socket.setBroadcast`).
@@ -918,6 +973,13 @@ int dgram_set_broadcast(dgram_socket *s, bool flag);
  * `ttl` must be 1..255, else `DGRAM_EINVAL`.
  */
 int dgram_set_ttl(dgram_socket *s, int32_t ttl);
+
+/**
+ * The OS socket's fd, for getsockopt and diagnostics (valid before bind).
+ * Owned by the library: do not close it, read from it or change its
+ * blocking mode. `DGRAM_EBADF` when closed.
+ */
+int dgram_fileno(const dgram_socket *s);
 
 /**
  * Joins `group` on `iface` (`socket.addMembership`). `group` must be a
@@ -973,6 +1035,25 @@ int dgram_drop_source_specific_membership(dgram_socket *s,
                                           const char *iface);
 
 /**
+ * Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
+ * (`socket.setMulticastLoopback`).
+ */
+int dgram_set_multicast_loopback(dgram_socket *s, bool flag);
+
+/**
+ * Sets IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (`socket.setMulticastTTL`);
+ * `ttl` must be 0..255, else `DGRAM_EINVAL`.
+ */
+int dgram_set_multicast_ttl(dgram_socket *s, int32_t ttl);
+
+/**
+ * Writes the socket's counters into `*out` (see `dgram_stats`). Works on a
+ * closed socket too, giving the final figures. `DGRAM_EINVAL` for NULL `s`
+ * or `out`. May be called from any thread, inside callbacks included.
+ */
+int dgram_socket_stats(const dgram_socket *s, dgram_stats *out);
+
+/**
  * Sets SO_RCVBUF (Node `socket.setRecvBufferSize`) to `size` bytes,
  * 1..INT_MAX, else `DGRAM_EINVAL`. The kernel caps it at
  * net.core.rmem_max and doubles it for its bookkeeping (see the getter).
@@ -1011,43 +1092,6 @@ int dgram_send_queue_size(const dgram_socket *s);
 int dgram_send_queue_count(const dgram_socket *s);
 
 /**
- * Lets the socket stop counting in `dgram_context_active` (Node
- * `socket.unref`), so a host loop that runs while anything is active can
- * end while the socket stays open. Its being bound, its undelivered
- * datagrams and its 'listening' and 'connect' events then do not count;
- * its send completions, errors, lookups and 'close' still do. Events
- * are still delivered whenever the host dispatches. Idempotent.
- * `DGRAM_EBADF` when closed.
- */
-int dgram_socket_unref(dgram_socket *s);
-
-/**
- * Undoes `dgram_socket_unref` (Node `socket.ref`); sockets start
- * referenced. Idempotent. `DGRAM_EBADF` when closed.
- */
-int dgram_socket_ref(dgram_socket *s);
-
-/**
- * Asks the kernel (`on` true) for each received datagram's destination
- * address and interface (IP_PKTINFO / IPV6_RECVPKTINFO), TTL or hop limit
- * (IP_RECVTTL / IPV6_RECVHOPLIMIT) and receive timestamp (SO_TIMESTAMPNS),
- * for `dgram_message_meta`; `on` false stops. Off by default, and then it
- * costs nothing. Applies to datagrams that reach the socket after the
- * call: those already waiting come without metadata, or with part of it
- * (see the `has_` flags).
- */
-int dgram_set_message_meta(dgram_socket *s, bool on);
-
-/**
- * Inside `s`'s message callback, on the thread running it, writes the
- * metadata of the datagram being delivered into `*out` (see
- * `dgram_meta`). `DGRAM_EINVAL` for NULL `out`, when called
- * anywhere else, or when the datagram was read while
- * `dgram_set_message_meta` was off; `DGRAM_EBADF` when closed.
- */
-int dgram_message_meta(const dgram_socket *s, dgram_meta *out);
-
-/**
  * The segmentation offloads this kernel has (`DGRAM_OFFLOAD_GSO`,
  * `DGRAM_OFFLOAD_GRO`), found once per process.
  */
@@ -1080,25 +1124,6 @@ int dgram_set_offload(dgram_socket *s, uint32_t flags);
  * route's device refuses a UDP_SEGMENT write, the socket stops using it.
  */
 int dgram_get_offload(const dgram_socket *s);
-
-/**
- * Sets or clears IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP
- * (`socket.setMulticastLoopback`).
- */
-int dgram_set_multicast_loopback(dgram_socket *s, bool flag);
-
-/**
- * Sets IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (`socket.setMulticastTTL`);
- * `ttl` must be 0..255, else `DGRAM_EINVAL`.
- */
-int dgram_set_multicast_ttl(dgram_socket *s, int32_t ttl);
-
-/**
- * The OS socket's fd, for getsockopt and diagnostics (valid before bind).
- * Owned by the library: do not close it, read from it or change its
- * blocking mode. `DGRAM_EBADF` when closed.
- */
-int dgram_fileno(const dgram_socket *s);
 
 /**
  * The errno-style name of a code ("EADDRINUSE"); "UNKNOWN" for a code the

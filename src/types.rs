@@ -16,6 +16,11 @@ pub const DGRAM_ADDRSTRLEN: usize = 46;
 ///
 /// Created by `dgram_context_new`, released by `dgram_context_free`. Every
 /// function taking a context may be called from any thread.
+///
+/// Functions:
+/// - context: `dgram_context_fd`, `dgram_context_dispatch`,
+///   `dgram_context_run`, `dgram_context_active`, `dgram_context_free`;
+/// - socket lifecycle: `dgram_create_socket`.
 pub struct dgram_context {
     _private: [u8; 0],
 }
@@ -25,6 +30,26 @@ pub struct dgram_context {
 /// Created by `dgram_create_socket`, released by exactly one
 /// `dgram_socket_free`. A closed socket, or one whose context was freed, stays
 /// a valid handle that answers `DGRAM_EBADF` until it is freed.
+///
+/// Functions:
+/// - socket lifecycle: `dgram_socket_free`, `dgram_on_message`,
+///   `dgram_on_listening`, `dgram_on_close`, `dgram_on_error`,
+///   `dgram_on_connect`, `dgram_close`, `dgram_socket_ref`,
+///   `dgram_socket_unref`;
+/// - bind and connect: `dgram_bind`, `dgram_address`, `dgram_connect`,
+///   `dgram_disconnect`, `dgram_remote_address`;
+/// - send: `dgram_send`, `dgram_sendv`, `dgram_send_batch`;
+/// - receive and metadata: `dgram_set_message_meta`, `dgram_message_meta`;
+/// - socket options: `dgram_set_broadcast`, `dgram_set_ttl`, `dgram_fileno`;
+/// - multicast: `dgram_add_membership`, `dgram_drop_membership`,
+///   `dgram_set_multicast_interface`, `dgram_add_source_specific_membership`,
+///   `dgram_drop_source_specific_membership`,
+///   `dgram_set_multicast_loopback`, `dgram_set_multicast_ttl`;
+/// - figures and offload: `dgram_socket_stats`,
+///   `dgram_set_recv_buffer_size`, `dgram_set_send_buffer_size`,
+///   `dgram_get_recv_buffer_size`, `dgram_get_send_buffer_size`,
+///   `dgram_send_queue_size`, `dgram_send_queue_count`, `dgram_set_offload`,
+///   `dgram_get_offload`.
 pub struct dgram_socket {
     _private: [u8; 0],
 }
