@@ -211,14 +211,16 @@ static void blast(const sender *t, uint16_t port, int n) {
     }
 }
 
-/* Sends `n` datagrams from `t` to `port` and waits until they are all read
- * (dgram_context_active(ctx) == `active`, nothing delivered yet); then one
- * dispatch must run exactly one event: the one whose callback does the
- * socket's action, which drops the rest. */
-static void queue_then_dispatch_one(dgram_context *ctx, const sender *t, uint16_t port, int n,
+/* Sends `n` datagrams from `t` to `s` and waits until they wait in its
+ * kernel buffer, undelivered; they do not count, so dgram_context_active(ctx)
+ * must be `active` (the socket's other events). Then one dispatch must run
+ * exactly one event: the one whose callback does the socket's action, which
+ * drops the rest (the datagrams that one read takes into a batch included). */
+static void queue_then_dispatch_one(dgram_context *ctx, const sender *t, dgram_socket *s, int n,
                                     uint32_t active) {
-    blast(t, port, n);
-    test_wait_active(ctx, active);
+    blast(t, test_port(s), n);
+    test_wait_queued(s);
+    CHECK_EQ(dgram_context_active(ctx), active);
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1);
 }
 
@@ -390,8 +392,9 @@ static void test_calls_after_close_ebadf(void) {
     test_context_finish(ctx);
 }
 
-/* 50 datagrams read and queued, then close before dispatch: none of them is
- * delivered, they stop counting, and 'close' comes once. */
+/* 50 datagrams waiting in the socket's kernel buffer, then close before
+ * dispatch: none of them is delivered (they go with the fd), they never
+ * counted, and 'close' comes once. */
 static void test_no_message_after_close(void) {
     sender tx = sender_open();
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
@@ -400,10 +403,11 @@ static void test_no_message_after_close(void) {
     dgram_socket *s = make_socket(ctx, DGRAM_UDP4, &r, &x, 0);
     uint16_t port = bind_listen(ctx, s, &r);
     blast(&tx, port, 50);
-    test_wait_active(ctx, 1 + 50); /* all 50 read by the I/O thread, undelivered */
+    test_wait_queued(s);
+    CHECK_EQ(dgram_context_active(ctx), 1); /* the bound socket; waiting datagrams do not count */
     CHECK_OK(dgram_close(s, rec_on_close_once));
-    CHECK_EQ(dgram_context_active(ctx), 1);
-    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* discarded datagrams are not counted */
+    CHECK_EQ(dgram_context_active(ctx), 1); /* the 'close' */
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1); /* the 'close' alone: no datagram is read */
     test_run_for(ctx, 100);
     CHECK_EQ(r.count, 0);
     CHECK_EQ(r.close_p, 1);
@@ -416,18 +420,18 @@ static void test_no_message_after_close(void) {
     sender_close(&tx);
 }
 
-/* close from inside the socket's own 'message': no further 'message', then
- * 'close' once. */
+/* close from inside the socket's own 'message': no further 'message' (not
+ * even of the other datagrams the same read took), then 'close' once. */
 static void test_close_in_message_cb(void) {
     sender tx = sender_open();
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
     sock_rec r;
     sock_ext x;
     dgram_socket *s = make_socket(ctx, DGRAM_UDP4, &r, &x, 0);
-    uint16_t port = bind_listen(ctx, s, &r);
+    bind_listen(ctx, s, &r);
     x.action = ACT_CLOSE_IN_MSG;
     /* The 'close' is queued during the dispatch, so it waits for the next one. */
-    queue_then_dispatch_one(ctx, &tx, port, 10, 1 + 10);
+    queue_then_dispatch_one(ctx, &tx, s, 10, 1);
     CHECK_OK(x.rc_in_cb);
     CHECK_STR(r.log.text, "lLM");
     CHECK_EQ(dgram_context_active(ctx), 1);
@@ -451,7 +455,7 @@ static void test_free_in_message_cb(void) {
     uint16_t port = bind_listen(ctx, s, &r);
     x.action = ACT_SEND_FREE_IN_MSG;
     x.self_port = port;
-    queue_then_dispatch_one(ctx, &tx, port, 10, 1 + 10);
+    queue_then_dispatch_one(ctx, &tx, s, 10, 1);
     CHECK_OK(x.rc_in_cb);
     CHECK_EQ(r.freed, 1);
     CHECK_EQ(dgram_context_active(ctx), 0); /* freed: counts for nothing */
@@ -476,7 +480,7 @@ static void test_free_in_listening_cb(void) {
     dgram_socket *s = make_socket(ctx, DGRAM_UDP4, &r, &x, 0);
     x.action = ACT_FREE_IN_LISTEN_ONCE;
     CHECK_OK(dgram_bind(s, 0, "127.0.0.1", rec_on_listening_once));
-    queue_then_dispatch_one(ctx, &tx, test_port(s), 5, 1 + 1 + 5); /* bound + 'listening' + 5 */
+    queue_then_dispatch_one(ctx, &tx, s, 5, 1 + 1); /* bound + 'listening' */
     CHECK_EQ(r.freed, 1);
     CHECK_EQ(dgram_context_active(ctx), 0);
     test_run_for(ctx, 150);
@@ -498,7 +502,7 @@ static void test_free_in_persistent_listening_cb(void) {
     dgram_socket *s = make_socket(ctx, DGRAM_UDP4, &r, &x, 0);
     x.action = ACT_FREE_IN_LISTEN_P;
     CHECK_OK(dgram_bind(s, 0, "127.0.0.1", rec_on_listening_once));
-    queue_then_dispatch_one(ctx, &tx, test_port(s), 3, 1 + 1 + 3);
+    queue_then_dispatch_one(ctx, &tx, s, 3, 1 + 1); /* bound + 'listening' */
     CHECK_EQ(r.freed, 1);
     CHECK_EQ(dgram_context_active(ctx), 0);
     test_run_for(ctx, 100);
@@ -528,7 +532,7 @@ static void test_free_in_close_cb(void) {
     test_context_finish(ctx);
 }
 
-/* One socket's 'message' callback frees another socket that has events
+/* One socket's 'message' callback frees another socket that has datagrams
  * waiting: the other gets nothing more. */
 static void test_free_other_socket_in_cb(void) {
     sender tx = sender_open();
@@ -541,16 +545,20 @@ static void test_free_other_socket_in_cb(void) {
     CHECK_OK(dgram_bind(b, 0, "127.0.0.1", rec_on_listening_once)); /* 'listening' left pending */
     uint16_t pb = test_port(b);
     blast(&tx, pa, 1);
-    test_wait_active(ctx, 1 + 1 + 1 + 1); /* a, b bound; b's 'listening'; a's datagram */
+    test_wait_queued(a);
     blast(&tx, pb, 4);
-    test_wait_active(ctx, 4 + 4);
+    test_wait_queued(b);
+    /* a, b bound; b's 'listening'; the datagrams waiting do not count */
+    CHECK_EQ(dgram_context_active(ctx), 1 + 1 + 1);
     xa.action = ACT_FREE_OTHER_IN_MSG;
     xa.other = &rb;
-    RUN_UNTIL(ctx, ra.count, 1);
+    /* One dispatch: b's 'listening', queued before it, comes first; then
+     * a's datagram (it arrived first, so a is read first), whose callback
+     * frees b: b's 4 datagrams are not delivered. */
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 1 + 1);
+    CHECK_EQ(ra.count, 1);
     test_run_for(ctx, 100);
-    /* b's 'listening' may come before a's datagram (no order between
-     * sockets) but never after the free */
-    CHECK(strcmp(rb.log.text, "") == 0 || strcmp(rb.log.text, "lL") == 0);
+    CHECK_STR(rb.log.text, "lL");
     CHECK_EQ(rb.count, 0);
     CHECK_EQ(rb.after_free, 0);
     CHECK_STR(ra.log.text, "lLM");
@@ -636,11 +644,13 @@ static void test_free_with_pending_sends(void) {
     for (int i = 0; i < N; i++)
         CHECK_OK(dgram_send(s, big, LEN, port, "127.0.0.1", rec_on_sent,
                             send_slot_init(&slots[i], &r)));
-    /* and datagrams waiting for it (only when s is in the sender's
-     * namespace too) */
+    /* and datagrams waiting for it in its kernel buffer (only when s is in
+     * the sender's namespace too); they do not count */
     int extra = orig >= 0 ? 0 : 3;
     blast(&tx, self, extra);
-    test_wait_active(ctx, (uint32_t)(1 + N + extra));
+    if (extra)
+        test_wait_queued(s);
+    test_wait_active(ctx, (uint32_t)(1 + N));
     r.freed = 1;
     dgram_socket_free(s);
     CHECK_EQ(dgram_context_active(ctx), 0);
@@ -657,8 +667,9 @@ static void test_free_with_pending_sends(void) {
 }
 
 /* After dgram_close returns only the pending 'close' and send completions
- * count (not the bound socket, not its undelivered datagrams); each event
- * dispatched takes one off; 0 at the end. Freeing a closed socket whose
+ * count (not the bound socket); datagrams waiting in its kernel buffer count
+ * neither before nor after, and none is delivered; each event dispatched
+ * takes one off; 0 at the end. Freeing a closed socket whose
  * 'close' is pending uncounts it too, and that 'close' never comes. */
 static void test_active_after_close(void) {
     static send_slot slots[3];
@@ -676,7 +687,8 @@ static void test_active_after_close(void) {
                             send_slot_init(&slots[i], &r)));
     CHECK_EQ(dgram_context_active(ctx), 1 + 3);
     blast(&tx, self, 5);
-    test_wait_active(ctx, 1 + 3 + 5);
+    test_wait_queued(s);
+    CHECK_EQ(dgram_context_active(ctx), 1 + 3);
     CHECK_OK(dgram_close(s, rec_on_close_once));
     CHECK_EQ(dgram_context_active(ctx), 3 + 1);
     CHECK_EQ(dgram_context_dispatch(ctx, 1), 1);
@@ -763,8 +775,11 @@ static void test_free_order_b(void) {
     }
     blast(&tx, pc, 3);
     CHECK_OK(dgram_close(d, rec_on_close_once));
-    test_wait_active(ctx, 1 + 1 + 1 + 4 + 3 + 4 + 1); /* a, c bound; c: listening, 4 sends,
-                                                    3 datagrams; a: 4 datagrams; d: close */
+    test_wait_queued(a); /* c's 4 datagrams */
+    test_wait_queued(c); /* the sender's 3 */
+    /* a, c bound; c: 'listening', 4 sends; d: 'close' (the datagrams
+     * waiting in a's and c's kernel buffers do not count) */
+    CHECK_EQ(dgram_context_active(ctx), 1 + 1 + 1 + 4 + 1);
     dgram_context_free(ctx);
     test_context_forget(ctx);
 
@@ -810,7 +825,8 @@ static void test_free_order_c(void) {
     uint16_t pa = bind_listen(ctx, a, &ra);
     CHECK_OK(dgram_bind(b, 0, "::1", rec_on_listening_once)); /* 'listening' pending */
     blast(&tx, pa, 4);
-    test_wait_active(ctx, 1 + 1 + 1 + 4);
+    test_wait_queued(a);
+    CHECK_EQ(dgram_context_active(ctx), 1 + 1 + 1); /* a, b bound; b's 'listening' */
     ra.freed = rb.freed = rc.freed = 1;
     dgram_socket_free(a);
     dgram_socket_free(b);
@@ -828,9 +844,9 @@ static void test_free_order_c(void) {
     sender_close(&tx);
 }
 
-/* (d) context_free from inside a 'message' callback, with more events of
- * that socket and of another waiting; the handles are freed after dispatch
- * returns. */
+/* (d) context_free from inside a 'message' callback, with more datagrams of
+ * that socket (taken by the same read) and of another socket waiting; the
+ * handles are freed after dispatch returns. */
 static void test_free_order_d(void) {
     sender tx = sender_open();
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
@@ -842,9 +858,10 @@ static void test_free_order_d(void) {
     uint16_t pb = bind_listen(ctx, b, &rb);
     CHECK_EQ(dgram_context_active(ctx), 2);
     blast(&tx, pa, 3);
-    test_wait_active(ctx, 2 + 3);
+    test_wait_queued(a); /* a's arrive first, so a is read first */
     blast(&tx, pb, 3);
-    test_wait_active(ctx, 2 + 3 + 3);
+    test_wait_queued(b);
+    CHECK_EQ(dgram_context_active(ctx), 2); /* waiting datagrams do not count */
     xa.action = ACT_CTX_FREE_IN_MSG;
     xa.ctx = ctx;
     int rc = dgram_context_dispatch(ctx, 0);
@@ -876,7 +893,7 @@ static void test_close_in_listening_cb(void) {
     x.action = ACT_CLOSE_IN_LISTEN_ONCE;
     CHECK_OK(dgram_bind(s, 0, "127.0.0.1", rec_on_listening_once));
     /* 'listening' runs; the datagrams are dropped */
-    queue_then_dispatch_one(ctx, &tx, test_port(s), 3, 1 + 1 + 3);
+    queue_then_dispatch_one(ctx, &tx, s, 3, 1 + 1); /* bound + 'listening' */
     CHECK_OK(x.rc_in_cb);
     CHECK_STR(r.log.text, "lL");
     CHECK_EQ(dgram_context_active(ctx), 1);

@@ -143,7 +143,8 @@ static void test_context_new_options(void) {
     CHECK(!readable(c));
     dgram_context_free(c);
 
-    /* Zeroed options are the defaults; both modes; a queue limit. */
+    /* Zeroed options are the defaults; both modes; a read limit
+     * (max_pending_events). */
     dgram_context_options o;
     memset(&o, 0, sizeof o);
     c = dgram_context_new(&o);
@@ -176,9 +177,63 @@ static void test_context_new_options(void) {
     dgram_context_free(NULL);
 }
 
-/* max_pending_events bounds the datagrams that wait in the library; the rest
- * wait in the kernel's buffer (the socket is not read meanwhile) and come, in
- * order, once dispatch has made room. Other events are not bounded by it. */
+/* What test_max_pending_events saw, across its two sockets, in order: a
+ * letter per callback (S a send completion, M a datagram) and, for each
+ * datagram, its byte and what its callback found still waiting in the
+ * receiver's kernel buffer. */
+#define MAXP_DATAGRAMS 21
+static struct {
+    event_log log;
+    inbox in;                 /* the receiver's: the datagram being delivered */
+    int count;                /* datagrams */
+    int byte[MAXP_DATAGRAMS]; /* datagram i's byte */
+    int next[MAXP_DATAGRAMS]; /* the next one in the kernel then, -1: none */
+} maxp;
+
+/* The byte of the next datagram waiting in `s`'s kernel receive buffer
+ * (1-byte datagrams), left there; -1 when none waits. */
+static int kernel_peek(dgram_socket *s) {
+    uint8_t b = 0;
+    ssize_t n = recv(dgram_fileno(s), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 1)
+        return b;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return -1;
+    FAIL("recv(MSG_PEEK) returned %zd: %s", n, n < 0 ? strerror(errno) : "no error");
+    return -2;
+}
+
+static void maxp_action(sock_rec *r, dgram_socket *s, char letter) {
+    note_thread(r, s, letter);
+    event_log_add(&maxp.log, letter);
+    if (letter != 'M')
+        return;
+    int i = maxp.count++;
+    CHECK(i < MAXP_DATAGRAMS);
+    CHECK_EQ(maxp.in.len, 1);
+    maxp.byte[i] = maxp.in.data[0];
+    maxp.next[i] = kernel_peek(s);
+}
+
+/* Checks datagrams first..first+n-1 of test_max_pending_events: bytes
+ * first.. in order, each delivered while next[i] waited behind it. */
+static void maxp_check(int first, int n, const int *next) {
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(maxp.byte[first + i], first + i);
+        if (maxp.next[first + i] != next[i])
+            FAIL("datagram %d: %d waited in the kernel, expected %d", first + i,
+                 maxp.next[first + i], next[i]);
+    }
+}
+
+/* max_pending_events is the most datagrams one read takes from the kernel,
+ * so the most the library holds undelivered: the rest wait in the socket's
+ * kernel buffer, and come in order. dispatch(0) delivers the events queued
+ * at entry, then makes up to four reads per ready socket; dispatch(max)
+ * delivers at most max, and its reads take no more than that leaves room
+ * for. Other events (send completions) are not bounded by it. Each
+ * datagram's callback peeks at the receiver's kernel buffer: the datagram
+ * waiting there shows where the read that took it ended. */
 static void test_max_pending_events(void) {
     dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 4);
     peer_rec rr, rs;
@@ -189,44 +244,96 @@ static void test_max_pending_events(void) {
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
     uint16_t port = test_port(r);
     CHECK_EQ(dgram_context_active(c), 2);
+    memset(&maxp, 0, sizeof maxp);
+    maxp.in.socket = r;
+    rr.r.in = &maxp.in;
+    rec_set_action(&rr.r, maxp_action, &rr);
+    rec_set_action(&rs.r, maxp_action, &rs);
 
-    /* 10 datagrams with send callbacks: all 10 completions wait (they are not
-     * datagrams), and 4 of the datagrams; 6 stay in the kernel. */
-    send_slot sent[10];
+    /* 10 datagrams with send callbacks, each written at once: the 10
+     * completions wait (more than the bound: they are not datagrams), and
+     * the 10 datagrams wait in r's kernel buffer, where active does not
+     * count them. */
+    send_slot sent[20];
     for (uint8_t i = 0; i < 10; i++)
         CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", rec_on_sent,
                             send_slot_init(&sent[i], &rs.r)));
-    test_wait_active(c, 2 + 10 + 4);
-    test_sleep_ms(50);
-    CHECK_EQ(dgram_context_active(c), 2 + 10 + 4);
-    CHECK_EQ(kernel_queued(r), 1); /* the next one waits there, 1 byte */
-    CHECK_EQ(dgram_context_dispatch(c, 0), 14);
+    CHECK_EQ(dgram_send_queue_count(s), 0);
+    test_wait_queued(r);
+    CHECK_EQ(dgram_context_active(c), 2 + 10);
+    CHECK_EQ(kernel_queued(r), 1); /* the first one waits there, 1 byte */
+    CHECK_EQ(kernel_peek(r), 0);
+
+    /* One dispatch(0): the 10 completions, then three reads of r, of 4, 4
+     * and the last 2. */
+    CHECK_EQ(dgram_context_dispatch(c, 0), 20);
+    CHECK_STR(maxp.log.text, "SSSSSSSSSSMMMMMMMMMM");
+    static const int next1[10] = {4, 4, 4, 4, 8, 8, 8, 8, -1, -1};
+    maxp_check(0, 10, next1);
     CHECK_EQ(rs.r.sends, 10);
+    CHECK_EQ(rr.r.count, 10);
+    CHECK_EQ(kernel_queued(r), 0);
+    CHECK_EQ(dgram_context_active(c), 2);
+    CHECK(!readable(c));
+
+    /* 10 more, dispatched 3 at a time: the completions queued at entry come
+     * first; then each read takes only what the count leaves room for, so
+     * the reads end after 11, 14, 17 and 19 and the library keeps nothing
+     * between dispatches. */
+    for (uint8_t i = 10; i < 20; i++)
+        CHECK_OK(dgram_send(s, &i, 1, port, "127.0.0.1", rec_on_sent,
+                            send_slot_init(&sent[i], &rs.r)));
+    CHECK_EQ(dgram_send_queue_count(s), 0);
+    test_wait_queued(r);
+    CHECK_EQ(dgram_context_active(c), 2 + 10);
+    static const struct {
+        int delivered;
+        const char *log;   /* what it delivered */
+        uint32_t active;   /* completions left, and the two sockets */
+        int left;          /* datagrams still in the kernel */
+    } step[] = {
+        {3, "SSS", 2 + 7, 1}, {3, "SSS", 2 + 4, 1}, {3, "SSS", 2 + 1, 1},
+        {3, "SMM", 2, 1},     {3, "MMM", 2, 1},     {3, "MMM", 2, 1},
+        {2, "MM", 2, 0},      {0, "", 2, 0},
+    };
+    char want[64] = "SSSSSSSSSSMMMMMMMMMM";
+    int total = 0;
+    for (size_t k = 0; k < sizeof step / sizeof step[0]; k++) {
+        int got = dgram_context_dispatch(c, 3);
+        if (got != step[k].delivered)
+            FAIL("dispatch(3) number %zu delivered %d, expected %d", k + 1, got,
+                 step[k].delivered);
+        total += got;
+        strcat(want, step[k].log);
+        CHECK_STR(maxp.log.text, want);
+        CHECK_EQ(dgram_context_active(c), step[k].active);
+        CHECK_EQ(kernel_queued(r), step[k].left);
+        CHECK_EQ(readable(c), step[k].left);
+    }
+    CHECK_EQ(total, 20);
+    static const int next2[10] = {12, 12, 15, 15, 15, 18, 18, 18, -1, -1};
+    maxp_check(10, 10, next2);
+
+    CHECK_EQ(rs.r.sends, 20);
     CHECK_EQ(rs.r.send_errors, 0);
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 20; i++) {
         send_slot_check_ok(&sent[i], 1);
         CHECK_EQ(sent[i].seq, i);
     }
-    CHECK_STR(rs.r.log.text, "lSSSSSSSSSS");
-    CHECK_EQ(rr.r.count, 4);
-    for (uint8_t i = 0; i < 4; i++) /* the first four, in order: 0 1 2 3 */
+    CHECK_STR(rs.r.log.text, "lSSSSSSSSSSSSSSSSSSSS");
+    CHECK_EQ(rr.r.count, 20);
+    for (uint8_t i = 0; i < REC_MSGS; i++)
         rec_check_msg(&rr.r, i, &i, 1, "127.0.0.1", sport, DGRAM_IPV4);
-    CHECK_STR(rr.r.log.text, "lMMMM");
-
-    /* Room again: the other six follow, four and two, still in order. */
-    RUN_UNTIL(c, rr.r.count, 10);
-    CHECK_EQ(rr.r.count, 10);
-    for (uint8_t i = 0; i < 10; i++)
-        rec_check_msg(&rr.r, i, &i, 1, "127.0.0.1", sport, DGRAM_IPV4);
-    CHECK_STR(rr.r.log.text, "lMMMMMMMMMM");
-    CHECK_EQ(kernel_queued(r), 0);
-    CHECK_EQ(dgram_context_active(c), 2);
+    CHECK_STR(rr.r.log.text, "lMMMMMMMMMMMMMMMMMMMM");
 
     uint8_t last = 99;
     CHECK_OK(dgram_send(s, &last, 1, port, "127.0.0.1", NULL, NULL));
-    RUN_UNTIL(c, rr.r.count, 11);
-    rec_check_msg(&rr.r, 10, &last, 1, "127.0.0.1", sport, DGRAM_IPV4);
+    RUN_UNTIL(c, rr.r.count, 21);
+    CHECK_EQ(maxp.byte[20], 99);
+    CHECK_EQ(maxp.next[20], -1);
+    check_inbox(&maxp.in, 21, &last, 1, "127.0.0.1", sport, DGRAM_IPV4);
     CHECK_EQ(rr.r.bad + rs.r.bad, 0);
+    CHECK_EQ(dgram_context_active(c), 2);
 
     dgram_socket_free(r);
     dgram_socket_free(s);
@@ -284,7 +391,7 @@ static void test_fd_and_dispatch_counts(void) {
     CHECK_STR(q[1].r.log.text, "lc");
     CHECK_STR(q[2].r.log.text, "l");
 
-    /* A datagram arriving from the I/O thread makes it readable too. */
+    /* A datagram waiting in a socket's kernel buffer makes it readable too. */
     uint16_t p1 = test_port(s[1]);
     CHECK_OK(dgram_send(s[0], "ping", 4, p1, "127.0.0.1", NULL, NULL));
     wait_readable(c);
@@ -358,7 +465,7 @@ static void test_run(void) {
     CHECK_EQ(dgram_context_run(c, 0), 0);
     CHECK_EQ(dgram_context_active(c), 2);
 
-    /* A datagram from the I/O thread: run(-1) waits for it. */
+    /* A datagram on its way: run(-1) waits for it. */
     CHECK_OK(dgram_send(a, "abc", 3, test_port(b), "127.0.0.1", NULL, NULL));
     CHECK_EQ(dgram_context_run(c, -1), 1);
     CHECK_EQ(rb.count, 1);
@@ -473,16 +580,20 @@ static void test_active_counts(void) {
     test_wait_active(c, 1);
     CHECK_EQ(dgram_context_dispatch(c, 0), 0);
 
-    /* A datagram waiting for dispatch counts. */
+    /* A datagram waiting for dispatch does not count: it waits in the
+     * socket's kernel buffer (the fd is readable for it). */
     CHECK_OK(dgram_send(peer, "in", 2, test_port(a), "127.0.0.1", NULL, NULL));
-    test_wait_active(c, 2);
+    test_wait_queued(a);
+    CHECK_EQ(dgram_context_active(c), 1);
+    CHECK(readable(c));
     /* A second send completion. */
     CHECK_OK(dgram_send(a, "yz", 2, pport, "127.0.0.1", rec_on_sent,
                         send_slot_init(&sa[1], &ra.r)));
-    CHECK_EQ(dgram_context_active(c), 3);
+    CHECK_EQ(dgram_context_active(c), 2);
 
     /* After close: only 'close' and the send completion count, not the
-     * socket nor its waiting datagram. */
+     * socket; its waiting datagram is gone with the fd. */
+    CHECK_EQ(kernel_queued(a), 2);
     CHECK_OK(dgram_close(a, NULL));
     CHECK_EQ(dgram_context_active(c), 2);
     CHECK_EQ(dgram_context_dispatch(c, 0), 2);
@@ -507,13 +618,14 @@ static void test_active_counts(void) {
     CHECK_STR(rb.r.log.text, "lS");
     CHECK_EQ(dgram_context_active(c), 1);
 
-    /* Freed: counts 0 at once, whatever was pending (listening, a completion,
-     * a datagram). */
+    /* Freed: counts 0 at once, whatever was pending (listening, a completion;
+     * a datagram in the kernel buffer, never counted, is never delivered). */
     CHECK_OK(dgram_send(peer, "in", 2, test_port(b), "127.0.0.1", NULL, NULL));
-    test_wait_active(c, 2);
+    test_wait_queued(b);
+    CHECK_EQ(dgram_context_active(c), 1);
     CHECK_OK(dgram_send(b, "imp", 3, pport, "127.0.0.1", rec_on_sent,
                         send_slot_init(&sb[1], &rb.r)));
-    CHECK_EQ(dgram_context_active(c), 3);
+    CHECK_EQ(dgram_context_active(c), 2);
     rb.r.freed = 1;
     dgram_socket_free(b);
     CHECK_EQ(dgram_context_active(c), 0);

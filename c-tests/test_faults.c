@@ -75,6 +75,13 @@ typedef struct {
     int acted;          /* the one-time action ran (published last) */
     int rc[2];          /* what the library calls of ACT_CLOSE_OTHERS returned */
     sock_rec *close_other, *free_other, *close_other2; /* ACT_CLOSE_OTHERS */
+    /* ACT_CLOSE_OTHERS, ACT_FREE_SELF: when set (and initialised for the
+     * sending socket), a send with this slot to 127.0.0.1:owed_port from
+     * close_other2 / the socket itself, just before it is closed / freed:
+     * its completion is owed at that moment. */
+    send_slot *owed;
+    uint16_t owed_port;
+    int owed_rc;        /* what that send returned */
     int *stop_flag;     /* set: any 'message' of this socket now is a fault */
     int after_stop;
 
@@ -146,11 +153,16 @@ static void act_on(sock_rec *r, dgram_socket *s, char letter) {
         x->rc[0] = dgram_close(x->close_other->s, rec_on_close_once);
         x->free_other->freed = 1;
         dgram_socket_free(x->free_other->s);
+        if (x->owed)
+            x->owed_rc = dgram_send(x->close_other2->s, "d", 1, x->owed_port, "127.0.0.1",
+                                    rec_on_sent, x->owed);
         x->rc[1] = dgram_close(x->close_other2->s, rec_on_close_once);
         break;
     case ACT_FREE_SELF:
         if (!message)
             return;
+        if (x->owed)
+            x->owed_rc = dgram_send(s, "a", 1, x->owed_port, "127.0.0.1", rec_on_sent, x->owed);
         r->freed = 1;
         dgram_socket_free(s);
         break;
@@ -746,33 +758,42 @@ static void test_close_others_host(void) {
     ax.close_other = &b;
     ax.free_other = &c;
     ax.close_other2 = &d;
+    /* d's send is made from a's callback: a completion queued before the
+     * dispatch would be delivered ahead of every datagram it reads. */
+    send_slot dsl;
+    ax.owed = send_slot_init(&dsl, &d);
+    ax.owed_port = g_sink_port;
     act_start(&ax);
 
-    /* a's datagrams first in the queue, then b's and c's, and a completion
-     * of d's (its datagram already written). */
+    /* a's datagrams first (so a is read first), then b's and c's, all
+     * waiting in the sockets' kernel buffers; they do not count. */
     blast(pa, 3);
-    test_wait_active(ctx, 4 + 3);
+    test_wait_queued(sa);
     blast(pb, 3);
     blast(pc, 3);
-    send_slot dsl;
-    CHECK_OK(dgram_send(sd, "d", 1, g_sink_port, "127.0.0.1", rec_on_sent,
-                        send_slot_init(&dsl, &d)));
-    test_wait_active(ctx, 4 + 3 + 6 + 1);
+    test_wait_queued(sb);
+    test_wait_queued(c.s);
+    CHECK_EQ(dgram_context_active(ctx), 4); /* the four bound sockets */
 
-    /* a's first message closes b and d and frees c: b's and c's datagrams
-     * are dropped (and not counted); d's completion is still owed. */
-    CHECK_EQ(dgram_context_dispatch(ctx, 0), 3 + 1);
+    /* a's first message closes b, frees c, sends from d (written at once:
+     * its completion is owed) and closes d: a's other two datagrams come;
+     * b's and c's are never delivered; the events queued meanwhile wait for
+     * the next dispatch, where d's completion still comes, before its
+     * 'close'. */
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 3);
     CHECK_EQ(ax.acted, 1);
     CHECK_OK(ax.rc[0]);
+    CHECK_OK(ax.owed_rc);
     CHECK_OK(ax.rc[1]);
     CHECK_STR(a.log.text, "lLMMM");
     CHECK_STR(b.log.text, "lL");
     CHECK_STR(c.log.text, "lL");
-    CHECK_STR(d.log.text, "lLS");
-    CHECK_EQ(dgram_context_active(ctx), 1 + 2); /* a bound; the 'close' of b and d */
-    CHECK_EQ(dgram_context_dispatch(ctx, 0), 2);
+    CHECK_STR(d.log.text, "lL");
+    CHECK_EQ(dgram_context_active(ctx), 1 + 1 + 2); /* a bound; d's completion; the 'close' of b and d */
+    CHECK_EQ(dgram_context_dispatch(ctx, 0), 3);
     CHECK_STR(b.log.text, "lLcC");
     CHECK_STR(d.log.text, "lLScC");
+    send_slot_check_ok(&dsl, 1);
     CHECK_EQ(dgram_context_active(ctx), 1);
 
     CHECK_CODE(dgram_send(sb, "x", 1, pa, "127.0.0.1", NULL, NULL), DGRAM_EBADF);
@@ -866,19 +887,23 @@ static void test_free_self_host(void) {
     uint16_t pb = bind_lL(false, ctx, &b, "127.0.0.1");
     act ax;
     act_init(&ax, &a, ACT_FREE_SELF, ctx);
+    /* a's send is made from its callback: a completion queued before the
+     * dispatch would be delivered ahead of every datagram it reads. */
+    send_slot asl;
+    ax.owed = send_slot_init(&asl, &a);
+    ax.owed_port = g_sink_port;
     act_start(&ax);
     blast(pa, 3);
-    test_wait_active(ctx, 2 + 3);
-    send_slot asl;
-    CHECK_OK(dgram_send(sa, "a", 1, g_sink_port, "127.0.0.1", rec_on_sent,
-                        send_slot_init(&asl, &a)));
-    test_wait_active(ctx, 2 + 3 + 1);
+    test_wait_queued(sa); /* a's arrive first, so a is read first */
     blast(pb, 2);
-    test_wait_active(ctx, 2 + 3 + 1 + 2);
-    /* a's first message frees a: its two other datagrams and its send
-     * completion are dropped (not counted); b's datagrams come. */
+    test_wait_queued(sb);
+    CHECK_EQ(dgram_context_active(ctx), 2); /* the bound sockets; waiting datagrams do not count */
+    /* a's first message sends (written at once: its completion is owed) and
+     * frees a: its two other datagrams and that completion are dropped (not
+     * counted); b's datagrams come. */
     CHECK_EQ(dgram_context_dispatch(ctx, 0), 1 + 2);
     CHECK_EQ(ax.acted, 1);
+    CHECK_OK(ax.owed_rc);
     CHECK_STR(a.log.text, "lLM");
     CHECK_EQ(asl.calls, 0);
     CHECK_STR(b.log.text, "lLMM");
@@ -1062,7 +1087,8 @@ static void check_gone(dgram_socket *s) {
 
 /* From a message callback reached through dgram_context_run(-1), and from a
  * send callback reached through dgram_context_dispatch: the call returns
- * DGRAM_EBADF (its handle is gone); nothing else runs. */
+ * DGRAM_EBADF (its handle is gone); nothing else runs, neither the other
+ * datagrams of the same read nor those waiting for another socket. */
 static void test_ctx_free_host(void) {
     sender_open();
     dgram_context *ctx = test_context(DGRAM_DISPATCH_HOST, 0);
@@ -1075,9 +1101,10 @@ static void test_ctx_free_host(void) {
     act_init(&ax, &a, ACT_FREE_CTX, ctx);
     act_start(&ax);
     blast(pa, 3);
-    test_wait_active(ctx, 2 + 3);
+    test_wait_queued(sa); /* a's arrive first, so a is read first */
     blast(pb, 2);
-    test_wait_active(ctx, 2 + 3 + 2);
+    test_wait_queued(sb);
+    CHECK_EQ(dgram_context_active(ctx), 2); /* the bound sockets; waiting datagrams do not count */
     int rc = dgram_context_run(ctx, -1);
     CHECK(ax.ctx == NULL); /* freed inside */
     test_context_forget(ctx);

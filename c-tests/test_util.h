@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -320,9 +321,10 @@ static inline void test_check_int_setter(dgram_socket *s,
     }
 }
 
-/* Waits (without dispatching) until dgram_context_active(ctx) is `want`
- * (datagrams read by the I/O thread count as undelivered events), then
- * checks that it stays there for 20 ms. */
+/* Waits (without dispatching) until dgram_context_active(ctx) is `want`,
+ * then checks that it stays there for 20 ms. Datagrams waiting for dispatch
+ * are not in it: they wait in the socket's kernel buffer (see
+ * test_wait_queued). */
 static inline void test_wait_active(dgram_context *ctx, uint32_t want) {
     long long deadline = test_now_ms() + TEST_WAIT_MS;
     while (dgram_context_active(ctx) != want) {
@@ -333,6 +335,19 @@ static inline void test_wait_active(dgram_context *ctx, uint32_t want) {
     }
     test_sleep_ms(20);
     CHECK_EQ(dgram_context_active(ctx), want);
+}
+
+/* Waits (without dispatching) until datagrams wait in `s`'s kernel receive
+ * buffer, where they stay until the host dispatches (host mode), then 20 ms
+ * more for any still on their way over loopback. */
+static inline void test_wait_queued(dgram_socket *s) {
+    struct pollfd p = {.fd = dgram_fileno(s), .events = POLLIN};
+    if (p.fd < 0)
+        FAIL("dgram_fileno: %s", dgram_err_name(p.fd));
+    int n = poll(&p, 1, TEST_WAIT_MS);
+    if (n != 1 || !(p.revents & POLLIN))
+        FAIL("timed out waiting for a datagram in the socket's buffer");
+    test_sleep_ms(20);
 }
 
 /* Callbacks that do nothing, for calls that must be refused before any

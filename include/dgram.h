@@ -3,7 +3,7 @@
  * the IoT.js (and Node) `dgram` module.
  *
  * OBJECTS
- *   dgram_context  one background I/O thread, its sockets and its event queue.
+ *   dgram_context  its sockets, its event queue and one background I/O thread.
  *   dgram_socket   one UDP socket (IoT.js dgram.Socket) of a context.
  *   Both are opaque handles, created by dgram_context_new / dgram_create_socket
  *   and released by dgram_context_free / dgram_socket_free, exactly once each,
@@ -20,12 +20,15 @@
  *   Strings must be NUL-terminated.
  *
  * EVENTS AND THREADS
- *   Events (listening, message, close, error, send completions) are queued by
- *   the library and delivered by calling your callbacks:
+ *   Events (listening, message, close, error, send completions) are
+ *   delivered by calling your callbacks:
  *   - DGRAM_DISPATCH_HOST (default): on the thread that calls
  *     dgram_context_dispatch or dgram_context_run. Put dgram_context_fd into
- *     your own poll/epoll/libuv loop and dispatch when it is readable.
- *   - DGRAM_DISPATCH_IO_THREAD: on the context's I/O thread.
+ *     your own poll/epoll/libuv loop and dispatch when it is readable. The
+ *     dispatch call reads the datagrams itself and delivers them straight
+ *     from its read buffer: no other thread touches them.
+ *   - DGRAM_DISPATCH_IO_THREAD: on the context's I/O thread, which reads
+ *     and delivers the same way.
  *   A callback never runs inside the call that caused it (bind's listening
  *   and send's completion always come later). Events of one socket come in
  *   the order they happened; there is no order between sockets.
@@ -260,6 +263,8 @@
 
 
 
+
+
 /**
  * Size of `dgram_addr.address`, terminating NUL included (INET6_ADDRSTRLEN).
  */
@@ -328,7 +333,7 @@ typedef enum {
 } dgram_family;
 
 /**
- * A context: one background I/O thread, its sockets and its event queue.
+ * A context: its sockets, its event queue, and one background I/O thread.
  *
  * Created by `dgram_context_new`, released by `dgram_context_free`. Every
  * function taking a context may be called from any thread.
@@ -378,30 +383,35 @@ typedef struct {
    */
   dgram_dispatch dispatch;
   /**
-   * How many received datagrams may wait for dispatch in the library; 0
-   * means the default, 8192; values above 1048576 (2^20) are clamped to
-   * it. At that mark the I/O thread stops reading the sockets until
-   * dispatch has made room: further datagrams wait in each socket's
-   * kernel receive buffer (size it with
-   * `dgram_socket_options.recv_buffer_size`), and the kernel drops what
-   * overflows that. The library itself never drops a datagram it has read.
-   * Other events (listening, send completions, errors, close) do not
-   * count against this bound.
+   * The most received datagrams the library holds at once, read from the
+   * kernel and not yet delivered: one read (one recvmmsg) takes at most
+   * this many, and at most 32. 0 means the default, 8192 (so 32 per
+   * read); values above 1048576 (2^20) are clamped to it. Until they are
+   * read, datagrams wait in each socket's kernel receive buffer (size it
+   * with `dgram_socket_options.recv_buffer_size`), and the kernel drops
+   * what overflows that (`dgram_stats.dropped_by_kernel`). The library
+   * itself never drops a datagram it has read. Other events (listening,
+   * send completions, errors, close) do not count against this bound.
    *
-   * Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
-   * of address space each (2 MiB per batch), of which only the pages the
-   * datagrams touch become resident; a batch that has to wait is packed.
-   * In host dispatch at most ceil(max_pending_events / 32) + 2 batches
-   * exist per context (for a bound of 64 or less, one per datagram plus
-   * one), in I/O-thread dispatch 4; when they all wait, reading stops as
-   * at the bound. Nothing of this is allocated by `dgram_context_new`:
-   * batches are mapped as datagrams arrive and reused while traffic
-   * flows. Once free batches have rested for a second, all but 4 are
-   * unmapped and the pages the others' large datagrams wrote are given
-   * back to the system, so memory returns to a few hundred KiB after a
-   * burst. When no batch can be mapped
-   * (no memory), reading waits and is retried after 10 ms, backing off to
-   * 1 s: the datagrams wait in the kernel buffer meanwhile.
+   * Who reads: in host dispatch the thread that calls
+   * `dgram_context_dispatch` or `dgram_context_run`, which delivers each
+   * read at once, from the read's own buffer: a host that does not
+   * dispatch leaves datagrams in the kernel. In I/O-thread dispatch the
+   * I/O thread, likewise. A read of a socket with GRO on takes one
+   * coalesced buffer, which may hold up to 128 datagrams whatever this
+   * bound; what `dgram_context_dispatch`'s `max_events` leaves of it is
+   * delivered first by the next call.
+   *
+   * Memory: a context reads into one batch of 32 slots of 64 KiB of
+   * address space (2 MiB), whatever this bound and however much arrives;
+   * only the pages datagrams touch become resident (a page per slot for
+   * datagrams up to 4 KiB). Nothing of it is allocated by
+   * `dgram_context_new`: the batch is mapped on the first read and reused
+   * while traffic flows; once it has rested for a second the pages large
+   * datagrams wrote are given back to the system. When the batch cannot
+   * be mapped (no memory), reading waits and is retried after 10 ms,
+   * backing off to 1 s: the datagrams wait in the kernel buffer
+   * meanwhile, and neither the host's thread nor the I/O thread spins.
    */
   uint32_t max_pending_events;
 } dgram_context_options;
@@ -609,9 +619,9 @@ typedef struct {
   uint64_t bytes_sent;
   /**
    * Datagrams libdgram read and then discarded because the host's queue
-   * was full. Always 0: at `max_pending_events` libdgram stops reading
-   * instead, and what the socket's kernel buffer cannot hold meanwhile is
-   * counted in `dropped_by_kernel`. Kept for API compatibility.
+   * was full. Always 0: libdgram reads only as fast as it delivers, and
+   * what the socket's kernel buffer cannot hold meanwhile is counted in
+   * `dropped_by_kernel`. Kept for API compatibility.
    */
   uint64_t dropped_queue_full;
   /**
@@ -648,25 +658,34 @@ extern "C" {
 dgram_context *dgram_context_new(const dgram_context_options *opts);
 
 /**
- * The context's notification fd, for the host's own poll/epoll/libuv loop:
- * readable while events wait for `dgram_context_dispatch` (host dispatch
- * mode; in I/O-thread mode it never becomes readable). Owned by the context:
- * do not close it, and do not read from it. `DGRAM_EINVAL` for NULL.
+ * The context's notification fd, for the host's own poll/epoll/libuv loop
+ * (level-triggered): readable while a socket of the context has datagrams
+ * waiting in its kernel buffer or other events wait for
+ * `dgram_context_dispatch` (host dispatch mode; in I/O-thread mode it
+ * never becomes readable). It is an epoll fd holding the sockets, so a
+ * host that polls it and dispatches wakes once per batch of datagrams,
+ * and the datagrams are read by the dispatch call itself. Owned by the
+ * context: do not close it, and do not read from it or change its set.
+ * `DGRAM_EINVAL` for NULL.
  */
 int dgram_context_fd(const dgram_context *ctx);
 
 /**
  * Runs the callbacks of waiting events on the calling thread, without
- * blocking: at most `max_events` of them, or with 0 all those queued when
- * the call began. Returns how many events were processed (those with no
- * callback set included; datagrams discarded because their socket closed
- * are not counted), or a negative code: `DGRAM_EBUSY` when called from
+ * blocking: at most `max_events` of them, or with 0 the events queued when
+ * the call began plus up to 4 reads (of up to 32 datagrams each) of every
+ * socket that has datagrams. Datagrams are read from the kernel by this
+ * call and delivered straight from the read; events a socket queued before
+ * its datagrams arrived come first. Returns how many events were processed
+ * (each datagram counts as one, those with no callback set included;
+ * datagrams discarded because their socket closed are not counted), or a negative code: `DGRAM_EBUSY` when called from
  * inside a callback or while another thread dispatches this context,
  * `DGRAM_EBADF` when a callback it ran freed the context (the handle is
  * gone: do not use it again), `DGRAM_EINVAL` for NULL. In I/O-thread mode
  * it returns 0 at once (`DGRAM_EBUSY` from inside a callback).
  */
-int dgram_context_dispatch(dgram_context *ctx, uint32_t max_events);
+int dgram_context_dispatch(dgram_context *ctx,
+                           uint32_t max_events);
 
 /**
  * Waits until at least one event was dispatched or `timeout_ms` passed
@@ -686,7 +705,9 @@ int dgram_context_run(dgram_context *ctx, int32_t timeout_ms);
 
 /**
  * How much keeps this context's host loop alive: bound open sockets, plus
- * sends not yet completed, plus events not yet delivered. 0 means nothing is
+ * sends not yet completed, plus events not yet delivered (datagrams are not
+ * among them: they wait in the kernel until a dispatch reads and delivers
+ * them, and their bound socket already counts). 0 means nothing is
  * left to do (as a libuv or Node loop decides to exit). A socket created but
  * never bound does not count; a closed socket counts only its pending 'close'
  * and send completions; a freed socket not at all. 0 for NULL.
@@ -1105,16 +1126,16 @@ uint32_t dgram_offload_support(void);
  * buffers it coalesced, and without the option it would hand them over as
  * single datagrams with no way to split them. Returns the flags now in
  * effect, or a negative code. Turning GRO on waits for a read of this
- * socket that the I/O thread may have under way (a system call's time).
+ * socket that another thread may have under way (a system call's time).
  *
  * GSO (default on where supported) only changes how many system calls and
  * packets a send takes, never what is received. GRO (default off) lets the
- * kernel pass a run of datagrams of one flow as one buffer, which the I/O
- * thread splits back into the same datagrams, with their own callbacks:
+ * kernel pass a run of datagrams of one flow as one buffer, which the
+ * reader splits back into the same datagrams, with their own callbacks:
  * fewer, larger reads for bulk flows. With GRO on, a read offers 2 buffers
  * instead of up to 32 (each may hold up to 128 datagrams), which costs
- * reads when traffic does not coalesce (many peers, mixed sizes), and the
- * queue may exceed `max_pending_events` by up to 127 datagrams.
+ * reads when traffic does not coalesce (many peers, mixed sizes), and one
+ * read may hold up to 128 datagrams whatever `max_pending_events` says.
  */
 int dgram_set_offload(dgram_socket *s, uint32_t flags);
 

@@ -211,6 +211,10 @@ pub fn membership_interface_v6(iface: Option<&CStr>, socket: RawFd) -> Result<u3
     }
 }
 
+/// The source of a datagram whose address the kernel did not give (never
+/// seen on UDP/IP, but the host must be given something).
+pub const UNKNOWN_SOURCE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 /// Formats `addr` into the C struct. IPv6 zones are written as an interface
 /// name when the index has one ("fe80::1%eth0"), else as the number.
 pub fn to_c(addr: &SocketAddr) -> dgram_addr {

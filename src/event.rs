@@ -6,10 +6,8 @@
 use std::cell::Cell;
 use std::ffi::{c_void, CStr, CString};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use crate::addr;
-use crate::socket::Socket;
 use crate::sys::RecvMeta;
 use crate::types::{
     dgram_addr, dgram_error, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_send_cb, dgram_socket,
@@ -24,6 +22,11 @@ pub struct UserPtr(pub *mut c_void);
 // gets it back on is documented in the header (the dispatch mode).
 unsafe impl Send for UserPtr {}
 unsafe impl Sync for UserPtr {}
+
+/// A socket's handle as the host holds it, passed back to its callbacks;
+/// never dereferenced here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketHandle(pub *mut dgram_socket);
 
 /// An error with its context, as the host will see it in `dgram_error`.
 #[derive(Clone, Debug)]
@@ -102,59 +105,89 @@ impl EventKind {
     }
 }
 
-pub struct Event {
-    pub socket: Arc<Socket>,
-    pub kind: EventKind,
+/// The last source address given to the host, formatted, and what it was
+/// made from: datagrams of a read mostly come from one sender, and
+/// formatting the address is the dearest part of delivering a small
+/// datagram.
+pub struct RinfoCache {
+    /// The sockaddr key the kernel's bytes gave for it (`get_raw`), or
+    /// `NO_KEY`.
+    raw: [u64; 4],
+    /// The parsed address it was made from (`get`), if any.
+    parsed: Option<SocketAddr>,
+    formatted: dgram_addr,
 }
 
-/// The last source address given to the host, in both forms: datagrams of a
-/// batch mostly come from one sender, and formatting the address is the
-/// dearest part of delivering a small datagram.
-#[derive(Default)]
-pub struct RinfoCache(Option<(SocketAddr, dgram_addr)>);
+/// No sockaddr's key: its family word would be all ones.
+const NO_KEY: [u64; 4] = [u64::MAX; 4];
+
+impl Default for RinfoCache {
+    fn default() -> Self {
+        RinfoCache {
+            raw: NO_KEY,
+            parsed: None,
+            formatted: dgram_addr::NONE,
+        }
+    }
+}
 
 impl RinfoCache {
-    fn get(&mut self, from: &SocketAddr) -> &dgram_addr {
-        if !matches!(&self.0, Some((cached, _)) if cached == from) {
-            self.0 = Some((*from, addr::to_c(from)));
+    /// The C form of `from`.
+    pub fn get(&mut self, from: &SocketAddr) -> &dgram_addr {
+        if self.parsed.as_ref() != Some(from) {
+            self.formatted = addr::to_c(from);
+            self.parsed = Some(*from);
+            self.raw = NO_KEY;
         }
-        &self.0.as_ref().expect("just filled").1
+        &self.formatted
+    }
+
+    /// The C form of the source whose sockaddr bytes give `key`
+    /// (`RecvMmsg::source_key`), parsed with `parse` only when it differs
+    /// from the last one.
+    #[inline]
+    pub fn get_raw(&mut self, key: [u64; 4], parse: impl FnOnce() -> Option<SocketAddr>) -> &dgram_addr {
+        if self.raw != key {
+            let from = parse().unwrap_or(addr::UNKNOWN_SOURCE);
+            self.formatted = addr::to_c(&from);
+            self.parsed = Some(from);
+            self.raw = key;
+        }
+        &self.formatted
     }
 }
 
 thread_local! {
     /// The datagram whose message callback runs on this thread, if it came
     /// with metadata: its socket and the metadata, for `dgram_message_meta`.
-    static CURRENT_META: Cell<Option<(*const Socket, RecvMeta)>> = const { Cell::new(None) };
+    static CURRENT_META: Cell<Option<(SocketHandle, RecvMeta)>> = const { Cell::new(None) };
 }
 
 /// The metadata of the datagram being delivered to `socket` on this thread,
 /// or `None` outside its message callback (or when it came without).
-pub fn current_meta(socket: *const Socket) -> Option<RecvMeta> {
+pub fn current_meta(socket: SocketHandle) -> Option<RecvMeta> {
     CURRENT_META
         .with(Cell::get)
-        .and_then(|(current, meta)| std::ptr::eq(current, socket).then_some(meta))
+        .and_then(|(current, meta)| (current == socket).then_some(meta))
 }
 
-/// Calls the message callback, if set, for one received datagram, straight
-/// from the batch slot that holds it. Same rules as `run_callbacks`.
+/// Calls the message callback, if set, for one received datagram of the
+/// socket whose handle is `handle`, straight from the slot that holds it.
+/// Same rules as `run_callbacks`.
 #[inline]
 pub fn deliver_message(
-    socket: &Arc<Socket>,
+    handle: SocketHandle,
     handlers: &Handlers,
     data: &[u8],
-    from: &SocketAddr,
+    rinfo: &dgram_addr,
     meta: Option<&RecvMeta>,
-    rinfo: &mut RinfoCache,
 ) {
     if let Some(cb) = handlers.on_message {
-        let handle = Arc::as_ptr(socket) as *mut dgram_socket;
-        let rinfo = rinfo.get(from);
         if let Some(meta) = meta {
-            CURRENT_META.with(|current| current.set(Some((Arc::as_ptr(socket), *meta))));
+            CURRENT_META.with(|current| current.set(Some((handle, *meta))));
         }
         // SAFETY: as in `run_callbacks`; `data` and `rinfo` outlive the call.
-        unsafe { cb(handle, data.as_ptr(), data.len(), rinfo, handlers.userdata.0) };
+        unsafe { cb(handle.0, data.as_ptr(), data.len(), rinfo, handlers.userdata.0) };
         if meta.is_some() {
             CURRENT_META.with(|current| current.set(None));
         }
@@ -164,11 +197,12 @@ pub fn deliver_message(
 /// Calls the host's callbacks for one event. The caller holds no lock but the
 /// context's callback lock, which is reentrant, so callbacks may call any
 /// function of the library.
-pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers) {
-    // The host's handle is the pointer `Arc::into_raw` gave it, which is the
-    // same as `Arc::as_ptr` on any clone.
-    let handle = Arc::as_ptr(socket) as *mut dgram_socket;
-    let userdata = handlers.userdata.0;
+///
+/// `handle` is the socket's handle; `silenced` tells, after the persistent
+/// handler of a bind, connect or close ran, whether it freed the socket or
+/// its context, in which case the one-shot callback is not called.
+pub fn run_callbacks(handle: SocketHandle, kind: &EventKind, handlers: Handlers, silenced: impl Fn() -> bool) {
+    let (handle, userdata) = (handle.0, handlers.userdata.0);
     // SAFETY (all calls below): the function pointers come from the host,
     // which promises in the header that they are valid and do not unwind; the
     // pointers we pass point to locals or to event data that outlive the call.
@@ -179,7 +213,7 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                     cb(handle, userdata);
                 }
                 // The persistent handler may have freed the socket.
-                if let (Some(cb), false) = (once, socket.is_silenced()) {
+                if let (Some(cb), false) = (once, silenced()) {
                     cb(handle, userdata);
                 }
             }
@@ -209,7 +243,7 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                 if let Some(cb) = handlers.on_connect {
                     cb(handle, userdata);
                 }
-                if let (Some(cb), false) = (once, socket.is_silenced()) {
+                if let (Some(cb), false) = (once, silenced()) {
                     cb(handle, userdata);
                 }
             }
@@ -217,7 +251,7 @@ pub fn run_callbacks(socket: &Arc<Socket>, kind: &EventKind, handlers: Handlers)
                 if let Some(cb) = handlers.on_close {
                     cb(handle, userdata);
                 }
-                if let (Some(cb), false) = (once, socket.is_silenced()) {
+                if let (Some(cb), false) = (once, silenced()) {
                     cb(handle, userdata);
                 }
             }

@@ -230,16 +230,4 @@ mod tests {
         assert!(pool.take().is_none());
         drop(again);
     }
-
-    #[test]
-    fn host_batch_limit_is_the_headers() {
-        use crate::context::host_batch_limit;
-        assert_eq!(host_batch_limit(1), 2);
-        assert_eq!(host_batch_limit(64), 65);
-        assert_eq!(host_batch_limit(65), 5);
-        assert_eq!(host_batch_limit(100), 6);
-        assert_eq!(host_batch_limit(256), 10);
-        assert_eq!(host_batch_limit(1000), 34);
-        assert_eq!(host_batch_limit(8192), 258);
-    }
 }

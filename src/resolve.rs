@@ -1,27 +1,28 @@
 //! Host name lookups, off every other thread: one resolver thread per
 //! context, started on the first lookup, runs getaddrinfo (which may block
-//! for seconds on a slow DNS server) and hands each answer back to its
-//! socket. Neither the caller of bind/send/connect nor the I/O thread ever
+//! for seconds on a slow DNS server) and hands each answer to the callback
+//! that came with the name. Neither the caller of bind/send/connect nor the I/O thread ever
 //! waits for a lookup.
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::addr::Family;
 use crate::error::{DGRAM_EAI_AGAIN, DGRAM_ENOMEM, DGRAM_ENOTFOUND};
-use crate::socket::Socket;
+/// The answer to a lookup: an address, or a `DGRAM_E*` code.
+pub type Answer = Result<IpAddr, i32>;
 
-/// One name to look up for a socket.
+/// One name to look up, and where its answer goes (on the resolver thread).
 pub struct Lookup {
-    pub socket: Weak<Socket>,
     pub name: CString,
     pub family: Family,
+    pub answer: Box<dyn FnOnce(Answer) + Send>,
 }
 
 #[derive(Default)]
@@ -40,7 +41,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// Queues a lookup; the answer goes to `Socket::resolved` on the
+    /// Queues a lookup; the answer goes to its callback on the
     /// resolver thread. Fails only when the thread cannot be started.
     pub fn request(&self, lookup: Lookup) -> std::io::Result<()> {
         let mut thread = self.thread.lock();
@@ -100,10 +101,8 @@ fn resolver_main(shared: &Shared) {
             }
         };
         let answer = lookup(&job.name, job.family);
-        if let Some(socket) = job.socket.upgrade() {
-            // A panic must not end the thread with other lookups waiting.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| socket.resolved(answer)));
-        }
+        // A panic must not end the thread with other lookups waiting.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.answer)(answer)));
         shared.busy.store(false, SeqCst);
     }
 }
@@ -115,7 +114,7 @@ fn resolver_main(shared: &Shared) {
 /// Tested from C (c-tests/test_hostnames.c): only inside network and mount
 /// namespaces with their own /etc/hosts is a lookup sure never to leave the
 /// machine, so no unit test here looks anything up.
-pub fn lookup(name: &CStr, family: Family) -> Result<IpAddr, i32> {
+pub fn lookup(name: &CStr, family: Family) -> Answer {
     // SAFETY: addrinfo is plain C data; all zeroes is "no hints".
     let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
     hints.ai_family = match family {

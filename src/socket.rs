@@ -14,16 +14,17 @@ use parking_lot::{Condvar, Mutex};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
 use crate::addr::{self, Destination, Family};
-use crate::batch::{ReadMode, RecvBatch, BATCH_SLOTS};
+use crate::batch::{ReadMode, BATCH_SLOTS};
 use crate::context::Context;
+use crate::context::Event;
 use crate::error::{
     Errno, Result, DGRAM_EALREADY, DGRAM_ECANCELED, DGRAM_EISCONN, DGRAM_EMSGSIZE, DGRAM_ENOBUFS, DGRAM_ENOTCONN,
 };
-use crate::event::{ErrorInfo, Event, EventKind, Handlers, UserPtr};
+use crate::event::{ErrorInfo, EventKind, Handlers, SocketHandle, UserPtr};
 use crate::resolve::Lookup;
 use crate::sys::{self, Outgoing, SEND_IOVS};
 use crate::types::{
-    dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_meta, dgram_send_cb, dgram_stats,
+    dgram_addr, dgram_error_cb, dgram_event_cb, dgram_message_cb, dgram_meta, dgram_send_cb, dgram_socket, dgram_stats,
     DGRAM_OFFLOAD_GRO, DGRAM_OFFLOAD_GSO,
 };
 
@@ -102,7 +103,7 @@ struct State {
     /// Freed by the host, or its context freed: no callback of any kind.
     silenced: bool,
     writable_armed: bool,
-    /// Not watched for datagrams while the context's queue is full.
+    /// Not watched for datagrams while no batch can be mapped.
     read_paused: bool,
     /// A bind waits for its address to be looked up.
     binding: bool,
@@ -181,12 +182,12 @@ impl Reading<'_> {
         self.mode
     }
 
-    /// Counts and queues the `count` datagrams read into `*batch` (or
-    /// empties it if the socket closed meanwhile), and ends the read, all
-    /// under one lock.
-    pub fn accept(mut self, ctx: &Context, batch: &mut Option<Box<RecvBatch>>, count: usize) {
-        self.socket.accept_batch(ctx, batch, count);
+    /// Ends the read of `count` datagrams, and returns the handlers to
+    /// deliver them with, or `None` if the socket closed meanwhile (they
+    /// are then nobody's). One lock for both.
+    pub fn accept(mut self, count: usize) -> Option<Admitted> {
         self.ended = true;
+        self.socket.accept_read(count)
     }
 }
 
@@ -367,29 +368,6 @@ impl Socket {
             st.add_data(ctx, -1);
         }
         Some(st.handlers)
-    }
-
-    /// Admits a run of `count` datagrams for delivery and uncounts them, or
-    /// `None` if the socket is closed or freed (they were uncounted then).
-    pub fn admit_run(&self, count: usize, ctx: &Context) -> Option<Admitted> {
-        let mut st = self.state.lock();
-        if st.silenced || st.closed {
-            return None;
-        }
-        st.add_data(ctx, -(count as i64));
-        Some(Admitted {
-            handlers: st.handlers,
-            epoch: self.epoch(),
-        })
-    }
-
-    /// Counts again `count` admitted datagrams that were not delivered after
-    /// all (dispatch stopped at its `max`).
-    pub fn recount(&self, count: usize, ctx: &Context) {
-        let mut st = self.state.lock();
-        if !st.closed {
-            st.add_data(ctx, count as i64);
-        }
     }
 
     /// The handlers now, or `None` once closed or freed.
@@ -656,7 +634,7 @@ impl Socket {
         // Armed before queueing: if epoll refuses, the send fails whole
         // instead of sitting in a queue nobody flushes.
         if !st.writable_armed {
-            ctx.rewatch(st.raw_fd()?, self.token, !st.read_paused, true)?;
+            ctx.set_write_interest(st.raw_fd()?, self.token, !st.read_paused, true)?;
             st.writable_armed = true;
         }
         st.queued_bytes += data.len();
@@ -822,7 +800,7 @@ impl Socket {
                 st.recycle(sent.data);
             }
         }
-        if st.writable_armed && ctx.rewatch(fd, self.token, !st.read_paused, false).is_ok() {
+        if st.writable_armed && ctx.set_write_interest(fd, self.token, !st.read_paused, false).is_ok() {
             st.writable_armed = false;
         }
     }
@@ -863,10 +841,17 @@ impl Socket {
         while let Some((_, target)) = st.deferred.front() {
             if let Target::Name(name, _) = target {
                 if !st.lookup_in_flight {
+                    let socket = Arc::downgrade(self);
                     let lookup = Lookup {
-                        socket: Arc::downgrade(self),
                         name: name.clone(),
                         family: self.family,
+                        // Only weakly: a socket freed meanwhile is not kept
+                        // for its answer.
+                        answer: Box::new(move |answer| {
+                            if let Some(socket) = socket.upgrade() {
+                                socket.resolved(answer);
+                            }
+                        }),
                     };
                     match ctx.resolver().request(lookup) {
                         Ok(()) => st.lookup_in_flight = true,
@@ -1009,23 +994,14 @@ impl Socket {
         })
     }
 
-    /// Counts and queues the `count` datagrams just read into `*batch`, or
-    /// empties it if the socket closed meanwhile (they are then nobody's).
-    /// Ends the read (`reading`), in the same lock.
-    fn accept_batch(&self, ctx: &Context, batch: &mut Option<Box<RecvBatch>>, count: usize) {
+    /// See `Reading::accept`.
+    fn accept_read(&self, count: usize) -> Option<Admitted> {
         let mut st = self.state.lock();
         st.end_read(&self.read_done);
-        if st.closed {
-            if let Some(batch) = batch.as_mut() {
-                drop(st);
-                batch.clear();
-            }
-            return;
-        }
-        st.add_data(ctx, count as i64);
-        // Under the state lock, like `push`: a close cannot slip between the
-        // count and the queueing.
-        ctx.publish_batch(batch, count);
+        (count > 0 && !st.closed && !st.silenced).then(|| Admitted {
+            handlers: st.handlers,
+            epoch: self.epoch(),
+        })
     }
 
     /// Counts a datagram handed to the host. Only the one thread that
@@ -1085,15 +1061,15 @@ impl Socket {
             .store(next.clamp(MIN_READ_SLOTS, BATCH_SLOTS), Ordering::Relaxed);
     }
 
-    /// Stops watching for datagrams (I/O thread, the queue being full);
-    /// false if already stopped or closed.
+    /// Stops watching for datagrams (the reader found no memory for a
+    /// batch); false if already stopped or closed.
     pub fn pause_reading(&self, ctx: &Context) -> bool {
         let mut st = self.state.lock();
         let Some(fd) = st.fd.as_ref().filter(|_| !st.closed && !st.read_paused) else {
             return false;
         };
         if ctx
-            .rewatch(fd.as_raw_fd(), self.token, false, st.writable_armed)
+            .set_read_interest(fd.as_raw_fd(), self.token, false, st.writable_armed)
             .is_err()
         {
             return false;
@@ -1102,13 +1078,16 @@ impl Socket {
         true
     }
 
-    /// Watches for datagrams again (I/O thread, once there is room).
+    /// Watches for datagrams again (I/O thread, once memory may be had).
     pub fn resume_reading(&self, ctx: &Context) {
         let mut st = self.state.lock();
         let Some(fd) = st.fd.as_ref().filter(|_| !st.closed && st.read_paused) else {
             return;
         };
-        if ctx.rewatch(fd.as_raw_fd(), self.token, true, st.writable_armed).is_ok() {
+        if ctx
+            .set_read_interest(fd.as_raw_fd(), self.token, true, st.writable_armed)
+            .is_ok()
+        {
             st.read_paused = false;
         }
     }
@@ -1503,7 +1482,8 @@ impl Socket {
     /// message callback; `DGRAM_EINVAL` anywhere else, or for a datagram
     /// read without metadata.
     pub fn message_meta(&self) -> Result<dgram_meta> {
-        let meta = crate::event::current_meta(self).ok_or(Errno::INVAL)?;
+        let meta =
+            crate::event::current_meta(SocketHandle(self as *const Socket as *mut dgram_socket)).ok_or(Errno::INVAL)?;
         let mut out = dgram_meta {
             local: dgram_addr::NONE,
             ifindex: 0,

@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_void};
 /// Size of `dgram_addr.address`, terminating NUL included (INET6_ADDRSTRLEN).
 pub const DGRAM_ADDRSTRLEN: usize = 46;
 
-/// A context: one background I/O thread, its sockets and its event queue.
+/// A context: its sockets, its event queue, and one background I/O thread.
 ///
 /// Created by `dgram_context_new`, released by `dgram_context_free`. Every
 /// function taking a context may be called from any thread.
@@ -92,30 +92,35 @@ pub enum dgram_family {
 pub struct dgram_context_options {
     /// Where callbacks run (default `DGRAM_DISPATCH_HOST`).
     pub dispatch: dgram_dispatch,
-    /// How many received datagrams may wait for dispatch in the library; 0
-    /// means the default, 8192; values above 1048576 (2^20) are clamped to
-    /// it. At that mark the I/O thread stops reading the sockets until
-    /// dispatch has made room: further datagrams wait in each socket's
-    /// kernel receive buffer (size it with
-    /// `dgram_socket_options.recv_buffer_size`), and the kernel drops what
-    /// overflows that. The library itself never drops a datagram it has read.
-    /// Other events (listening, send completions, errors, close) do not
-    /// count against this bound.
+    /// The most received datagrams the library holds at once, read from the
+    /// kernel and not yet delivered: one read (one recvmmsg) takes at most
+    /// this many, and at most 32. 0 means the default, 8192 (so 32 per
+    /// read); values above 1048576 (2^20) are clamped to it. Until they are
+    /// read, datagrams wait in each socket's kernel receive buffer (size it
+    /// with `dgram_socket_options.recv_buffer_size`), and the kernel drops
+    /// what overflows that (`dgram_stats.dropped_by_kernel`). The library
+    /// itself never drops a datagram it has read. Other events (listening,
+    /// send completions, errors, close) do not count against this bound.
     ///
-    /// Memory: received datagrams wait in batches of up to 32 slots of 64 KiB
-    /// of address space each (2 MiB per batch), of which only the pages the
-    /// datagrams touch become resident; a batch that has to wait is packed.
-    /// In host dispatch at most ceil(max_pending_events / 32) + 2 batches
-    /// exist per context (for a bound of 64 or less, one per datagram plus
-    /// one), in I/O-thread dispatch 4; when they all wait, reading stops as
-    /// at the bound. Nothing of this is allocated by `dgram_context_new`:
-    /// batches are mapped as datagrams arrive and reused while traffic
-    /// flows. Once free batches have rested for a second, all but 4 are
-    /// unmapped and the pages the others' large datagrams wrote are given
-    /// back to the system, so memory returns to a few hundred KiB after a
-    /// burst. When no batch can be mapped
-    /// (no memory), reading waits and is retried after 10 ms, backing off to
-    /// 1 s: the datagrams wait in the kernel buffer meanwhile.
+    /// Who reads: in host dispatch the thread that calls
+    /// `dgram_context_dispatch` or `dgram_context_run`, which delivers each
+    /// read at once, from the read's own buffer: a host that does not
+    /// dispatch leaves datagrams in the kernel. In I/O-thread dispatch the
+    /// I/O thread, likewise. A read of a socket with GRO on takes one
+    /// coalesced buffer, which may hold up to 128 datagrams whatever this
+    /// bound; what `dgram_context_dispatch`'s `max_events` leaves of it is
+    /// delivered first by the next call.
+    ///
+    /// Memory: a context reads into one batch of 32 slots of 64 KiB of
+    /// address space (2 MiB), whatever this bound and however much arrives;
+    /// only the pages datagrams touch become resident (a page per slot for
+    /// datagrams up to 4 KiB). Nothing of it is allocated by
+    /// `dgram_context_new`: the batch is mapped on the first read and reused
+    /// while traffic flows; once it has rested for a second the pages large
+    /// datagrams wrote are given back to the system. When the batch cannot
+    /// be mapped (no memory), reading waits and is retried after 10 ms,
+    /// backing off to 1 s: the datagrams wait in the kernel buffer
+    /// meanwhile, and neither the host's thread nor the I/O thread spins.
     pub max_pending_events: u32,
 }
 
@@ -166,9 +171,9 @@ pub struct dgram_stats {
     /// Their payload bytes.
     pub bytes_sent: u64,
     /// Datagrams libdgram read and then discarded because the host's queue
-    /// was full. Always 0: at `max_pending_events` libdgram stops reading
-    /// instead, and what the socket's kernel buffer cannot hold meanwhile is
-    /// counted in `dropped_by_kernel`. Kept for API compatibility.
+    /// was full. Always 0: libdgram reads only as fast as it delivers, and
+    /// what the socket's kernel buffer cannot hold meanwhile is counted in
+    /// `dropped_by_kernel`. Kept for API compatibility.
     pub dropped_queue_full: u64,
     /// The kernel's drop counter for this socket: datagrams that arrived
     /// while its receive buffer was full (the counter Linux reports with

@@ -43,10 +43,15 @@ pub unsafe extern "C" fn dgram_context_new(opts: *const dgram_context_options) -
     })
 }
 
-/// The context's notification fd, for the host's own poll/epoll/libuv loop:
-/// readable while events wait for `dgram_context_dispatch` (host dispatch
-/// mode; in I/O-thread mode it never becomes readable). Owned by the context:
-/// do not close it, and do not read from it. `DGRAM_EINVAL` for NULL.
+/// The context's notification fd, for the host's own poll/epoll/libuv loop
+/// (level-triggered): readable while a socket of the context has datagrams
+/// waiting in its kernel buffer or other events wait for
+/// `dgram_context_dispatch` (host dispatch mode; in I/O-thread mode it
+/// never becomes readable). It is an epoll fd holding the sockets, so a
+/// host that polls it and dispatches wakes once per batch of datagrams,
+/// and the datagrams are read by the dispatch call itself. Owned by the
+/// context: do not close it, and do not read from it or change its set.
+/// `DGRAM_EINVAL` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
     // SAFETY: `ctx` is NULL or a context handle not yet freed (header: dgram_context).
@@ -54,10 +59,13 @@ pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
 }
 
 /// Runs the callbacks of waiting events on the calling thread, without
-/// blocking: at most `max_events` of them, or with 0 all those queued when
-/// the call began. Returns how many events were processed (those with no
-/// callback set included; datagrams discarded because their socket closed
-/// are not counted), or a negative code: `DGRAM_EBUSY` when called from
+/// blocking: at most `max_events` of them, or with 0 the events queued when
+/// the call began plus up to 4 reads (of up to 32 datagrams each) of every
+/// socket that has datagrams. Datagrams are read from the kernel by this
+/// call and delivered straight from the read; events a socket queued before
+/// its datagrams arrived come first. Returns how many events were processed
+/// (each datagram counts as one, those with no callback set included;
+/// datagrams discarded because their socket closed are not counted), or a negative code: `DGRAM_EBUSY` when called from
 /// inside a callback or while another thread dispatches this context,
 /// `DGRAM_EBADF` when a callback it ran freed the context (the handle is
 /// gone: do not use it again), `DGRAM_EINVAL` for NULL. In I/O-thread mode
@@ -91,7 +99,9 @@ pub unsafe extern "C" fn dgram_context_run(ctx: *mut dgram_context, timeout_ms: 
 }
 
 /// How much keeps this context's host loop alive: bound open sockets, plus
-/// sends not yet completed, plus events not yet delivered. 0 means nothing is
+/// sends not yet completed, plus events not yet delivered (datagrams are not
+/// among them: they wait in the kernel until a dispatch reads and delivers
+/// them, and their bound socket already counts). 0 means nothing is
 /// left to do (as a libuv or Node loop decides to exit). A socket created but
 /// never bound does not count; a closed socket counts only its pending 'close'
 /// and send completions; a freed socket not at all. 0 for NULL.

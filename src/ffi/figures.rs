@@ -91,16 +91,16 @@ pub extern "C" fn dgram_offload_support() -> u32 {
 /// buffers it coalesced, and without the option it would hand them over as
 /// single datagrams with no way to split them. Returns the flags now in
 /// effect, or a negative code. Turning GRO on waits for a read of this
-/// socket that the I/O thread may have under way (a system call's time).
+/// socket that another thread may have under way (a system call's time).
 ///
 /// GSO (default on where supported) only changes how many system calls and
 /// packets a send takes, never what is received. GRO (default off) lets the
-/// kernel pass a run of datagrams of one flow as one buffer, which the I/O
-/// thread splits back into the same datagrams, with their own callbacks:
+/// kernel pass a run of datagrams of one flow as one buffer, which the
+/// reader splits back into the same datagrams, with their own callbacks:
 /// fewer, larger reads for bulk flows. With GRO on, a read offers 2 buffers
 /// instead of up to 32 (each may hold up to 128 datagrams), which costs
-/// reads when traffic does not coalesce (many peers, mixed sizes), and the
-/// queue may exceed `max_pending_events` by up to 127 datagrams.
+/// reads when traffic does not coalesce (many peers, mixed sizes), and one
+/// read may hold up to 128 datagrams whatever `max_pending_events` says.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> c_int {
     // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).

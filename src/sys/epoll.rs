@@ -10,6 +10,7 @@ pub struct Epoll(OwnedFd);
 pub const EPOLLIN: u32 = libc::EPOLLIN as u32;
 pub const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
 pub const EPOLLERR: u32 = libc::EPOLLERR as u32;
+pub const EPOLLET: u32 = libc::EPOLLET as u32;
 
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
@@ -23,6 +24,11 @@ impl Epoll {
         let mut event = libc::epoll_event { events, u64: token };
         // SAFETY: `event` is a valid epoll_event for the duration of the call.
         cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut event) }).map(drop)
+    }
+
+    /// The set's own fd, which is readable while any of its fds is ready.
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
 
     pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {

@@ -55,15 +55,11 @@ impl EventFd {
 /// consumer lowers it: the "fd plus flag, signal once" idiom in one value.
 /// Readable from the first `ring` until `lower`; the rings in between cost
 /// an atomic swap and no system call.
-// Adopted by the context in place of its EventFd/AtomicBool pairs; until
-// then only the tests use it.
-#[allow(dead_code)]
 pub struct Doorbell {
     fd: EventFd,
     raised: AtomicBool,
 }
 
-#[allow(dead_code)] // Adopted by the context, as above.
 impl Doorbell {
     pub fn new() -> io::Result<Doorbell> {
         Ok(Doorbell {
@@ -115,7 +111,18 @@ impl Doorbell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::wait_readable;
+
+    /// Whether `fd` becomes readable within `timeout_ms`.
+    fn wait_readable(fd: RawFd, timeout_ms: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        let ret = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        ret > 0 && pfd.revents & libc::POLLIN != 0
+    }
 
     /// Reads the eventfd's counter, or None when it is not readable.
     fn read_count(fd: RawFd) -> Option<u64> {

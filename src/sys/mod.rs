@@ -1,12 +1,11 @@
 //! Thin, safe wrappers over the few system calls that socket2 does not cover:
-//! epoll, eventfd, poll, interface names, and batched reads and writes
+//! epoll, eventfd, interface names, and batched reads and writes
 //! (recvmmsg, sendmmsg). All of this module's `unsafe`
 //! is plain libc calls on file descriptors this crate owns, with buffers whose
 //! sizes are passed alongside.
 //!
 //! One concept per file:
 //! - `eventfd`: `EventFd`, and `Doorbell`, an eventfd with its signal-once flag;
-//! - `poll`: `wait_readable`;
 //! - `epoll`: `Epoll`;
 //! - `iface`: interface names and indexes;
 //! - `recv`: `recvmmsg` (`RecvMmsg`);
@@ -27,7 +26,6 @@ mod drops;
 mod epoll;
 mod eventfd;
 mod iface;
-mod poll;
 mod recv;
 mod region;
 mod send;
@@ -36,13 +34,9 @@ mod sockopt;
 pub use cmsg::RecvMeta;
 pub(crate) use cmsg::{SOL_UDP, SO_TIMESTAMP, SO_TIMESTAMPNS, UDP_GRO};
 pub use drops::socket_drops;
-pub use epoll::{Epoll, EPOLLERR, EPOLLIN, EPOLLOUT};
-// Doorbell is adopted by the context; until then only its tests use it.
-#[allow(unused_imports)]
+pub use epoll::{Epoll, EPOLLERR, EPOLLET, EPOLLIN, EPOLLOUT};
 pub use eventfd::Doorbell;
-pub use eventfd::EventFd;
 pub use iface::{if_indextoname, interface_index};
-pub use poll::wait_readable;
 pub use recv::RecvMmsg;
 pub use region::Region;
 pub(crate) use send::SEND_IOVS;

@@ -20,6 +20,9 @@ pub struct RecvMmsg {
     /// Whether the headers point at `controls` now; they are rewritten only
     /// when a read wants otherwise.
     control_on: bool,
+    /// The region start, slot size and number of headers whose iovecs
+    /// point into it (null and zeroes before the first read).
+    prepared: (*mut u8, usize, usize),
 }
 
 /// Room for every control message a socket may ask for at once: IPv6 or
@@ -27,10 +30,19 @@ pub struct RecvMmsg {
 /// (about 150 bytes with their headers), with margin.
 const CONTROL_WORDS: usize = 40;
 
+// SAFETY: the raw pointers in the headers point at this value's own arrays
+// (which live in its Box and never move) and into the region a `recv` is
+// given, which `recv` checks against `prepared` (compared, never
+// dereferenced) and rewrites when it differs; nothing reads them outside
+// `recv`. So the value may move to (and be used by) another thread; it is
+// never shared between threads.
+unsafe impl Send for RecvMmsg {}
+
 impl RecvMmsg {
     pub fn new() -> Box<RecvMmsg> {
-        // SAFETY: the three arrays are plain C data (integers and raw
-        // pointers); all zeroes is a valid value for each of them.
+        // SAFETY: the arrays are plain C data (integers and raw pointers),
+        // and the rest a bool and a tuple of a raw pointer and integers;
+        // all zeroes is a valid value for each of them.
         let mut mmsg: Box<RecvMmsg> = Box::new(unsafe { std::mem::zeroed() });
         // What stays the same from call to call: one iovec, no control data.
         for hdr in &mut mmsg.hdrs {
@@ -39,28 +51,33 @@ impl RecvMmsg {
         mmsg
     }
 
-    /// Receives up to `MMSG_BATCH` datagrams without blocking, datagram `i`
-    /// into `region[i * slot .. (i + 1) * slot]`; at most as many as whole
-    /// slots fit in `region`. Returns how many arrived (EINTR is retried;
-    /// EAGAIN is an error of kind WouldBlock).
+    /// Receives up to `max` (and at most `MMSG_BATCH`) datagrams without
+    /// blocking, datagram `i` into `region[i * slot .. (i + 1) * slot]`; at
+    /// most as many as whole slots fit in `region`. Returns how many arrived
+    /// (EINTR is retried; EAGAIN is an error of kind WouldBlock).
     /// With `control`, ancillary data is asked for too (see `meta`).
-    pub fn recv(&mut self, fd: RawFd, region: &mut [u8], slot: usize, control: bool) -> io::Result<usize> {
-        let count = region.len().checked_div(slot).unwrap_or(0).min(MMSG_BATCH);
+    pub fn recv(&mut self, fd: RawFd, region: &mut [u8], slot: usize, max: usize, control: bool) -> io::Result<usize> {
+        let fit = region.len().checked_div(slot).unwrap_or(0).min(MMSG_BATCH);
+        let count = fit.min(max);
         if count == 0 {
             return Ok(0);
         }
         let base = region.as_mut_ptr();
-        let (hdrs, iovs, names) = (
-            &mut self.hdrs[..count],
-            &mut self.iovs[..count],
-            &mut self.names[..count],
-        );
-        for (i, ((hdr, iov), name)) in hdrs.iter_mut().zip(iovs).zip(names).enumerate() {
-            // SAFETY: i * slot + slot <= region.len(), checked by `count`.
-            iov.iov_base = unsafe { base.add(i * slot) }.cast();
-            iov.iov_len = slot;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+        if self.prepared != (base, slot, fit) {
+            // A new region (or slot size): point every header's iovec at its
+            // slot. Reads into the same region, the usual case, skip this.
+            let (hdrs, iovs, names) = (&mut self.hdrs, &mut self.iovs, &mut self.names);
+            for (i, ((hdr, iov), name)) in hdrs.iter_mut().zip(iovs).zip(names).enumerate().take(fit) {
+                // SAFETY: i * slot + slot <= region.len(), checked by `fit`.
+                iov.iov_base = unsafe { base.add(i * slot) }.cast();
+                iov.iov_len = slot;
+                hdr.msg_hdr.msg_iov = iov;
+                hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            }
+            self.prepared = (base, slot, fit);
+        }
+        for hdr in &mut self.hdrs[..count] {
+            // The kernel shrinks it to the address it wrote.
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
         if control || self.control_on {
@@ -108,6 +125,27 @@ impl RecvMmsg {
     /// The source of datagram `i` of the last successful `recv`.
     pub fn source(&self, i: usize) -> Option<SocketAddr> {
         sockaddr_to_std(&self.names[i], self.hdrs[i].msg_hdr.msg_namelen)
+    }
+
+    /// The source of datagram `i` of the last successful `recv` as the
+    /// kernel wrote it, for a cheap comparison with the previous datagram's
+    /// before any conversion: the first 32 bytes of its sockaddr as words
+    /// (sockaddr_in6, the longest, has 28), the last two zero for IPv4.
+    pub fn source_key(&self, i: usize) -> [u64; 4] {
+        let len = self.hdrs[i].msg_hdr.msg_namelen as usize;
+        // SAFETY: sockaddr_storage is 128 bytes, aligned for u64, and plain
+        // data, all of it initialised (zeroed at creation, then written by
+        // the kernel); the first four words are read.
+        let words = unsafe { &*(&self.names[i] as *const libc::sockaddr_storage).cast::<[u64; 4]>() };
+        // An IPv4 source (16 bytes) leaves the other two words as a longer
+        // one wrote them: they are no part of its key.
+        let long = len > 16;
+        [
+            words[0],
+            words[1],
+            if long { words[2] } else { 0 },
+            if long { words[3] } else { 0 },
+        ]
     }
 
     /// The control messages of datagram `i` of the last successful `recv`
