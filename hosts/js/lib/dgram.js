@@ -35,7 +35,7 @@ var UNBOUND = 0, BINDING = 1, BOUND = 2, CLOSED = 3;
 // Connect state, as Node's: CONNECTING from connect() until its 'connect'.
 var DISCONNECTED = 0, CONNECTING = 1, CONNECTED = 2;
 
-var EBADF = -9, EINVAL = -22, ECANCELED = -125;
+var EBADF = native.codes.EBADF, EINVAL = native.codes.EINVAL, ECANCELED = native.codes.ECANCELED;
 
 var sockets = {};   // handle -> Socket, until its 'close'
 var sendReqs = {};  // request id -> { socket, callback }

@@ -588,6 +588,20 @@ static duk_ret_t n_unref(duk_context *d) {
     return 1;
 }
 
+/* native.codes: every DGRAM_E* code the library knows, by name (EBADF: -9,
+ * ...), so that the JavaScript side never keeps its own copy of the table.
+ * The codes are negated errno values, or -3000 and beyond for lookups. */
+static void push_error_codes(duk_context *d) {
+    duk_push_object(d);
+    for (int code = -1; code >= -4095; code--) {
+        const char *name = dgram_err_name(code);
+        if (strcmp(name, "UNKNOWN") != 0) {
+            duk_push_int(d, code);
+            duk_put_prop_string(d, -2, name);
+        }
+    }
+}
+
 static duk_ret_t n_err_name(duk_context *d) {
     duk_push_string(d, dgram_err_name(duk_get_int(d, 0)));
     return 1;
@@ -677,6 +691,8 @@ static int bootstrap(int argc, char **argv) {
     }
     duk_push_object(d);
     duk_put_function_list(d, -1, native_funcs);
+    push_error_codes(d);
+    duk_put_prop_string(d, -2, "codes");
     duk_push_array(d);
     duk_push_string(d, argv[0]);
     duk_put_prop_index(d, -2, 0);
