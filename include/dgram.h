@@ -31,7 +31,10 @@
  *     and delivers the same way.
  *   A callback never runs inside the call that caused it (bind's listening
  *   and send's completion always come later). Events of one socket come in
- *   the order they happened; there is no order between sockets.
+ *   the order the library saw them happen, a datagram when a dispatch (or
+ *   the I/O thread) reads it from the kernel: an event queued while
+ *   datagrams wait in the kernel buffer comes before them. There is no
+ *   order between sockets.
  *   Every function may be called from any thread, and from inside any
  *   callback (close or free a socket from its own message callback, send from
  *   a send callback, free the context), except that dispatch does not nest:
@@ -673,10 +676,10 @@ int dgram_context_fd(const dgram_context *ctx);
 /**
  * Runs the callbacks of waiting events on the calling thread, without
  * blocking: at most `max_events` of them, or with 0 the events queued when
- * the call began plus up to 4 reads (of up to 32 datagrams each) of every
- * socket that has datagrams. Datagrams are read from the kernel by this
- * call and delivered straight from the read; events a socket queued before
- * its datagrams arrived come first. Returns how many events were processed
+ * the call began, then up to 4 reads (of up to 32 datagrams each) of every
+ * socket that has datagrams, each read preceded by the events queued
+ * meanwhile (callbacks of this call may queue some). Datagrams are read
+ * from the kernel by this call and delivered straight from the read. Returns how many events were processed
  * (each datagram counts as one, those with no callback set included;
  * datagrams discarded because their socket closed are not counted), or a negative code: `DGRAM_EBUSY` when called from
  * inside a callback or while another thread dispatches this context,

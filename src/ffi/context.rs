@@ -60,10 +60,10 @@ pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
 
 /// Runs the callbacks of waiting events on the calling thread, without
 /// blocking: at most `max_events` of them, or with 0 the events queued when
-/// the call began plus up to 4 reads (of up to 32 datagrams each) of every
-/// socket that has datagrams. Datagrams are read from the kernel by this
-/// call and delivered straight from the read; events a socket queued before
-/// its datagrams arrived come first. Returns how many events were processed
+/// the call began, then up to 4 reads (of up to 32 datagrams each) of every
+/// socket that has datagrams, each read preceded by the events queued
+/// meanwhile (callbacks of this call may queue some). Datagrams are read
+/// from the kernel by this call and delivered straight from the read. Returns how many events were processed
 /// (each datagram counts as one, those with no callback set included;
 /// datagrams discarded because their socket closed are not counted), or a negative code: `DGRAM_EBUSY` when called from
 /// inside a callback or while another thread dispatches this context,
