@@ -226,6 +226,71 @@ static void maxp_check(int first, int n, const int *next) {
     }
 }
 
+/* ---- a dispatch's max against events queued by its own callbacks ---------- */
+
+static send_slot budget_sends[3];
+static int budget_sent;
+
+/* a's message callback sends with a completion: each queues an event that
+ * the dispatch runs before the next read's datagrams. */
+static void budget_send_from_cb(sock_rec *r, dgram_socket *s, char letter) {
+    (void)r;
+    if (letter != 'M' || budget_sent >= 3)
+        return;
+    uint8_t byte = (uint8_t)(100 + budget_sent);
+    send_slot *sl = &budget_sends[budget_sent++];
+    CHECK_OK(dgram_send(s, &byte, 1, test_port(s), "127.0.0.1", rec_on_sent, send_slot_init(sl, r)));
+}
+
+/* 3 datagrams wait for a, then 7 for b. dispatch(ctx, 10) reads a (3),
+ * whose callbacks queue 3 completions, then reads b with room for the 7
+ * it had left when the read began; the 3 completions run first, so only 4
+ * of b's fit: the other 3 of that read are kept, not lost, and the next
+ * dispatch delivers them first, in order. */
+static void test_max_keeps_what_events_crowd_out(void) {
+    dgram_context *c = test_context(DGRAM_DISPATCH_HOST, 0);
+    sock_rec ra, rb;
+    dgram_socket *a = rec_socket(c, DGRAM_UDP4, &ra);
+    dgram_socket *b = rec_socket(c, DGRAM_UDP4, &rb);
+    uint16_t pa = rec_bind_wait(c, a, &ra, 0, "127.0.0.1");
+    uint16_t pb = rec_bind_wait(c, b, &rb, 0, "127.0.0.1");
+    dgram_socket *tx = test_socket(c, DGRAM_UDP4, NULL, NULL);
+    test_bind(tx, "127.0.0.1");
+    CHECK_EQ(dgram_context_dispatch(c, 0), 1); /* tx's 'listening' */
+    for (uint8_t i = 0; i < 3; i++)
+        CHECK_OK(dgram_send(tx, &i, 1, pa, "127.0.0.1", NULL, NULL));
+    test_wait_queued(a);
+    for (uint8_t i = 0; i < 7; i++)
+        CHECK_OK(dgram_send(tx, &i, 1, pb, "127.0.0.1", NULL, NULL));
+    test_wait_queued(b);
+    rec_set_action(&ra, budget_send_from_cb, NULL);
+
+    CHECK_EQ(dgram_context_dispatch(c, 10), 10);
+    CHECK_EQ(ra.count, 3);
+    CHECK_EQ(rb.count, 4);
+    CHECK_EQ(ra.sends, 3);
+    CHECK_STR(ra.log.text, "lLMMMSSS");
+    /* Datagrams a sent to itself wait in its kernel buffer; b's other 3
+     * wait in the library and go first. */
+    CHECK_EQ(dgram_context_dispatch(c, 3), 3);
+    CHECK_EQ(rb.count, 7);
+    CHECK_EQ(ra.count, 3);
+    for (int i = 0; i < 7; i++)
+        rec_check_msg(&rb, i, &(uint8_t){(uint8_t)i}, 1, "127.0.0.1", test_port(tx), DGRAM_IPV4);
+    CHECK_STR(rb.log.text, "lLMMMMMMM");
+    test_run_for(c, 50);
+    CHECK_EQ(ra.count, 6); /* its own three, 100..102 */
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(ra.data[3 + i][0], 100 + i);
+        send_slot_check_ok(&budget_sends[i], 1);
+    }
+    CHECK_EQ(rb.count, 7);
+    dgram_socket_free(tx);
+    dgram_socket_free(a);
+    dgram_socket_free(b);
+    test_context_finish(c);
+}
+
 /* max_pending_events is the most datagrams one read takes from the kernel,
  * so the most the library holds undelivered: the rest wait in the socket's
  * kernel buffer, and come in order. dispatch(0) delivers the events queued
@@ -1177,6 +1242,7 @@ TEST_LIST(
     TEST_ENTRY(test_version_and_error_strings),
     TEST_ENTRY(test_context_new_options),
     TEST_ENTRY(test_max_pending_events),
+    TEST_ENTRY(test_max_keeps_what_events_crowd_out),
     TEST_ENTRY(test_fd_and_dispatch_counts),
     TEST_ENTRY(test_run),
     TEST_ENTRY(test_run_forever_ends_when_freed_elsewhere),

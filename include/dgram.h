@@ -676,8 +676,9 @@ int dgram_context_fd(const dgram_context *ctx);
 /**
  * Runs the callbacks of waiting events on the calling thread, without
  * blocking: at most `max_events` of them, or with 0 the events queued when
- * the call began, then up to 4 reads (of up to 32 datagrams each) of every
- * socket that has datagrams, each read preceded by the events queued
+ * the call began, then up to 4 reads (of up to 32 datagrams each) of each
+ * socket that has datagrams (up to 64 sockets per call; the others stay
+ * ready for the next), each read's datagrams preceded by the events queued
  * meanwhile (callbacks of this call may queue some). Datagrams are read
  * from the kernel by this call and delivered straight from the read. Returns how many events were processed
  * (each datagram counts as one, those with no callback set included;
@@ -807,8 +808,8 @@ int dgram_socket_ref(dgram_socket *s);
 /**
  * Lets the socket stop counting in `dgram_context_active` (Node
  * `socket.unref`), so a host loop that runs while anything is active can
- * end while the socket stays open. Its being bound, its undelivered
- * datagrams and its 'listening' and 'connect' events then do not count;
+ * end while the socket stays open. Its being bound and its 'listening'
+ * and 'connect' events then do not count;
  * its send completions, errors, lookups and 'close' still do. Events
  * are still delivered whenever the host dispatches. Idempotent.
  * `DGRAM_EBADF` when closed.

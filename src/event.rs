@@ -1,7 +1,7 @@
-//! Events (all but received datagrams, which travel in batches: see
-//! `batch`) on their way from where they happen (the I/O thread, or a host
-//! thread calling bind/send/close) to the thread that runs callbacks, and the
-//! one function that calls into the host's code.
+//! Events other than received datagrams (which are delivered from the read
+//! that took them: see `context::reader`), what they carry, and the two
+//! functions that call into the host's code (`run_callbacks`,
+//! `deliver_message`).
 
 use std::cell::Cell;
 use std::ffi::{c_void, CStr, CString};

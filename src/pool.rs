@@ -25,7 +25,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 struct PoolState {
-    /// Batches that exist: free, queued or in a reader's hands.
+    /// Batches that exist: free or in a reader's hands.
     allocated: usize,
     /// No new batch is mapped before this, after a failure.
     retry_at: Option<Instant>,
@@ -38,7 +38,7 @@ struct Free {
     since: Instant,
 }
 
-/// The batches of one context: at most `limit` ever exist, on the queue, in
+/// The batches of one context: at most `limit` ever exist, in
 /// a reader's hands or in this free list. Free batches are reused most
 /// recent first; `trim` gives back the memory of those that rest.
 pub struct BatchPool {
@@ -144,7 +144,7 @@ impl BatchPool {
 
     /// Gives back the memory of batches free for `IDLE`: those beyond the
     /// `WARM_BATCHES` most recent are unmapped, the pages the others' large
-    /// or packed datagrams wrote are released. Returns how long until the
+    /// datagrams wrote are released. Returns how long until the
     /// next batch needs this, if one will.
     pub fn trim(&self, now: Instant) -> Option<Duration> {
         if !self.trim_work.load(SeqCst) {

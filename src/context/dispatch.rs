@@ -87,6 +87,8 @@ impl Context {
         };
         if batch.remaining() > 0 {
             reader.leftover = Some(Arc::clone(socket));
+        } else {
+            batch.clear();
         }
         delivered
     }
@@ -124,6 +126,12 @@ impl Context {
             let delivered = self.host_round(0, &ready[..count]);
             if delivered > 0 {
                 return self.unless_freed(delivered);
+            }
+            // The round lowered the doorbell, which may have absorbed the
+            // ring of a decrement to 0 on another thread: look again
+            // before waiting (a decrement after this look rings anew).
+            if self.active() == 0 {
+                return Ok(0);
             }
             let wait_ms = match deadline {
                 None => -1,

@@ -10,12 +10,14 @@
 //! after a back-off for memory, and giving back the memory of idle batches.
 //!
 //! Locking order, to rule out deadlocks: the context's callback lock, then
-//! the host reader (held by the one dispatching thread only), then a
-//! socket's state lock, then the leaves (event queue, pool, registry,
-//! paused list, resolver), none of which is held while taking another.
-//! Host callbacks run with only the callback lock and the host reader held;
-//! the callback lock is reentrant and nothing a callback can call takes the
-//! host reader, so callbacks may call anything.
+//! the host reader (held by the one dispatching thread only), then the
+//! source cache (`rinfo`, only ever tried), then a socket's state lock,
+//! then the leaves (event queue, pool, registry, paused list, resolver),
+//! none of which is held while taking another. Host callbacks run with
+//! only the callback lock, the host reader and the source cache held; the
+//! callback lock is reentrant and nothing a callback can call takes the
+//! other two (or waits for them), so callbacks may call anything. The full
+//! table is in docs/design.md.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -120,7 +122,6 @@ pub struct Context {
     rinfo: Mutex<RinfoCache>,
     sockets: Mutex<HashMap<u64, Arc<Socket>>>,
     next_token: AtomicU64,
-    /// Bound, open sockets: each keeps the host's loop alive.
     /// What keeps the host's loop alive (`dgram_context_active`).
     activity: Activity,
     dispatching: AtomicBool,
@@ -375,11 +376,14 @@ impl Context {
                 let _ = handle.join();
             }
         }
+        // Socket references are dropped outside the locks, as everywhere.
         let leftover = std::mem::take(&mut *self.queue.lock());
         self.queued_events.store(0, SeqCst);
         drop(leftover);
-        drop(std::mem::take(&mut *self.paused.lock()));
-        self.sockets.lock().clear();
+        let paused = std::mem::take(&mut *self.paused.lock());
+        drop(paused);
+        let registered = std::mem::take(&mut *self.sockets.lock());
+        drop(registered);
     }
 }
 

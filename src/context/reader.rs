@@ -66,6 +66,12 @@ impl Context {
             }
             let Reader { mmsg, batch, leftover } = reader;
             let Some(batch) = batch.as_mut() else {
+                // A pending socket error would keep the socket ready
+                // (EPOLLERR cannot be masked) while it is paused: report
+                // it now, as the read would have.
+                if let Some(err) = socket.take_error() {
+                    socket.report_receive_error(self, &err);
+                }
                 self.pause(socket);
                 return delivered;
             };
@@ -102,12 +108,19 @@ impl Context {
                     if queued > 0 {
                         delivered += self.run_events(queued, budget - delivered, callbacks);
                     }
-                    match (admitted, mode.control()) {
-                        (Some(admitted), false) => {
+                    // Events may have taken budget the read was sized for:
+                    // then the batch records the datagrams, and what the
+                    // budget leaves is kept for the next round.
+                    let plain = !mode.control() && n <= (budget - delivered) as usize;
+                    if !mode.control() && !plain {
+                        batch.fill(mmsg, n, mode);
+                    }
+                    match (admitted, plain) {
+                        (Some(admitted), true) => {
                             let budget = budget - delivered;
                             delivered += self.deliver_read(socket, admitted, mmsg, batch, n, budget, callbacks);
                         }
-                        (Some(admitted), true) => {
+                        (Some(admitted), false) => {
                             delivered += self.deliver(socket, admitted, batch, budget - delivered, callbacks);
                         }
                         (None, _) => batch.clear(),
@@ -219,6 +232,11 @@ impl Context {
 
     /// See `read`: the reader found no memory for a batch.
     fn pause(&self, socket: &Arc<Socket>) {
+        // Room first, without aborting: this runs when memory is short. A
+        // socket that cannot be listed stays watched, and is tried again.
+        if self.paused.lock().try_reserve(1).is_err() {
+            return;
+        }
         if socket.pause_reading(self) {
             self.paused.lock().push(Arc::clone(socket));
             self.paused_readers.fetch_add(1, SeqCst);

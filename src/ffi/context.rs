@@ -60,8 +60,9 @@ pub unsafe extern "C" fn dgram_context_fd(ctx: *const dgram_context) -> c_int {
 
 /// Runs the callbacks of waiting events on the calling thread, without
 /// blocking: at most `max_events` of them, or with 0 the events queued when
-/// the call began, then up to 4 reads (of up to 32 datagrams each) of every
-/// socket that has datagrams, each read preceded by the events queued
+/// the call began, then up to 4 reads (of up to 32 datagrams each) of each
+/// socket that has datagrams (up to 64 sockets per call; the others stay
+/// ready for the next), each read's datagrams preceded by the events queued
 /// meanwhile (callbacks of this call may queue some). Datagrams are read
 /// from the kernel by this call and delivered straight from the read. Returns how many events were processed
 /// (each datagram counts as one, those with no callback set included;

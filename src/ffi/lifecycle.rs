@@ -159,8 +159,8 @@ pub unsafe extern "C" fn dgram_socket_ref(s: *mut dgram_socket) -> c_int {
 
 /// Lets the socket stop counting in `dgram_context_active` (Node
 /// `socket.unref`), so a host loop that runs while anything is active can
-/// end while the socket stays open. Its being bound, its undelivered
-/// datagrams and its 'listening' and 'connect' events then do not count;
+/// end while the socket stays open. Its being bound and its 'listening'
+/// and 'connect' events then do not count;
 /// its send completions, errors, lookups and 'close' still do. Events
 /// are still delivered whenever the host dispatches. Idempotent.
 /// `DGRAM_EBADF` when closed.

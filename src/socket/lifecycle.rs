@@ -43,10 +43,10 @@ impl Socket {
                     ctx.add_bound(-1);
                 }
             }
-            // The fd itself closes when the I/O thread drops its clone, if it
+            // The fd itself closes when the reader drops its clone, if it
             // is reading right now; it can no longer be reached from here.
         }
-        // Queued datagrams and 'listening' no longer keep the host alive.
+        // Queued 'listening' and 'connect' no longer keep the host alive.
         let data = st.pending_data;
         add_data(ctx, st, -data);
         let cancelled = st.take_queued();
@@ -107,7 +107,7 @@ impl Socket {
     }
 
     /// Whether the socket counts in `dgram_context_active`: its being bound
-    /// and its undelivered datagrams and 'listening'/'connect' events do
+    /// and its undelivered 'listening'/'connect' events do
     /// only while referenced; send completions, errors and 'close' always.
     pub fn set_referenced(&self, referenced: bool) -> Result<()> {
         let ctx = self.context()?;

@@ -53,7 +53,7 @@ pub struct Socket {
     /// Changes whenever the handlers change or the socket closes, so that
     /// delivering a run of datagrams needs the state lock only once.
     epoch: AtomicU32,
-    /// How many slots the next read offers (I/O thread only): see
+    /// How many slots the next read offers (the reading thread only): see
     /// `update_read_hint`.
     read_hint: AtomicUsize,
     /// The bound port, for the metadata's local address.
@@ -228,7 +228,7 @@ impl Socket {
     }
 }
 
-/// Counts `delta` undelivered datagrams or 'listening'/'connect' events;
+/// Counts `delta` undelivered 'listening'/'connect' events;
 /// they keep the host's loop alive only while the socket is referenced.
 fn add_data(ctx: &Context, st: &mut State, delta: i64) {
     st.pending_data += delta;

@@ -15,7 +15,7 @@ use crate::sys;
 
 impl Socket {
     /// Runs `f` on the open socket's fd, mapping OS errors to codes.
-    fn with_fd<T>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<T>) -> Result<T> {
+    pub(super) fn with_fd<T>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<T>) -> Result<T> {
         let st = self.state.lock();
         st.check_open()?;
         let fd = st.fd()?;

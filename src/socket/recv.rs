@@ -21,7 +21,7 @@ use crate::types::{dgram_addr, dgram_meta, dgram_socket, dgram_stats, DGRAM_OFFL
 /// The fewest slots a read offers.
 const MIN_READ_SLOTS: usize = 8;
 
-/// One read of a socket in progress on the I/O thread (`begin_read`); it
+/// One read of a socket in progress on the reading thread (`begin_read`); it
 /// ends with `accept` (what was read is queued), or when dropped.
 pub struct Reading<'a> {
     socket: &'a Socket,
@@ -57,7 +57,7 @@ impl Drop for Reading<'_> {
 }
 
 impl Socket {
-    /// Starts one read (I/O thread, on EPOLLIN): the fd, whose clone keeps
+    /// Starts one read (the reading thread, on EPOLLIN): the fd, whose clone keeps
     /// it open through a read that races a close, and the read mode, which
     /// holds until the guard goes; `None` once closed.
     pub fn begin_read(&self) -> Option<Reading<'_>> {
@@ -85,7 +85,7 @@ impl Socket {
         })
     }
 
-    /// The I/O thread's read is over: wake whoever waits for that.
+    /// The read is over: wake whoever waits for that.
     fn end_read(&self, st: &mut State) {
         if st.end_read() {
             self.read_done.notify_all();
@@ -171,6 +171,12 @@ impl Socket {
         }
     }
 
+    /// The socket's pending error (SO_ERROR), taken, if it has one: what its
+    /// next read would fail with.
+    pub fn take_error(&self) -> Option<io::Error> {
+        self.with_fd(|fd| fd.take_error()).ok().flatten()
+    }
+
     /// A read failed with something other than EAGAIN: the host hears of it
     /// as an 'error' event.
     pub fn report_receive_error(self: &Arc<Self>, ctx: &Context, err: &io::Error) {
@@ -239,7 +245,7 @@ impl Socket {
             // under way took the old mode, without control messages: the
             // kernel must not coalesce before it ends (found by the fuzzer:
             // a buffer read that way came as one datagram). No read is under
-            // way when this runs on the I/O thread, in a callback.
+            // way when this runs on the reading thread, in a callback.
             st.read_mode.gro = true;
             st.read_waiters += 1;
             while st.reading {

@@ -98,7 +98,7 @@ pub(super) enum Deferred {
 }
 
 pub(super) struct State {
-    /// The OS socket; `None` once closed. Shared with the I/O thread for the
+    /// The OS socket; `None` once closed. Shared with the reading thread for the
     /// duration of a read, so a close never pulls the fd out from under it.
     fd: Option<Arc<UdpSocket>>,
     phase: Phase,
@@ -124,7 +124,7 @@ pub(super) struct State {
     /// Send runs of equal datagrams with UDP_SEGMENT; turned off for good
     /// the first time the kernel refuses it on this socket.
     pub(super) gso: bool,
-    /// The I/O thread reads with the `read_mode` it took (`begin_read`).
+    /// A read is under way with the `read_mode` it took (`begin_read`).
     pub(super) reading: bool,
     /// Threads waiting for that read to end (`set_offload`).
     pub(super) read_waiters: u32,
@@ -138,7 +138,7 @@ pub(super) struct State {
     /// ones so that a socket that often meets a full kernel buffer does not
     /// allocate per datagram.
     spare_buffers: Vec<Vec<u8>>,
-    /// Queued 'message' and 'listening' events that still count as activity.
+    /// Queued 'listening' and 'connect' events that still count as activity.
     pub(super) pending_data: i64,
     /// Queued completions (send callbacks, 'error', 'close') that still count.
     pub(super) pending_completions: i64,
@@ -231,7 +231,7 @@ impl State {
         self.fd.as_deref().ok_or(Errno::BADF)
     }
 
-    /// The open socket, shared (with a read on the I/O thread).
+    /// The open socket, shared (with a read under way).
     pub(super) fn shared_fd(&self) -> Option<&Arc<UdpSocket>> {
         self.fd.as_ref()
     }
@@ -388,7 +388,7 @@ impl State {
 
     // ---- reads and offloads ------------------------------------------------------
 
-    /// The I/O thread's read is over; answers whether a thread waits for
+    /// The read is over; answers whether a thread waits for
     /// that, to be woken.
     pub(super) fn end_read(&mut self) -> bool {
         self.reading = false;

@@ -1,4 +1,4 @@
-//! epoll: the I/O thread's readiness set.
+//! epoll: a readiness set (the I/O thread's, and the host's).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
