@@ -1,7 +1,8 @@
 /*
  * libdgram as a benchmark contender, in either dispatch mode
  * (--dispatch host: callbacks run on this program's main thread, which polls
- * dgram_context_fd() and calls dgram_context_dispatch(); --dispatch io:
+ * dgram_context_fd() and calls dgram_context_dispatch(); --dispatch run:
+ * the same thread, looping in dgram_context_run(); --dispatch io:
  * callbacks run on the library's I/O thread while the main thread sleeps).
  *
  *   bench_dgram recv --dispatch D --count N [--sockets K] [--offload O]
@@ -35,7 +36,8 @@
 
 /* ---- shared by every subcommand ---------------------------------------- */
 
-static bool host_dispatch; /* --dispatch host (true) or io (false) */
+static bool host_dispatch; /* --dispatch host or run (true), or io (false) */
+static bool host_run;      /* --dispatch run: the loop is dgram_context_run */
 
 static dgram_context *make_context(int argc, char **argv)
 {
@@ -45,11 +47,15 @@ static dgram_context *make_context(int argc, char **argv)
     if (strcmp(mode, "host") == 0) {
         host_dispatch = true;
         opts.dispatch = DGRAM_DISPATCH_HOST;
+    } else if (strcmp(mode, "run") == 0) {
+        host_dispatch = true;
+        host_run = true;
+        opts.dispatch = DGRAM_DISPATCH_HOST;
     } else if (strcmp(mode, "io") == 0) {
         host_dispatch = false;
         opts.dispatch = DGRAM_DISPATCH_IO_THREAD;
     } else {
-        die(false, "--dispatch must be host or io");
+        die(false, "--dispatch must be host, run or io");
     }
     dgram_context *ctx = dgram_context_new(&opts);
     if (!ctx) {
@@ -121,10 +127,18 @@ static int socket_port(const dgram_socket *s)
 }
 
 /* Lets events happen for up to `timeout_ms`: in host dispatch, waits for the
- * context fd and dispatches what is queued; in I/O-thread dispatch, sleeps.
- * Returns false on a poll timeout in host dispatch. */
+ * context fd and dispatches what is queued (with --dispatch run, calls
+ * dgram_context_run, whose wait is the context's own epoll_wait); in
+ * I/O-thread dispatch, sleeps. Returns false on a timeout in host dispatch. */
 static bool pump(dgram_context *ctx, int timeout_ms)
 {
+    if (host_run) {
+        int n = dgram_context_run(ctx, timeout_ms);
+        if (n < 0) {
+            die(false, "dgram_context_run: %s", dgram_err_name(n));
+        }
+        return n > 0;
+    }
     if (host_dispatch) {
         struct pollfd pfd = {.fd = dgram_context_fd(ctx), .events = POLLIN};
         int r = poll(&pfd, 1, timeout_ms);

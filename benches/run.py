@@ -314,6 +314,7 @@ def receivers(b):
     """The receive contenders: (name, argv, baseline kind, library object for callgrind or None for Node)."""
     return [
         ("libdgram host", b.prog("bench_dgram", "recv", "--dispatch", "host"), None, "libdgram.so"),
+        ("libdgram host, run()", b.prog("bench_dgram", "recv", "--dispatch", "run"), None, "libdgram.so"),
         ("libdgram io-thread", b.prog("bench_dgram", "recv", "--dispatch", "io"), None, "libdgram.so"),
         ("libuv", b.prog("bench_uv", "recv"), "uv", "libuv.so"),
         ("libuv recvmmsg", b.prog("bench_uv", "recv", "--mmsg", 1), None, "libuv.so"),

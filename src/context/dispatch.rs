@@ -115,7 +115,6 @@ impl Context {
         let _guard = self.enter_dispatch()?;
         let deadline = (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         let mut ready = [NO_EVENT; READY_PER_ROUND];
-        let mut count = self.host_epoll.wait(&mut ready, 0).unwrap_or(0);
         loop {
             if self.freed.load(SeqCst) {
                 return Err(Errno::BADF);
@@ -123,28 +122,28 @@ impl Context {
             if self.active() == 0 {
                 return Ok(0);
             }
+            // One wait per round, which returns at once when something is
+            // ready already: what it reports is what the round reads.
+            let wait_ms = match deadline {
+                None => -1,
+                // Rounded up, so that a sub-millisecond remainder still waits.
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                }
+            };
+            let count = self.host_epoll.wait(&mut ready, wait_ms).unwrap_or(0);
             let delivered = self.host_round(0, &ready[..count]);
             if delivered > 0 {
                 return self.unless_freed(delivered);
             }
             // The round lowered the doorbell, which may have absorbed the
-            // ring of a decrement to 0 on another thread: look again
-            // before waiting (a decrement after this look rings anew).
-            if self.active() == 0 {
-                return Ok(0);
+            // ring of a decrement to 0 on another thread: the check at the
+            // top looks again before waiting (a decrement after that look
+            // rings anew).
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return self.unless_freed(0);
             }
-            let wait_ms = match deadline {
-                None => -1,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(0);
-                    }
-                    // Round up so that a sub-millisecond remainder still waits.
-                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-                }
-            };
-            count = self.host_epoll.wait(&mut ready, wait_ms).unwrap_or(0);
         }
     }
 
