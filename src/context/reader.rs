@@ -167,13 +167,8 @@ impl Context {
         let slots = batch.slots();
         let now = count.min(budget as usize);
         for i in 0..now {
-            // A free of the context silences the socket, which changes
-            // its epoch too.
-            if socket.epoch() != admitted.epoch {
-                match socket.current_handlers().filter(|_| !self.freed.load(SeqCst)) {
-                    Some(fresh) => admitted = fresh,
-                    None => return i as u32,
-                }
+            if !self.still_admitted(socket, &mut admitted) {
+                return i as u32;
             }
             let start = i * SLOT_SIZE;
             let data = &slots[start..start + mmsg.len(i).min(SLOT_SIZE)];
@@ -208,16 +203,9 @@ impl Context {
         let now = batch.remaining().min(budget as usize);
         let mut done = 0;
         while done < now {
-            // A free of the context silences the socket, which changes
-            // its epoch too.
-            if socket.epoch() != admitted.epoch {
-                match socket.current_handlers().filter(|_| !self.freed.load(SeqCst)) {
-                    Some(fresh) => admitted = fresh,
-                    None => {
-                        batch.clear();
-                        return done as u32;
-                    }
-                }
+            if !self.still_admitted(socket, &mut admitted) {
+                batch.clear();
+                return done as u32;
             }
             let (data, from, meta) = batch.peek_at(done);
             // Counted before the callback, so that stats read inside it include it.
@@ -228,6 +216,25 @@ impl Context {
         }
         batch.advance(done);
         done as u32
+    }
+
+    /// Whether `socket` may still be delivered to, refreshing `admitted`
+    /// when its epoch changed (a handler change, a close or a free, from a
+    /// callback or another thread): false once it is closed or freed. A
+    /// free of the context silences the socket, which changes its epoch
+    /// too, so an unchanged epoch needs no other look.
+    #[inline]
+    fn still_admitted(&self, socket: &Socket, admitted: &mut Admitted) -> bool {
+        if socket.epoch() == admitted.epoch {
+            return true;
+        }
+        match socket.current_handlers().filter(|_| !self.freed.load(SeqCst)) {
+            Some(fresh) => {
+                *admitted = fresh;
+                true
+            }
+            None => false,
+        }
     }
 
     /// See `read`: the reader found no memory for a batch.
