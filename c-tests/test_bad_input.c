@@ -173,11 +173,12 @@ static void test_create_bad_arguments(void) {
     CHECK_CODE(dgram_create_socket(NULL, NULL, NULL, NULL, &s), DGRAM_EINVAL);
     CHECK(s == NULL);
 
-    /* A type that is not a dgram_type. */
-    const int bad_types[] = {2, 5, -1, 4, 6, INT_MAX};
+    /* A type that is not a dgram_type (the field is an int32_t: all of it is
+     * read, so 256 and 257 are not DGRAM_UDP4 and DGRAM_UDP6). */
+    const int32_t bad_types[] = {2, 5, -1, 4, 6, 256, 257, INT32_MAX, INT32_MIN};
     for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
         memset(&opts, 0, sizeof opts);
-        opts.type = (dgram_type)bad_types[i];
+        opts.type = bad_types[i];
         s = poison;
         CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, &s), DGRAM_EINVAL);
         CHECK(s == NULL);
@@ -186,7 +187,7 @@ static void test_create_bad_arguments(void) {
     /* Negative buffer sizes, on either family. */
     for (int type = DGRAM_UDP4; type <= DGRAM_UDP6; type++) {
         memset(&opts, 0, sizeof opts);
-        opts.type = (dgram_type)type;
+        opts.type = type;
         opts.recv_buffer_size = -1;
         s = poison;
         CHECK_CODE(dgram_create_socket(ctx, &opts, NULL, NULL, &s), DGRAM_EINVAL);
@@ -214,9 +215,9 @@ static void test_create_bad_arguments(void) {
     /* A context with a dispatch mode that is not a dgram_dispatch. */
     dgram_context_options copts;
     memset(&copts, 0, sizeof copts);
-    copts.dispatch = (dgram_dispatch)7;
+    copts.dispatch = 7;
     CHECK(dgram_context_new(&copts) == NULL);
-    copts.dispatch = (dgram_dispatch)-1;
+    copts.dispatch = -1;
     CHECK(dgram_context_new(&copts) == NULL);
     /* None of that left anything active. */
     CHECK_EQ(dgram_context_active(ctx), 0);

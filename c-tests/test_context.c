@@ -158,11 +158,12 @@ static void test_context_new_options(void) {
     CHECK_EQ(dgram_context_run(io, -1), 0);
     CHECK_EQ(dgram_context_active(io16), 0);
 
-    /* A dispatch value that is not a dgram_dispatch: NULL, whatever else. */
-    const int bad[] = {7, 2, -1, INT_MAX, INT_MIN};
+    /* A dispatch value that is not a dgram_dispatch: NULL, whatever else
+     * (256 and 257 too: all of the int32_t field is read). */
+    const int32_t bad[] = {7, 2, -1, 256, 257, INT32_MAX, INT32_MIN};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&o, 0, sizeof o);
-        o.dispatch = (dgram_dispatch)bad[i];
+        o.dispatch = bad[i];
         if (dgram_context_new(&o) != NULL)
             FAIL("dgram_context_new accepted dispatch %d", bad[i]);
         o.max_pending_events = 16;

@@ -292,7 +292,8 @@
 #define DGRAM_OFFLOAD_GRO 2
 
 /**
- * On which thread callbacks run.
+ * On which thread callbacks run: the values of
+ * `dgram_context_options.dispatch`.
  */
 typedef enum {
   /**
@@ -308,7 +309,8 @@ typedef enum {
 } dgram_dispatch;
 
 /**
- * Socket type, as in `dgram.createSocket(type)`.
+ * Socket type, as in `dgram.createSocket(type)`: the values of
+ * `dgram_socket_options.type`.
  */
 typedef enum {
   /**
@@ -322,7 +324,8 @@ typedef enum {
 } dgram_type;
 
 /**
- * Address family of a `dgram_addr` (rinfo.family: "IPv4" or "IPv6").
+ * Address family of a `dgram_addr` (rinfo.family: "IPv4" or "IPv6"): the
+ * values of `dgram_addr.family`.
  */
 typedef enum {
   /**
@@ -382,9 +385,12 @@ typedef struct dgram_socket dgram_socket;
  */
 typedef struct {
   /**
-   * Where callbacks run (default `DGRAM_DISPATCH_HOST`).
+   * Where callbacks run: a `dgram_dispatch` value, `DGRAM_DISPATCH_HOST`
+   * (the default, 0) or `DGRAM_DISPATCH_IO_THREAD`; any other value makes
+   * `dgram_context_new` fail. An `int32_t` rather than the enum, so that
+   * the struct's layout does not depend on the compiler's enum size.
    */
-  dgram_dispatch dispatch;
+  int32_t dispatch;
   /**
    * The most received datagrams the library holds at once, read from the
    * kernel and not yet delivered: one read (one recvmmsg) takes at most
@@ -424,9 +430,12 @@ typedef struct {
  */
 typedef struct {
   /**
-   * `DGRAM_UDP4` or `DGRAM_UDP6`.
+   * A `dgram_type` value: `DGRAM_UDP4` (the default, 0) or `DGRAM_UDP6`;
+   * any other value is `DGRAM_EINVAL`. An `int32_t` rather than the enum,
+   * so that the struct's layout does not depend on the compiler's enum
+   * size.
    */
-  dgram_type type;
+  int32_t type;
   /**
    * Set SO_REUSEADDR before binding, so several sockets can share a port
    * (multicast and broadcast listeners; the IoT.js `reuseAddr` option).
@@ -461,9 +470,11 @@ typedef struct {
    */
   uint16_t port;
   /**
-   * `DGRAM_IPV4` or `DGRAM_IPV6`.
+   * A `dgram_family` value: `DGRAM_IPV4` or `DGRAM_IPV6` (`DGRAM_IPV4`
+   * when there is no address). An `int32_t` rather than the enum, so that
+   * the struct's layout does not depend on the compiler's enum size.
    */
-  dgram_family family;
+  int32_t family;
 } dgram_addr;
 
 /**

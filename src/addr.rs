@@ -226,13 +226,13 @@ pub fn to_c(addr: &SocketAddr) -> dgram_addr {
     };
     match addr {
         SocketAddr::V4(v4) => {
-            out.family = dgram_family::DGRAM_IPV4;
+            out.family = dgram_family::DGRAM_IPV4 as i32;
             // By hand rather than through fmt: this runs for every datagram
             // whose source differs from the one before, and fmt costs ~10x.
             write_ipv4(writer.buf, v4.ip().octets());
         }
         SocketAddr::V6(v6) => {
-            out.family = dgram_family::DGRAM_IPV6;
+            out.family = dgram_family::DGRAM_IPV6 as i32;
             let _ = std::fmt::write(&mut writer, format_args!("{}", v6.ip()));
             if v6.scope_id() != 0 {
                 let mark = writer.len;
@@ -487,12 +487,12 @@ mod tests {
         let v4 = to_c(&"127.0.0.1:5353".parse().unwrap());
         assert_eq!(
             (text(&v4).as_str(), v4.port, v4.family),
-            ("127.0.0.1", 5353, dgram_family::DGRAM_IPV4)
+            ("127.0.0.1", 5353, dgram_family::DGRAM_IPV4 as i32)
         );
         let v6 = to_c(&"[::ffff:127.0.0.1]:1".parse().unwrap());
         assert_eq!(
             (text(&v6).as_str(), v6.family),
-            ("::ffff:127.0.0.1", dgram_family::DGRAM_IPV6)
+            ("::ffff:127.0.0.1", dgram_family::DGRAM_IPV6 as i32)
         );
         let longest = to_c(&"[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1".parse().unwrap());
         assert_eq!(text(&longest), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");

@@ -1,9 +1,14 @@
 //! The C-visible types: layouts and docs that land in `include/dgram.h`.
 //!
-//! Enums that the host passes *in* (`dgram_dispatch`, `dgram_type`) are never
-//! read as Rust enums: a C caller can store any integer in them, and an
-//! out-of-range Rust enum is undefined behaviour. The FFI layer reads those
-//! fields through the `Raw*` mirrors below, as plain integers.
+//! No struct of the C API holds an enum: each field that takes an enum's
+//! values is an `int32_t`, and the enum types are there for their constants.
+//! The size of a C enum is the compiler's choice (arm-none-eabi-gcc with
+//! `-fshort-enums`, as some NuttX boards build, makes these one byte), and so
+//! is that of a Rust `repr(C)` enum on such targets: an enum field would give
+//! the structs a layout that depends on the compiler. An integer field also
+//! means the library never reads a Rust enum that C filled in: a C caller can
+//! store any integer there, and an out-of-range Rust enum is undefined
+//! behaviour. The asserts at the end of this file pin every struct's layout.
 
 #![allow(non_camel_case_types)]
 
@@ -54,7 +59,8 @@ pub struct dgram_socket {
     _private: [u8; 0],
 }
 
-/// On which thread callbacks run.
+/// On which thread callbacks run: the values of
+/// `dgram_context_options.dispatch`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum dgram_dispatch {
@@ -66,7 +72,8 @@ pub enum dgram_dispatch {
     DGRAM_DISPATCH_IO_THREAD = 1,
 }
 
-/// Socket type, as in `dgram.createSocket(type)`.
+/// Socket type, as in `dgram.createSocket(type)`: the values of
+/// `dgram_socket_options.type`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum dgram_type {
@@ -76,7 +83,8 @@ pub enum dgram_type {
     DGRAM_UDP6 = 1,
 }
 
-/// Address family of a `dgram_addr` (rinfo.family: "IPv4" or "IPv6").
+/// Address family of a `dgram_addr` (rinfo.family: "IPv4" or "IPv6"): the
+/// values of `dgram_addr.family`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum dgram_family {
@@ -90,8 +98,11 @@ pub enum dgram_family {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct dgram_context_options {
-    /// Where callbacks run (default `DGRAM_DISPATCH_HOST`).
-    pub dispatch: dgram_dispatch,
+    /// Where callbacks run: a `dgram_dispatch` value, `DGRAM_DISPATCH_HOST`
+    /// (the default, 0) or `DGRAM_DISPATCH_IO_THREAD`; any other value makes
+    /// `dgram_context_new` fail. An `int32_t` rather than the enum, so that
+    /// the struct's layout does not depend on the compiler's enum size.
+    pub dispatch: i32,
     /// The most received datagrams the library holds at once, read from the
     /// kernel and not yet delivered: one read (one recvmmsg) takes at most
     /// this many, and at most 32. 0 means the default, 8192 (so 32 per
@@ -128,8 +139,11 @@ pub struct dgram_context_options {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct dgram_socket_options {
-    /// `DGRAM_UDP4` or `DGRAM_UDP6`.
-    pub r#type: dgram_type,
+    /// A `dgram_type` value: `DGRAM_UDP4` (the default, 0) or `DGRAM_UDP6`;
+    /// any other value is `DGRAM_EINVAL`. An `int32_t` rather than the enum,
+    /// so that the struct's layout does not depend on the compiler's enum
+    /// size.
+    pub r#type: i32,
     /// Set SO_REUSEADDR before binding, so several sockets can share a port
     /// (multicast and broadcast listeners; the IoT.js `reuseAddr` option).
     pub reuse_addr: bool,
@@ -151,8 +165,10 @@ pub struct dgram_addr {
     pub address: [c_char; DGRAM_ADDRSTRLEN],
     /// Port in host byte order; 0 when there is none.
     pub port: u16,
-    /// `DGRAM_IPV4` or `DGRAM_IPV6`.
-    pub family: dgram_family,
+    /// A `dgram_family` value: `DGRAM_IPV4` or `DGRAM_IPV6` (`DGRAM_IPV4`
+    /// when there is no address). An `int32_t` rather than the enum, so that
+    /// the struct's layout does not depend on the compiler's enum size.
+    pub family: i32,
 }
 
 /// A socket's counters (`dgram_socket_stats`). Counted from the socket's
@@ -291,17 +307,26 @@ pub type dgram_message_cb = Option<
 pub type dgram_send_cb =
     Option<unsafe extern "C" fn(s: *mut dgram_socket, err: *const dgram_error, length: usize, send_data: *mut c_void)>;
 
-/// `dgram_context_options` with its enum read as a plain integer.
-/// cbindgen:ignore
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct RawContextOptions {
-    pub dispatch: i32,
-    pub max_pending_events: u32,
+impl dgram_dispatch {
+    /// The value C stored in `dgram_context_options.dispatch`, if it is one.
+    pub fn from_c(value: i32) -> Option<Self> {
+        [Self::DGRAM_DISPATCH_HOST, Self::DGRAM_DISPATCH_IO_THREAD]
+            .into_iter()
+            .find(|mode| *mode as i32 == value)
+    }
 }
 
-/// `dgram_socket_options` with its enum read as a plain integer; the bools
-/// are read as bytes, so a non-0/1 value from C cannot be an invalid `bool`.
+impl dgram_type {
+    /// The value C stored in `dgram_socket_options.type`, if it is one.
+    pub fn from_c(value: i32) -> Option<Self> {
+        [Self::DGRAM_UDP4, Self::DGRAM_UDP6]
+            .into_iter()
+            .find(|ty| *ty as i32 == value)
+    }
+}
+
+/// `dgram_socket_options` with its bools read as bytes, so a non-0/1 value
+/// from C cannot be an invalid `bool`.
 /// cbindgen:ignore
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -313,27 +338,89 @@ pub struct RawSocketOptions {
     pub send_buffer_size: i32,
 }
 
-// The mirrors must have exactly the layout of the C-visible structs.
-const _: () = {
-    use std::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<dgram_dispatch>() == size_of::<i32>());
-    assert!(size_of::<dgram_type>() == size_of::<i32>());
-    assert!(size_of::<RawContextOptions>() == size_of::<dgram_context_options>());
-    assert!(align_of::<RawContextOptions>() == align_of::<dgram_context_options>());
-    assert!(offset_of!(RawContextOptions, max_pending_events) == offset_of!(dgram_context_options, max_pending_events));
-    assert!(size_of::<RawSocketOptions>() == size_of::<dgram_socket_options>());
-    assert!(align_of::<RawSocketOptions>() == align_of::<dgram_socket_options>());
-    assert!(offset_of!(RawSocketOptions, reuse_addr) == offset_of!(dgram_socket_options, reuse_addr));
-    assert!(offset_of!(RawSocketOptions, ipv6_only) == offset_of!(dgram_socket_options, ipv6_only));
-    assert!(offset_of!(RawSocketOptions, recv_buffer_size) == offset_of!(dgram_socket_options, recv_buffer_size));
-    assert!(offset_of!(RawSocketOptions, send_buffer_size) == offset_of!(dgram_socket_options, send_buffer_size));
-};
-
 impl dgram_addr {
     /// The "no address" value: empty string, port 0.
     pub const NONE: dgram_addr = dgram_addr {
         address: [0; DGRAM_ADDRSTRLEN],
         port: 0,
-        family: dgram_family::DGRAM_IPV4,
+        family: dgram_family::DGRAM_IPV4 as i32,
     };
 }
+
+// The layout of every struct of the C API, as literal numbers: a change to a
+// field, its type or its order fails to compile here, on every target, and
+// c-tests/layout_check.c asserts the same numbers of the header in C (for
+// the host's compiler, and for arm-none-eabi-gcc in scripts/layout-check.sh).
+// A change must be one on purpose, to both files, and an ABI break.
+//
+// `pin_layout!(T, size, align, field offset, ...)`: size_of, align_of and
+// the offset_of of each field. List every field.
+macro_rules! pin_layout {
+    ($ty:ident, size $size:literal, align $align:literal, $($field:ident $offset:literal),+ $(,)?) => {
+        assert!(std::mem::size_of::<$ty>() == $size, concat!("size of ", stringify!($ty), " changed"));
+        assert!(std::mem::align_of::<$ty>() == $align, concat!("alignment of ", stringify!($ty), " changed"));
+        $(
+            assert!(
+                std::mem::offset_of!($ty, $field) == $offset,
+                concat!("offset of ", stringify!($ty), ".", stringify!($field), " changed")
+            );
+        )+
+    };
+}
+
+// The same on every target: 32-bit fields, bytes and bools only.
+const _: () = {
+    pin_layout!(dgram_context_options, size 8, align 4, dispatch 0, max_pending_events 4);
+    pin_layout!(dgram_socket_options, size 16, align 4,
+        r#type 0, reuse_addr 4, ipv6_only 5, recv_buffer_size 8, send_buffer_size 12);
+    pin_layout!(dgram_addr, size 52, align 4, address 0, port 46, family 48);
+};
+
+// Pointers and size_t: 8 bytes on 64-bit targets.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    pin_layout!(dgram_error, size 80, align 8, code 0, syscall 8, addr 16, hostname 72);
+    pin_layout!(dgram_buf, size 16, align 8, base 0, len 8);
+};
+
+// Pointers and size_t: 4 bytes on 32-bit targets.
+#[cfg(target_pointer_width = "32")]
+const _: () = {
+    pin_layout!(dgram_error, size 64, align 4, code 0, syscall 4, addr 8, hostname 60);
+    pin_layout!(dgram_buf, size 8, align 4, base 0, len 4);
+};
+
+// 64-bit integers are 8-aligned on 64-bit targets and on 32-bit ARM (AAPCS),
+// so dgram_meta.timestamp_sec has 4 bytes of padding before it...
+#[cfg(not(target_arch = "x86"))]
+const _: () = {
+    pin_layout!(dgram_meta, size 88, align 8,
+        local 0, ifindex 52, ttl 56, timestamp_sec 64, timestamp_nsec 72,
+        has_local 76, has_ttl 77, has_timestamp 78, truncated 79, gro_segment_size 80);
+    pin_layout!(dgram_stats, size 56, align 8,
+        datagrams_received 0, bytes_received 8, datagrams_sent 16, bytes_sent 24,
+        dropped_queue_full 32, dropped_by_kernel 40, send_errors 48);
+};
+
+// ...but only 4-aligned in structs on 32-bit x86 (the i386 System V ABI,
+// which C compilers and Rust follow alike).
+#[cfg(target_arch = "x86")]
+const _: () = {
+    pin_layout!(dgram_meta, size 80, align 4,
+        local 0, ifindex 52, ttl 56, timestamp_sec 60, timestamp_nsec 68,
+        has_local 72, has_ttl 73, has_timestamp 74, truncated 75, gro_segment_size 76);
+    pin_layout!(dgram_stats, size 56, align 4,
+        datagrams_received 0, bytes_received 8, datagrams_sent 16, bytes_sent 24,
+        dropped_queue_full 32, dropped_by_kernel 40, send_errors 48);
+};
+
+#[cfg(not(any(target_pointer_width = "32", target_pointer_width = "64")))]
+compile_error!(
+    "no layout of the C API is pinned for this pointer width: add its numbers here and in c-tests/layout_check.c"
+);
+
+// The mirror must have exactly the layout of the C-visible struct.
+const _: () = {
+    pin_layout!(RawSocketOptions, size 16, align 4,
+        type_ 0, reuse_addr 4, ipv6_only 5, recv_buffer_size 8, send_buffer_size 12);
+};

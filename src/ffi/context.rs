@@ -19,24 +19,23 @@ use crate::types::*;
 #[no_mangle]
 pub unsafe extern "C" fn dgram_context_new(opts: *const dgram_context_options) -> *mut dgram_context {
     guard(ptr::null_mut(), || {
-        let raw = if opts.is_null() {
-            RawContextOptions {
-                dispatch: 0,
+        let opts = if opts.is_null() {
+            dgram_context_options {
+                dispatch: dgram_dispatch::DGRAM_DISPATCH_HOST as i32,
                 max_pending_events: 0,
             }
         } else {
-            // Read as integers: C may store any value in the enum field.
             // SAFETY: not NULL (checked above), so a readable
-            // `dgram_context_options` (header); `RawContextOptions` has its
-            // layout (asserted in types.rs) and no invalid values.
-            unsafe { opts.cast::<RawContextOptions>().read() }
+            // `dgram_context_options` (header); its fields are plain
+            // integers, so no value C stored there is invalid.
+            unsafe { opts.read() }
         };
-        let mode = match raw.dispatch {
-            0 => Mode::Host,
-            1 => Mode::IoThread,
-            _ => return ptr::null_mut(),
+        let mode = match dgram_dispatch::from_c(opts.dispatch) {
+            Some(dgram_dispatch::DGRAM_DISPATCH_HOST) => Mode::Host,
+            Some(dgram_dispatch::DGRAM_DISPATCH_IO_THREAD) => Mode::IoThread,
+            None => return ptr::null_mut(),
         };
-        match Context::new(mode, raw.max_pending_events) {
+        match Context::new(mode, opts.max_pending_events) {
             Ok(ctx) => Arc::into_raw(ctx) as *mut dgram_context,
             Err(_) => ptr::null_mut(),
         }

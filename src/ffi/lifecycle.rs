@@ -43,23 +43,23 @@ pub unsafe extern "C" fn dgram_create_socket(
         let ctx = unsafe { context(ctx) }?;
         let raw = if opts.is_null() {
             RawSocketOptions {
-                type_: 0,
+                type_: dgram_type::DGRAM_UDP4 as i32,
                 reuse_addr: 0,
                 ipv6_only: 0,
                 recv_buffer_size: 0,
                 send_buffer_size: 0,
             }
         } else {
-            // Read as integers: C may store any value in the enum field.
+            // The bools read as bytes: C may store any value in them.
             // SAFETY: not NULL (checked above), so a readable
             // `dgram_socket_options` (header); `RawSocketOptions` has its
             // layout (asserted in types.rs) and no invalid values.
             unsafe { opts.cast::<RawSocketOptions>().read() }
         };
-        let family = match raw.type_ {
-            0 => Family::V4,
-            1 => Family::V6,
-            _ => return Err(Errno::INVAL),
+        let family = match dgram_type::from_c(raw.type_) {
+            Some(dgram_type::DGRAM_UDP4) => Family::V4,
+            Some(dgram_type::DGRAM_UDP6) => Family::V6,
+            None => return Err(Errno::INVAL),
         };
         let buffer_size = |size: i32| usize::try_from(size).map_err(|_| Errno::INVAL);
         let config = SocketConfig {
