@@ -10,16 +10,21 @@
 #     depending on the toolchain and its flags (Debian's arm-none-eabi-gcc
 #     makes them short by default), which is why no struct of the header
 #     holds one;
-#   - the host's gcc, 64-bit with -fshort-enums, and -m32 with and without
-#     it when the 32-bit libc headers are installed (gcc-multilib), else
-#     that one is skipped with a message.
+#   - the host's gcc, 64-bit with -fshort-enums, and on x86_64 also -m32
+#     with and without it (gcc-multilib).
 # Compile only (-fsyntax-only): no library is built for those targets.
-# Installs gcc-arm-none-eabi first when run as root. Exits non-zero when any
+# Installs gcc-arm-none-eabi (and gcc-multilib on x86_64) first when run
+# as root. Exits non-zero when any
 # compile fails, after running them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/need.sh
 need gcc-arm-none-eabi:/usr/bin/arm-none-eabi-gcc gcc:gcc
+if [[ $(uname -m) == x86_64 ]]; then
+    # gcc -m32 needs glibc's 32-bit headers (libc6-dev-i386, which
+    # gcc-multilib brings).
+    need gcc-multilib:/usr/include/x86_64-linux-gnu/gnu/stubs-32.h
+fi
 
 # Warnings are errors, and pedantic ones too: the header must be plain C11.
 common=(-std=c11 -fsyntax-only -Wall -Wextra -Werror -pedantic-errors -Iinclude)
@@ -60,13 +65,11 @@ echo "== host gcc: $(gcc -dumpmachine) $(gcc -dumpversion)"
 # The host's default build is the C suite's (c-tests/CMakeLists.txt); here
 # only with short enums.
 check "host, -fshort-enums" gcc -fshort-enums
-# -m32 builds against glibc's 32-bit headers, as a 32-bit x86 user would:
-# only where they are installed (gcc -m32 may exist without them).
-if [[ $(uname -m) == x86_64 ]] && gcc -m32 -std=c11 -fsyntax-only -x c - <<<'#include <stdint.h>' 2>/dev/null; then
+# -m32 builds against glibc's 32-bit headers, as a 32-bit x86 user would,
+# where 64-bit integers are only 4-aligned inside structs.
+if [[ $(uname -m) == x86_64 ]]; then
     check "host -m32" gcc -m32
     check "host -m32, -fshort-enums" gcc -m32 -fshort-enums
-else
-    echo "skipped: gcc -m32 (no 32-bit libc headers here; apt-get install gcc-multilib to check it)"
 fi
 
 echo "layout: $passed passed, $failed failed"
