@@ -4,7 +4,7 @@
 use std::ffi::c_int;
 
 use super::guard::{clamp_int, guard, guard_code, guard_int};
-use super::handles::socket;
+use super::handles::{owned_socket, socket};
 use crate::error::Errno;
 use crate::types::*;
 
@@ -103,8 +103,10 @@ pub extern "C" fn dgram_offload_support() -> u32 {
 /// read may hold up to 128 datagrams whatever `max_pending_events` says.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_set_offload(s: *mut dgram_socket, flags: u32) -> c_int {
+    // Owned: turning GRO on waits for a read under way on another thread,
+    // whose callbacks may free the handle meanwhile.
     // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
-    guard_int(|| unsafe { socket(s) }?.set_offload(flags).map(|f| f as c_int))
+    guard_int(|| unsafe { owned_socket(s) }?.set_offload(flags).map(|f| f as c_int))
 }
 
 /// The socket's offloads in effect now (`DGRAM_OFFLOAD_*` flags), or a

@@ -79,3 +79,17 @@ pub(super) unsafe fn socket(s: *const dgram_socket) -> Result<ManuallyDrop<Arc<S
     // (dgram_create_socket), live by this function's contract.
     unsafe { borrow_handle::<Socket>(s.cast()) }
 }
+
+/// The socket behind a `dgram_socket *`, with a reference of the call's
+/// own: for calls that may wait (for a callback running on another thread,
+/// or for a read under way), during which that callback may free the
+/// handle.
+///
+/// # Safety
+///
+/// As for [`socket`], at the time of the call.
+pub(super) unsafe fn owned_socket(s: *const dgram_socket) -> Result<Arc<Socket>> {
+    // SAFETY: this function's contract is `socket`'s; the borrow ends once
+    // it is cloned.
+    unsafe { socket(s) }.map(|s| Arc::clone(&s))
+}

@@ -6,7 +6,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use super::guard::{guard, guard_code};
-use super::handles::{context, socket, take_handle};
+use super::handles::{context, owned_socket, socket, take_handle};
 use crate::addr::Family;
 use crate::error::Errno;
 use crate::event::UserPtr;
@@ -145,8 +145,10 @@ pub unsafe extern "C" fn dgram_on_connect(s: *mut dgram_socket, cb: dgram_event_
 /// valid until `dgram_socket_free`.
 #[no_mangle]
 pub unsafe extern "C" fn dgram_close(s: *mut dgram_socket, on_close: dgram_event_cb) -> c_int {
+    // Owned: close waits for a callback running on another thread, which
+    // may free the handle meanwhile.
     // SAFETY: `s` is NULL or a socket handle not yet freed (header: dgram_socket).
-    guard_code(|| unsafe { socket(s) }?.close(on_close))
+    guard_code(|| unsafe { owned_socket(s) }?.close(on_close))
 }
 
 /// Undoes `dgram_socket_unref` (Node `socket.ref`); sockets start
