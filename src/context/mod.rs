@@ -21,6 +21,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -69,6 +70,31 @@ const READY_PER_ROUND: usize = 64;
 const INITIAL_QUEUE_CAPACITY: usize = 1024;
 
 const NO_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
+
+/// Hashes the registry's keys, epoll tokens handed out in sequence, with
+/// one multiplication (Fibonacci hashing spreads them over the high bits
+/// the table probes with): the registry is looked up for every ready
+/// socket of every round, and SipHash's protection against chosen keys is
+/// not needed for numbers the context chose itself.
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in all the same.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, token: u64) {
+        self.0 = token.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// An event on its way to dispatch, and the socket it belongs to.
 pub struct Event {
@@ -120,7 +146,7 @@ pub struct Context {
     paused_readers: AtomicUsize,
     /// The last datagram source given to the host, formatted.
     rinfo: Mutex<RinfoCache>,
-    sockets: Mutex<HashMap<u64, Arc<Socket>>>,
+    sockets: Mutex<HashMap<u64, Arc<Socket>, BuildHasherDefault<TokenHasher>>>,
     next_token: AtomicU64,
     /// What keeps the host's loop alive (`dgram_context_active`).
     activity: Activity,
@@ -161,7 +187,7 @@ impl Context {
             paused: Mutex::new(Vec::new()),
             paused_readers: AtomicUsize::new(0),
             rinfo: Mutex::new(RinfoCache::default()),
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(HashMap::default()),
             next_token: AtomicU64::new(DOORBELL_TOKEN + 1),
             activity: Activity::default(),
             dispatching: AtomicBool::new(false),
