@@ -208,7 +208,10 @@ mod tests {
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         let mut control = [0u64; 3];
         set_udp_segment(&mut hdr, &mut control, 1200);
-        assert_eq!(hdr.msg_control, control.as_mut_ptr().cast());
+        // Compared as an address only: a fresh `as_mut_ptr` here would
+        // retag `control` and leave the header's pointer invalid for the
+        // reads below (Miri's Stacked Borrows).
+        assert_eq!(hdr.msg_control as usize, std::ptr::addr_of!(control) as usize);
         // SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic; the header points
         // at `control`, which `set_udp_segment` filled with one message.
         unsafe {
