@@ -79,7 +79,7 @@ impl Context {
     ) -> u32 {
         let Some(batch) = reader.batch.as_mut() else { return 0 };
         let delivered = match socket.current_handlers() {
-            Some(admitted) => self.deliver(socket, admitted, batch, budget, callbacks),
+            Some(admitted) => self.deliver(socket, admitted, batch, budget, &mut reader.rinfo, callbacks),
             None => {
                 batch.clear();
                 0

@@ -10,13 +10,12 @@
 //! after a back-off for memory, and giving back the memory of idle batches.
 //!
 //! Locking order, to rule out deadlocks: the context's callback lock, then
-//! the host reader (held by the one dispatching thread only), then the
-//! source cache (`rinfo`, only ever tried), then a socket's state lock,
-//! then the leaves (event queue, pool, registry, paused list, resolver),
-//! none of which is held while taking another. Host callbacks run with
-//! only the callback lock, the host reader and the source cache held; the
-//! callback lock is reentrant and nothing a callback can call takes the
-//! other two (or waits for them), so callbacks may call anything. The full
+//! the host reader (held by the one dispatching thread only), then a
+//! socket's state lock, then the leaves (event queue, pool, registry,
+//! paused list, resolver), none of which is held while taking another.
+//! Host callbacks run with only the callback lock and the host reader held;
+//! the callback lock is reentrant and nothing a callback can call takes the
+//! host reader (or waits for it), so callbacks may call anything. The full
 //! table is in docs/design.md.
 
 use std::cell::Cell;
@@ -30,7 +29,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 
 use crate::activity::{Activity, Change};
-use crate::event::{run_callbacks, EventKind, RinfoCache, SocketHandle};
+use crate::event::{run_callbacks, EventKind, SocketHandle};
 use crate::pool::BatchPool;
 use crate::resolve::Resolver;
 use crate::socket::Socket;
@@ -144,8 +143,6 @@ pub struct Context {
     /// watches them again once the pool's back-off ends.
     paused: Mutex<Vec<Arc<Socket>>>,
     paused_readers: AtomicUsize,
-    /// The last datagram source given to the host, formatted.
-    rinfo: Mutex<RinfoCache>,
     sockets: Mutex<HashMap<u64, Arc<Socket>, BuildHasherDefault<TokenHasher>>>,
     next_token: AtomicU64,
     /// What keeps the host's loop alive (`dgram_context_active`).
@@ -186,7 +183,6 @@ impl Context {
             pool: BatchPool::new(READER_BATCHES),
             paused: Mutex::new(Vec::new()),
             paused_readers: AtomicUsize::new(0),
-            rinfo: Mutex::new(RinfoCache::default()),
             sockets: Mutex::new(HashMap::default()),
             next_token: AtomicU64::new(DOORBELL_TOKEN + 1),
             activity: Activity::default(),

@@ -25,6 +25,9 @@ pub(super) struct Reader {
     /// The socket whose datagrams are left in `batch` when a dispatch's
     /// `max` cut a split GRO buffer short: they go first next time.
     pub(super) leftover: Option<Arc<Socket>>,
+    /// The last datagram source given to the host, formatted: one per
+    /// reading thread, as only that thread delivers.
+    pub(super) rinfo: RinfoCache,
 }
 
 impl Reader {
@@ -33,6 +36,7 @@ impl Reader {
             mmsg: RecvMmsg::new(),
             batch: None,
             leftover: None,
+            rinfo: RinfoCache::default(),
         }
     }
 }
@@ -64,7 +68,12 @@ impl Context {
             if reader.batch.is_none() {
                 reader.batch = self.pool.take();
             }
-            let Reader { mmsg, batch, leftover } = reader;
+            let Reader {
+                mmsg,
+                batch,
+                leftover,
+                rinfo,
+            } = reader;
             let Some(batch) = batch.as_mut() else {
                 // A pending socket error would keep the socket ready
                 // (EPOLLERR cannot be masked) while it is paused: report
@@ -118,10 +127,10 @@ impl Context {
                     match (admitted, plain) {
                         (Some(admitted), true) => {
                             let budget = budget - delivered;
-                            delivered += self.deliver_read(socket, admitted, mmsg, batch, n, budget, callbacks);
+                            delivered += self.deliver_read(socket, admitted, mmsg, batch, n, budget, rinfo, callbacks);
                         }
                         (Some(admitted), false) => {
-                            delivered += self.deliver(socket, admitted, batch, budget - delivered, callbacks);
+                            delivered += self.deliver(socket, admitted, batch, budget - delivered, rinfo, callbacks);
                         }
                         (None, _) => batch.clear(),
                     }
@@ -159,11 +168,9 @@ impl Context {
         batch: &RecvBatch,
         count: usize,
         budget: u32,
+        rinfo: &mut RinfoCache,
         callbacks: &mut ReentrantMutexGuard<'_, ()>,
     ) -> u32 {
-        let mut spare = RinfoCache::default();
-        let mut cached = self.rinfo.try_lock();
-        let rinfo = cached.as_deref_mut().unwrap_or(&mut spare);
         let slots = batch.slots();
         let now = count.min(budget as usize);
         for i in 0..now {
@@ -194,12 +201,9 @@ impl Context {
         mut admitted: Admitted,
         batch: &mut RecvBatch,
         budget: u32,
+        rinfo: &mut RinfoCache,
         callbacks: &mut ReentrantMutexGuard<'_, ()>,
     ) -> u32 {
-        // Only the one reading thread delivers, so this never waits.
-        let mut spare = RinfoCache::default();
-        let mut cached = self.rinfo.try_lock();
-        let rinfo = cached.as_deref_mut().unwrap_or(&mut spare);
         let now = batch.remaining().min(budget as usize);
         let mut done = 0;
         while done < now {
